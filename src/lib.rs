@@ -1,0 +1,3 @@
+//! backstop: a sidecar HTTP proxy that makes LLM API calls survive real-world failures.
+
+pub mod mock;

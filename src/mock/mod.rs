@@ -1,0 +1,1 @@
+//! The fault-injecting OpenAI-compatible mock upstream.
