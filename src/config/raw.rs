@@ -1,0 +1,208 @@
+//! The config file exactly as written: serde structs with SPEC defaults filled in.
+//!
+//! Nothing outside `config` reads these; `validate` turns them into the trusted types in
+//! `config::typed`. They are also what `backstop check-config` prints back (with every
+//! default made explicit), so they serialise as well as deserialise.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: u64,
+    pub retry_buffer_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub retry: RawRetry,
+    pub failure_log: RawFailureLog,
+    pub tls: RawTls,
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<RawUpstream>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            shutdown_grace: Duration::from_secs(30),
+            max_body_bytes: 64 * 1024 * 1024,
+            retry_buffer_bytes: 16 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            retry: RawRetry::default(),
+            failure_log: RawFailureLog::default(),
+            tls: RawTls::default(),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetry {
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub throttle_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_server_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub first_event_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    pub retry_ambiguous: bool,
+    pub budget_ratio: f64,
+    pub budget_min_per_second: u32,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            base_delay: Duration::from_millis(250),
+            throttle_base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            max_server_delay: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(600),
+            first_event_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(600),
+            retry_ambiguous: true,
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
+        }
+    }
+}
+
+/// Per-upstream overrides of `[retry]`: every key optional, absent means "inherit".
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetryOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub base_delay: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub throttle_base_delay: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub max_server_delay: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub first_event_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_ambiguous: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_min_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFailureLog {
+    pub dir: PathBuf,
+    pub retention_days: u32,
+}
+
+impl Default for RawFailureLog {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data/failures"),
+            retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// Trust the operating system's roots as well as the bundled Mozilla (webpki) roots.
+    pub native_roots: bool,
+    /// Extra PEM files of CA certificates to trust, e.g. a private gateway's CA.
+    pub extra_ca_files: Vec<PathBuf>,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            native_roots: true,
+            extra_ca_files: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    #[serde(default)]
+    pub kind: RawKind,
+    pub base_url: String,
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
+    #[serde(with = "humantime_serde", default = "default_max_queue_wait")]
+    pub max_queue_wait: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetryOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+}
+
+fn default_path_prefix() -> String {
+    "/".to_owned()
+}
+
+fn default_max_queue_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawKind {
+    #[default]
+    Openai,
+    Azure,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub consecutive_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}

@@ -1,0 +1,154 @@
+//! The trusted config types the rest of backstop reads: durations, URLs and counts that
+//! have already been checked. Built only by `config::validate`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::uri::{Authority, Scheme};
+
+use super::raw::RawConfig;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where apps connect (SPEC `listen`, default 127.0.0.1:8080).
+    pub listen: SocketAddr,
+    /// Where /healthz, /readyz (and later /metrics) are served (default 127.0.0.1:9090).
+    pub admin_listen: SocketAddr,
+    /// How long in-flight requests may run after SIGTERM (default 30 s).
+    pub shutdown_grace: Duration,
+    /// Request bodies above this many bytes get 413 (default 64 MiB).
+    pub max_body_bytes: u64,
+    /// Request bodies up to this many bytes are kept in memory for replay (default 16 MiB).
+    pub retry_buffer_bytes: u64,
+    /// Time allowed for TCP connect + TLS handshake to an upstream (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept (default 90 s).
+    pub pool_idle_timeout: Duration,
+    /// `[retry]` as written, the defaults every upstream starts from.
+    pub retry: RetrySettings,
+    pub failure_log: FailureLogSettings,
+    pub tls: TlsSettings,
+    /// At least one; names and path prefixes are unique.
+    pub upstreams: Vec<Upstream>,
+    /// The file as parsed with every default made explicit, for `check-config`.
+    pub(super) raw: RawConfig,
+}
+
+/// Retry rules (SPEC §2). Every duration is non-zero; `base_delay` and
+/// `throttle_base_delay` are at most `max_delay`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySettings {
+    /// Retries after the first attempt (default 2: three attempts).
+    pub max_retries: u32,
+    /// Backoff base for transient failures (default 250 ms).
+    pub base_delay: Duration,
+    /// Backoff base for throttling, 429/503 (default 1 s).
+    pub throttle_base_delay: Duration,
+    /// Cap on computed backoff, never on a server-chosen delay (default 8 s).
+    pub max_delay: Duration,
+    /// Longest server-chosen delay honoured (default 60 s).
+    pub max_server_delay: Duration,
+    /// Time to the response headers of one attempt (default 600 s).
+    pub attempt_timeout: Duration,
+    /// For SSE, time to the first event (default 120 s).
+    pub first_event_timeout: Duration,
+    /// Longest silence between body chunks (default 60 s).
+    pub idle_timeout: Duration,
+    /// One deadline over all attempts and backoffs (default 600 s).
+    pub deadline: Duration,
+    /// Retry a reset/timeout after the request was sent (default true).
+    pub retry_ambiguous: bool,
+    /// Retries may add this fraction of requests over 10 s (default 0.2; 0..=10, finite).
+    pub budget_ratio: f64,
+    /// Plus this many retries per second (default 10).
+    pub budget_min_per_second: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailureLogSettings {
+    /// Directory of the daily `failures-YYYY-MM-DD.jsonl` files (default data/failures).
+    pub dir: PathBuf,
+    /// Files older than this many days are deleted (default 30).
+    pub retention_days: NonZeroU32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    /// Also trust the OS roots, besides the bundled webpki roots (default true).
+    pub native_roots: bool,
+    /// Extra CA bundles (PEM), each checked to exist at load.
+    pub extra_ca_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// Injected key goes in `Authorization: Bearer`.
+    OpenAi,
+    /// Injected key goes in `api-key`.
+    Azure,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub kind: UpstreamKind,
+    pub base_url: UpstreamUrl,
+    /// Requests whose path starts with this go here; the longest prefix wins.
+    pub path_prefix: String,
+    /// The key to inject instead of the client's, read from `api_key_env` at load.
+    pub api_key: Option<ApiKey>,
+    /// Other upstream names to use when this one's retries are spent (validated to exist).
+    pub fallbacks: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    /// Longest wait for a local rate limit before 429 (default 10 s).
+    pub max_queue_wait: Duration,
+    /// `[retry]` with this upstream's overrides applied.
+    pub retry: RetrySettings,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// scheme://authority[/path] of an upstream; the request path is appended to `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Empty or starting with '/', never ending with '/'.
+    pub path: String,
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.path)
+    }
+}
+
+/// An API key taken from the environment. Its value never appears in Debug output.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub env: String,
+    pub header_value: HeaderValue,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey(from ${}, redacted)", self.env)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests_per_minute: Option<NonZeroU32>,
+    /// Defaults to ceil(requests_per_minute / 60).
+    pub requests_burst: Option<NonZeroU32>,
+    pub tokens_per_minute: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    pub consecutive_failures: NonZeroU32,
+    pub open_for: Duration,
+}
