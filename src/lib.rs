@@ -1,4 +1,28 @@
 //! backstop: a sidecar HTTP proxy that makes LLM API calls survive real-world failures.
+//!
+//! `start(config)` binds and serves in-process (tests use it); `run(config, shutdown)`
+//! serves until `shutdown` completes and then drains. The CLI lives in `cli`.
 
+pub mod admin;
+pub mod body;
+pub mod cli;
 pub mod config;
+pub mod error;
 pub mod mock;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod stack;
+pub mod telemetry;
+
+use std::future::Future;
+
+pub use config::Config;
+pub use server::{Running, StartError, start};
+
+/// Serves `config` until `shutdown` completes, then drains (SPEC §5).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    start(config).await?.run_until(shutdown).await;
+    Ok(())
+}

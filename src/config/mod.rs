@@ -91,7 +91,11 @@ impl Config {
         let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Parse {
-                key: if key == "." { "(document)".to_owned() } else { key },
+                key: if key == "." {
+                    "(document)".to_owned()
+                } else {
+                    key
+                },
                 reason: toml_reason(text, e.inner()),
             }
         })?;

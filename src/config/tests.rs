@@ -69,7 +69,10 @@ fn documented_example_config_is_valid() {
 
 #[test]
 fn unknown_top_level_key_is_named() {
-    assert_eq!(key_of(&format!("lisen = \"127.0.0.1:1\"\n{ONE_UPSTREAM}")), "lisen");
+    assert_eq!(
+        key_of(&format!("lisen = \"127.0.0.1:1\"\n{ONE_UPSTREAM}")),
+        "lisen"
+    );
 }
 
 #[test]
@@ -86,7 +89,10 @@ fn bad_duration_is_named() {
 
 #[test]
 fn bad_listen_address_is_named() {
-    assert_eq!(key_of(&format!("listen = \"nowhere\"\n{ONE_UPSTREAM}")), "listen");
+    assert_eq!(
+        key_of(&format!("listen = \"nowhere\"\n{ONE_UPSTREAM}")),
+        "listen"
+    );
 }
 
 #[test]
@@ -133,7 +139,13 @@ fn upstream_without_base_url_is_named() {
 
 #[test]
 fn bad_base_url_is_named() {
-    for url in ["api.openai.com", "ftp://x", "https://", "https://h/?a=1", "https://u:p@h"] {
+    for url in [
+        "api.openai.com",
+        "ftp://x",
+        "https://",
+        "https://h/?a=1",
+        "https://u:p@h",
+    ] {
         let text = format!("[[upstream]]\nname = \"a\"\nbase_url = \"{url}\"\n");
         assert_eq!(key_of(&text), "upstream[0].base_url", "{url}");
     }
@@ -144,7 +156,10 @@ fn base_url_path_is_kept_without_trailing_slash() {
     let text = "[[upstream]]\nname = \"gw\"\nbase_url = \"http://gw.local:8000/llm/\"\n";
     let config = parse(text).expect("valid");
     assert_eq!(config.upstreams[0].base_url.path, "/llm");
-    assert_eq!(config.upstreams[0].base_url.authority.as_str(), "gw.local:8000");
+    assert_eq!(
+        config.upstreams[0].base_url.authority.as_str(),
+        "gw.local:8000"
+    );
 }
 
 #[test]
@@ -177,7 +192,8 @@ fn unknown_fallback_is_rejected() {
 
 #[test]
 fn missing_api_key_env_var_is_named() {
-    let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\napi_key_env=\"BACKSTOP_TEST_UNSET\"\n";
+    let text =
+        "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\napi_key_env=\"BACKSTOP_TEST_UNSET\"\n";
     let err = parse(text).expect_err("unset variable");
     assert_eq!(err.key(), Some("upstream[0].api_key_env"));
     assert!(err.to_string().contains("BACKSTOP_TEST_UNSET"), "{err}");
@@ -185,7 +201,8 @@ fn missing_api_key_env_var_is_named() {
 
 #[test]
 fn api_key_is_read_from_env_and_never_printed() {
-    let text = "[[upstream]]\nname=\"a\"\nkind=\"azure\"\nbase_url=\"https://x\"\napi_key_env=\"K\"\n";
+    let text =
+        "[[upstream]]\nname=\"a\"\nkind=\"azure\"\nbase_url=\"https://x\"\napi_key_env=\"K\"\n";
     let env = |var: &str| (var == "K").then(|| "sk-secret-marker".to_owned());
     let config = Config::from_toml(text, &env).expect("valid");
     let key = config.upstreams[0].api_key.as_ref().expect("key");
@@ -207,7 +224,8 @@ fn upstream_retry_override_inherits_the_rest() {
 
 #[test]
 fn upstream_retry_override_is_validated_with_its_path() {
-    let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\n[upstream.retry]\nmax_delay=\"1ms\"\n";
+    let text =
+        "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\n[upstream.retry]\nmax_delay=\"1ms\"\n";
     assert_eq!(key_of(text), "upstream[0].retry.base_delay");
 }
 
@@ -220,7 +238,10 @@ fn requests_burst_needs_requests_per_minute() {
 #[test]
 fn circuit_breaker_zero_failures_is_rejected() {
     let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\n[upstream.circuit_breaker]\nconsecutive_failures=0\nopen_for=\"30s\"\n";
-    assert_eq!(key_of(text), "upstream[0].circuit_breaker.consecutive_failures");
+    assert_eq!(
+        key_of(text),
+        "upstream[0].circuit_breaker.consecutive_failures"
+    );
 }
 
 #[test]

@@ -173,7 +173,9 @@ fn merged_retry(base: &RawRetry, o: &RawRetryOverride) -> RawRetry {
         deadline: o.deadline.unwrap_or(base.deadline),
         retry_ambiguous: o.retry_ambiguous.unwrap_or(base.retry_ambiguous),
         budget_ratio: o.budget_ratio.unwrap_or(base.budget_ratio),
-        budget_min_per_second: o.budget_min_per_second.unwrap_or(base.budget_min_per_second),
+        budget_min_per_second: o
+            .budget_min_per_second
+            .unwrap_or(base.budget_min_per_second),
     }
 }
 
@@ -223,9 +225,13 @@ fn upstream(
     let circuit_breaker = match &up.circuit_breaker {
         None => None,
         Some(cb) => {
-            let consecutive_failures = NonZeroU32::new(cb.consecutive_failures).ok_or_else(|| {
-                invalid(key("circuit_breaker.consecutive_failures"), "must be at least 1")
-            })?;
+            let consecutive_failures =
+                NonZeroU32::new(cb.consecutive_failures).ok_or_else(|| {
+                    invalid(
+                        key("circuit_breaker.consecutive_failures"),
+                        "must be at least 1",
+                    )
+                })?;
             non_zero(&key("circuit_breaker.open_for"), cb.open_for)?;
             Some(CircuitBreaker {
                 consecutive_failures,
@@ -284,8 +290,9 @@ fn api_key(var: &str, env: EnvLookup<'_>) -> Result<ApiKey, String> {
     if value.trim().is_empty() {
         return Err(format!("environment variable {var} is empty"));
     }
-    let mut header_value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("environment variable {var} holds characters not allowed in a header"))?;
+    let mut header_value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        format!("environment variable {var} holds characters not allowed in a header")
+    })?;
     header_value.set_sensitive(true);
     Ok(ApiKey {
         env: var.to_owned(),

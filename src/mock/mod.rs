@@ -1,1 +1,2 @@
 //! The fault-injecting OpenAI-compatible mock upstream.
+pub mod cli;

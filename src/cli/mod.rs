@@ -1,0 +1,85 @@
+//! The command line: `serve` (the default), `check-config`, `mock-upstream`, `demo`.
+
+mod check_config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Source;
+use crate::telemetry::{self, LogFormat};
+
+/// backstop — a sidecar proxy that makes OpenAI / Azure OpenAI calls survive
+/// 429 storms, 5xx errors, dropped connections and stalls.
+///
+/// Point your app's OPENAI_BASE_URL at http://127.0.0.1:8080/v1 (or AzureOpenAI's
+/// azure_endpoint at http://127.0.0.1:8080) and run `backstop` next to it.
+#[derive(Debug, Parser)]
+#[command(name = "backstop", version, about, long_about)]
+pub struct Cli {
+    /// Config file (TOML). Without one, an embedded default proxies
+    /// 127.0.0.1:8080 to https://api.openai.com.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "BACKSTOP_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr. Level comes from BACKSTOP_LOG or RUST_LOG (default info).
+    #[arg(long, global = true, env = "BACKSTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the default command). SIGTERM/SIGINT drain and exit;
+    /// SIGHUP reloads the config file.
+    Serve,
+    /// Validate the config and print the effective config (every default filled in).
+    CheckConfig,
+    /// Run an OpenAI-compatible upstream with injectable faults, for demos and tests.
+    MockUpstream(crate::mock::cli::MockArgs),
+}
+
+/// Exit code for a config that was refused before any port was bound.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let source = Source::from_option(cli.config.as_deref());
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config::run(&source),
+        Command::Serve => block_on(serve::run(source)),
+        Command::MockUpstream(args) => block_on(async move {
+            match crate::mock::cli::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("backstop mock-upstream: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(future),
+        Err(e) => {
+            eprintln!("backstop: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

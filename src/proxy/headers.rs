@@ -1,0 +1,132 @@
+//! Header rules of SPEC §1: hop-by-hop headers go in neither direction, `Host` comes from
+//! the upstream, and an upstream with `api_key_env` replaces the client's credentials.
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
+
+use crate::config::{ApiKey, UpstreamKind};
+
+/// RFC 9110 §7.6.1, plus the legacy names proxies have always dropped.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-backstop-request-id");
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-backstop-attempts");
+
+/// Removes hop-by-hop headers, including any named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Turns the client's headers into the upstream request's headers, in place.
+pub fn prepare_outbound(headers: &mut HeaderMap, kind: UpstreamKind, key: Option<&ApiKey>) {
+    strip_hop_by_hop(headers);
+    // The client built for its own view of the host; hyper sets Host from the upstream URI.
+    headers.remove(HOST);
+    if let Some(key) = key {
+        headers.remove(AUTHORIZATION);
+        headers.remove(&API_KEY);
+        match kind {
+            UpstreamKind::OpenAi => {
+                let mut bearer = Vec::with_capacity(7 + key.header_value.len());
+                bearer.extend_from_slice(b"Bearer ");
+                bearer.extend_from_slice(key.header_value.as_bytes());
+                if let Ok(mut value) = HeaderValue::from_bytes(&bearer) {
+                    value.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, value);
+                }
+            }
+            UpstreamKind::Azure => {
+                headers.insert(API_KEY, key.header_value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        ApiKey {
+            env: "K".into(),
+            header_value: HeaderValue::from_static("sk-injected"),
+        }
+    }
+
+    fn client_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private-hop"),
+        );
+        h.insert("x-private-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer sk-client"));
+        h.insert("openai-organization", HeaderValue::from_static("org-1"));
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_dropped() {
+        let mut h = client_headers();
+        prepare_outbound(&mut h, UpstreamKind::OpenAi, None);
+        for gone in [
+            "connection",
+            "x-private-hop",
+            "keep-alive",
+            "te",
+            "proxy-authorization",
+            "host",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} should be dropped");
+        }
+        assert_eq!(h["authorization"], "Bearer sk-client");
+        assert_eq!(h["openai-organization"], "org-1");
+    }
+
+    #[test]
+    fn openai_key_is_injected_as_bearer() {
+        let mut h = client_headers();
+        h.insert(API_KEY, HeaderValue::from_static("client-azure"));
+        prepare_outbound(&mut h, UpstreamKind::OpenAi, Some(&key()));
+        assert_eq!(h["authorization"], "Bearer sk-injected");
+        assert!(h["authorization"].is_sensitive());
+        assert!(!h.contains_key(API_KEY));
+    }
+
+    #[test]
+    fn azure_key_is_injected_as_api_key() {
+        let mut h = client_headers();
+        prepare_outbound(&mut h, UpstreamKind::Azure, Some(&key()));
+        assert_eq!(h["api-key"], "sk-injected");
+        assert!(!h.contains_key(AUTHORIZATION));
+    }
+}

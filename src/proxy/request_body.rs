@@ -1,0 +1,175 @@
+//! The client's request body: kept in memory up to `retry_buffer_bytes` so the retry
+//! engine can replay it; beyond that streamed through once (never retried); beyond
+//! `max_body_bytes` refused with 413.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{self, Body, BoxError};
+use crate::error::ProxyError;
+
+pub enum RequestBody {
+    /// The whole body, cheap to clone for each attempt.
+    Buffered(Bytes),
+    /// Too large to keep: can be sent exactly once.
+    Streaming(StreamingBody),
+}
+
+/// Limits for reading a request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub retry_buffer_bytes: u64,
+    pub max_body_bytes: u64,
+    /// Longest wait for the next chunk from the client.
+    pub idle_timeout: Duration,
+}
+
+impl RequestBody {
+    /// Reads the body until it ends or passes `retry_buffer_bytes`.
+    pub async fn read(
+        mut incoming: Incoming,
+        content_length: Option<u64>,
+        limits: BodyLimits,
+    ) -> Result<RequestBody, ProxyError> {
+        let too_large = ProxyError::BodyTooLarge {
+            limit: limits.max_body_bytes,
+        };
+        if content_length.is_some_and(|n| n > limits.max_body_bytes) {
+            return Err(too_large);
+        }
+        let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total: u64 = 0;
+        loop {
+            let frame = tokio::time::timeout(limits.idle_timeout, incoming.frame())
+                .await
+                .map_err(|_| {
+                    ProxyError::BadRequestBody("client stopped sending the body".into())
+                })?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len() as u64;
+            if total > limits.max_body_bytes {
+                return Err(too_large);
+            }
+            chunks.push(data);
+            if total > limits.retry_buffer_bytes {
+                return Ok(RequestBody::Streaming(StreamingBody {
+                    prefix: chunks.into(),
+                    rest: incoming,
+                    seen: total,
+                    limit: limits.max_body_bytes,
+                }));
+            }
+        }
+        Ok(RequestBody::Buffered(concat(chunks, buffer_cap)))
+    }
+
+    /// Whether this body can be sent again for a retry.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, RequestBody::Buffered(_))
+    }
+
+    /// The buffered bytes, if the body was small enough to keep.
+    pub fn buffered(&self) -> Option<&Bytes> {
+        match self {
+            RequestBody::Buffered(b) => Some(b),
+            RequestBody::Streaming(_) => None,
+        }
+    }
+
+    /// A body for one attempt: a cheap clone when buffered; the stream itself otherwise.
+    pub fn into_body(self) -> Body {
+        match self {
+            RequestBody::Buffered(bytes) => body::full(bytes),
+            RequestBody::Streaming(s) => BodyExt::boxed(s),
+        }
+    }
+}
+
+fn concat(mut chunks: Vec<Bytes>, capacity: usize) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut out = BytesMut::with_capacity(capacity);
+            for c in chunks {
+                out.extend_from_slice(&c);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// Raised (as the body error) when a streamed body passes `max_body_bytes` mid-send.
+#[derive(Debug, thiserror::Error)]
+#[error("request body is larger than the limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// The chunks already read, then the rest of the client's body, counted against the limit.
+    pub struct StreamingBody {
+        prefix: VecDeque<Bytes>,
+        #[pin]
+        rest: Incoming,
+        seen: u64,
+        limit: u64,
+    }
+}
+
+impl HttpBody for StreamingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if let Some(chunk) = this.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match this.rest.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        let err = BodyTooLarge { limit: *this.limit };
+                        return Poll::Ready(Some(Err(Box::new(err))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let queued: u64 = self.prefix.iter().map(|c| c.len() as u64).sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(queued + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(queued + upper);
+        }
+        hint
+    }
+}

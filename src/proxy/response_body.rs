@@ -1,0 +1,140 @@
+//! The upstream response body on its way to the client: streamed frame by frame, never
+//! collected, with `idle_timeout` between frames. Once the first byte has gone to the
+//! client nothing can be retried, so a stall or a broken upstream ends an SSE stream
+//! with a final `data: {"error":…}` event (the SDK raises instead of hanging) and
+//! aborts any other body (the client sees a truncated response, not a clean end).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::BoxError;
+use crate::error::error_json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("upstream sent nothing for {0:?}")]
+    Idle(Duration),
+    #[error("upstream broke off the response: {0}")]
+    Broken(#[source] hyper::Error),
+}
+
+pin_project_lite::pin_project! {
+    pub struct GuardedBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        idle: Sleep,
+        idle_timeout: Duration,
+        sse: bool,
+        // The last bytes sent ended an SSE event ("\n\n"), so an error event can follow.
+        at_event_boundary: bool,
+        done: bool,
+    }
+}
+
+impl GuardedBody {
+    pub fn new(inner: Incoming, idle_timeout: Duration, sse: bool) -> GuardedBody {
+        GuardedBody {
+            inner,
+            idle: tokio::time::sleep(idle_timeout),
+            idle_timeout,
+            sse,
+            at_event_boundary: true,
+            done: false,
+        }
+    }
+}
+
+/// The bytes of a final SSE error event; starts by closing a half-sent event if needed.
+fn error_event(at_event_boundary: bool, code: &str, message: &str) -> Bytes {
+    let prefix = if at_event_boundary { "" } else { "\n\n" };
+    Bytes::from(format!("{prefix}data: {}\n\n", error_json(code, message)))
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        let failure = match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle
+                    .as_mut()
+                    .reset(Instant::now() + *this.idle_timeout);
+                if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                    *this.at_event_boundary =
+                        data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
+            Poll::Pending => match this.idle.poll(cx) {
+                Poll::Ready(()) => StreamError::Idle(*this.idle_timeout),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        *this.done = true;
+        tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
+        if *this.sse {
+            let code = match failure {
+                StreamError::Idle(_) => "stream_idle_timeout",
+                StreamError::Broken(_) => "stream_interrupted",
+            };
+            let event = error_event(*this.at_event_boundary, code, &failure.to_string());
+            return Poll::Ready(Some(Ok(Frame::data(event))));
+        }
+        Poll::Ready(Some(Err(Box::new(failure))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sse {
+            // An error event may be added: never promise an exact length.
+            SizeHint::new()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_event_is_a_whole_sse_event() {
+        let e = error_event(true, "stream_idle_timeout", "quiet");
+        let text = std::str::from_utf8(&e).expect("utf8");
+        assert!(text.starts_with("data: {"));
+        assert!(text.ends_with("}\n\n"));
+        let json: serde_json::Value =
+            serde_json::from_str(text.trim_start_matches("data: ").trim()).expect("json");
+        assert_eq!(json["error"]["code"], "stream_idle_timeout");
+    }
+
+    #[test]
+    fn error_event_closes_a_half_sent_event_first() {
+        let e = error_event(false, "stream_interrupted", "cut");
+        assert!(e.starts_with(b"\n\ndata: "));
+    }
+}

@@ -1,0 +1,167 @@
+//! One attempt against an upstream: build the outbound request, send it, wait for the
+//! response headers within `attempt_timeout`, and name what went wrong by error type.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::client::UpstreamClient;
+use super::headers::prepare_outbound;
+use super::request_body::BodyTooLarge;
+use crate::body::Body;
+use crate::config::Upstream;
+use crate::error::ProxyError;
+
+/// The upstream URI: the upstream's scheme, host and base path, then the client's path
+/// and query exactly as sent. Nothing the client sends can change the host.
+pub fn upstream_uri(upstream: &Upstream, client_uri: &Uri) -> Result<Uri, ProxyError> {
+    let base = &upstream.base_url;
+    let path_and_query = client_uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let mut s = String::with_capacity(
+        base.scheme.as_str().len()
+            + 3
+            + base.authority.as_str().len()
+            + base.path.len()
+            + path_and_query.len(),
+    );
+    s.push_str(base.scheme.as_str());
+    s.push_str("://");
+    s.push_str(base.authority.as_str());
+    s.push_str(&base.path);
+    s.push_str(path_and_query);
+    Uri::try_from(s).map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))
+}
+
+/// The outbound request for one attempt, built from the client's request head.
+pub fn outbound_request(
+    upstream: &Upstream,
+    client: &Parts,
+    body: Body,
+) -> Result<Request<Body>, ProxyError> {
+    let mut request = Request::new(body);
+    *request.method_mut() = client.method.clone();
+    *request.uri_mut() = upstream_uri(upstream, &client.uri)?;
+    // The legacy client refuses an HTTP/2-versioned request on an HTTP/1 connection;
+    // ALPN still picks h2 where the upstream offers it.
+    *request.version_mut() = Version::HTTP_11;
+    let headers = request.headers_mut();
+    headers.clone_from(&client.headers);
+    prepare_outbound(headers, upstream.kind, upstream.api_key.as_ref());
+    Ok(request)
+}
+
+/// Sends one attempt and waits for its response headers.
+pub async fn send(
+    client: &UpstreamClient,
+    upstream: &Upstream,
+    request: Request<Body>,
+    attempt_timeout: Duration,
+) -> Result<Response<Incoming>, ProxyError> {
+    match tokio::time::timeout(attempt_timeout, client.request(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(classify(upstream, &e)),
+        Err(_) => Err(ProxyError::Timeout {
+            upstream: upstream.name.clone(),
+            after: attempt_timeout,
+        }),
+    }
+}
+
+/// Names a client error by its type, never by its message text.
+fn classify(upstream: &Upstream, e: &hyper_util::client::legacy::Error) -> ProxyError {
+    if let Some(too_large) = find_source::<BodyTooLarge>(e) {
+        return ProxyError::BodyTooLarge {
+            limit: too_large.limit,
+        };
+    }
+    let detail = error_chain(e);
+    if e.is_connect() {
+        ProxyError::Connect {
+            upstream: upstream.name.clone(),
+            detail,
+        }
+    } else {
+        ProxyError::Upstream {
+            upstream: upstream.name.clone(),
+            detail,
+        }
+    }
+}
+
+fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// "outer: inner: root" for logs and error messages (transport errors carry no secrets).
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut current = e.source();
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        current = err.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn upstream(base: &str) -> Upstream {
+        let text = format!("[[upstream]]\nname=\"u\"\nbase_url=\"{base}\"\n");
+        Config::from_toml(&text, &|_| None)
+            .expect("valid")
+            .upstreams
+            .remove(0)
+    }
+
+    #[test]
+    fn uri_keeps_path_and_query_and_takes_host_from_upstream() {
+        let up = upstream("https://res.openai.azure.com");
+        let client: Uri = "/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            upstream_uri(&up, &client).expect("uri").to_string(),
+            "https://res.openai.azure.com/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
+        );
+    }
+
+    #[test]
+    fn absolute_form_request_uri_cannot_choose_the_host() {
+        let up = upstream("http://127.0.0.1:9");
+        let client: Uri = "http://evil.example:80/v1/models?x=1".parse().expect("uri");
+        assert_eq!(
+            upstream_uri(&up, &client).expect("uri").to_string(),
+            "http://127.0.0.1:9/v1/models?x=1"
+        );
+    }
+
+    #[test]
+    fn base_url_path_is_prepended() {
+        let up = upstream("http://gw.local/llm/");
+        let client: Uri = "/v1/models".parse().expect("uri");
+        assert_eq!(
+            upstream_uri(&up, &client).expect("uri").to_string(),
+            "http://gw.local/llm/v1/models"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! Listeners and lifecycle: bind both ports, serve HTTP/1.1 and h2c, swap the runtime on
+//! reload, and drain on shutdown.
+//!
+//! Shutdown order: `/readyz` turns 503, the proxy listener stops accepting, open
+//! connections finish their in-flight requests (streams too) within `shutdown_grace`
+//! and are then cut; the admin listener goes last so probes see the draining state.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::{self, Phase, Readiness};
+use crate::body::Body;
+use crate::config::{Config, ConfigError};
+use crate::runtime::Runtime;
+use crate::stack;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({which}): {source}")]
+    Bind {
+        which: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started backstop: both listeners bound and serving.
+pub struct Running {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    runtime: Arc<ArcSwap<Runtime>>,
+    readiness: Arc<Readiness>,
+    stop_proxy: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    proxy_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds both listeners and starts serving. Nothing is bound if the config is refused.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let readiness = Arc::new(Readiness::default());
+    readiness.set(Phase::Starting);
+    let grace = config.shutdown_grace;
+    let (proxy_at, admin_at) = (config.listen, config.admin_listen);
+    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config)?));
+
+    let bind = |which: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                which,
+                addr,
+                source,
+            })
+    };
+    let proxy_listener = bind("listen", proxy_at).await?;
+    let admin_listener = bind("admin_listen", admin_at).await?;
+    let proxy_addr = local_addr(&proxy_listener, "listen", proxy_at)?;
+    let admin_addr = local_addr(&admin_listener, "admin_listen", admin_at)?;
+
+    let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+
+    let rt = runtime.clone();
+    let proxy_task = tokio::spawn(serve(proxy_listener, proxy_stopped, grace, move |req| {
+        let runtime = rt.load_full();
+        async move { Ok::<_, Infallible>(stack::handle(runtime, req).await) }
+    }));
+    let ready = readiness.clone();
+    let admin_task = tokio::spawn(serve(admin_listener, admin_stopped, grace, move |req| {
+        let readiness = ready.clone();
+        async move { Ok::<_, Infallible>(admin::handle(readiness, req).await) }
+    }));
+
+    readiness.set(Phase::Ready);
+    tracing::info!(%proxy_addr, %admin_addr, "backstop listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        runtime,
+        readiness,
+        stop_proxy,
+        stop_admin,
+        proxy_task,
+        admin_task,
+    })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    which: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        which,
+        addr,
+        source,
+    })
+}
+
+impl Running {
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The config new requests use.
+    pub fn config(&self) -> Arc<Config> {
+        self.runtime.load().config.clone()
+    }
+
+    /// Swaps in a new config for new requests; in-flight requests keep the old one.
+    /// Listen addresses cannot change without a restart (a warning says so).
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        if config.listen != self.config().listen
+            || config.admin_listen != self.config().admin_listen
+        {
+            tracing::warn!("listen and admin_listen changes take effect only after a restart");
+        }
+        let upstreams = config.upstreams.len();
+        self.runtime.store(Arc::new(Runtime::new(config)?));
+        tracing::info!(upstreams, "config reloaded");
+        Ok(())
+    }
+
+    /// Drains and stops: see the module doc for the order.
+    pub async fn shutdown(self) {
+        tracing::info!("draining");
+        self.readiness.set(Phase::Draining);
+        let _ = self.stop_proxy.send(true);
+        if let Err(e) = self.proxy_task.await {
+            tracing::error!(error = %e, "proxy listener task failed");
+        }
+        let _ = self.stop_admin.send(true);
+        if let Err(e) = self.admin_task.await {
+            tracing::error!(error = %e, "admin listener task failed");
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Serves until `signal` completes, then drains.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+/// Accepts connections until told to stop, then drains them within `grace`.
+async fn serve<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // e.g. EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handler.clone()));
+                let conn = graceful.watch(conn.into_owned());
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.try_join_next().is_some() {}
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(open, ?grace, "waiting for open connections");
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown_grace passed; cutting remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}
