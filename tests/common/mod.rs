@@ -1,0 +1,183 @@
+//! Shared test harness: a backstop in-process in front of a mock upstream, an HTTP client,
+//! raw-socket helpers and bounded polling. Each test gets its own ports.
+#![allow(dead_code)]
+
+pub mod process;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use backstop::mock::MockUpstream;
+use backstop::{Config, Running};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A config with both listeners on ephemeral ports and one upstream at `base_url`;
+/// `extra` is TOML placed before the upstream table (top-level keys, `[retry]`).
+pub fn config(base_url: &str, extra: &str) -> Config {
+    config_with_env(base_url, extra, "", &|_| None)
+}
+
+/// Like `config`, with keys added to the `[[upstream]]` table and an env for `api_key_env`.
+pub fn config_with_env(
+    base_url: &str,
+    extra: &str,
+    upstream_extra: &str,
+    env: backstop::config::EnvLookup<'_>,
+) -> Config {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n\
+         [[upstream]]\nname = \"mock\"\nbase_url = \"{base_url}\"\n{upstream_extra}\n"
+    );
+    Config::from_toml(&text, env).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+/// A mock upstream and a backstop in front of it.
+pub struct Harness {
+    pub mock: MockUpstream,
+    pub proxy: Running,
+    pub client: TestClient,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with("").await
+    }
+
+    pub async fn start_with(extra: &str) -> Harness {
+        let mock = MockUpstream::start().await.expect("mock starts");
+        let proxy = backstop::start(config(&mock.url(), extra)).await.expect("backstop starts");
+        Harness { mock, client: TestClient::new(proxy.proxy_addr()), proxy }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy.proxy_addr(), path)
+    }
+}
+
+/// A tiny HTTP client (hyper-util, the same stack users' SDKs talk to).
+#[derive(Clone)]
+pub struct TestClient {
+    addr: SocketAddr,
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Collected {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Collected {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl TestClient {
+    pub fn new(addr: SocketAddr) -> TestClient {
+        TestClient { addr, inner: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        Request::builder().method(method).uri(format!("http://{}{}", self.addr, path))
+    }
+
+    /// Sends and returns the response with its body still streaming.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> http::Response<Incoming> {
+        within(Duration::from_secs(20), self.inner.request(request)).await.expect("request sent")
+    }
+
+    /// Sends and reads the whole response.
+    pub async fn call(&self, request: Request<Full<Bytes>>) -> Collected {
+        let response = self.send(request).await;
+        let (parts, body) = response.into_parts();
+        let body = within(Duration::from_secs(20), body.collect()).await.expect("body read").to_bytes();
+        Collected { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub async fn post_json(&self, path: &str, json: serde_json::Value) -> Collected {
+        let request = self
+            .request(Method::POST, path)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-test-client")
+            .body(Full::new(Bytes::from(json.to_string())))
+            .expect("request");
+        self.call(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Collected {
+        self.call(self.request(Method::GET, path).body(Full::new(Bytes::new())).expect("request")).await
+    }
+}
+
+/// Reads a streaming body frame by frame, noting when each data frame arrived.
+pub async fn timed_frames(body: Incoming, limit: Duration) -> Vec<(Duration, Bytes)> {
+    let start = Instant::now();
+    let mut body = body;
+    let mut frames = Vec::new();
+    loop {
+        match within(limit, body.frame()).await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    frames.push((start.elapsed(), data));
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    frames
+}
+
+/// SSE `data:` payloads in a byte stream.
+pub fn sse_data(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
+        .collect()
+}
+
+/// Writes raw bytes on a fresh connection and reads until the peer closes or `limit`.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Awaits `future`, panicking with a clear message after `limit`.
+pub async fn within<F: std::future::Future>(limit: Duration, future: F) -> F::Output {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}"))
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
