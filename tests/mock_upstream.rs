@@ -4,7 +4,9 @@
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
-use backstop::mock::{Fault, MockOptions, MockUpstream, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript};
+use backstop::mock::{
+    Fault, MockOptions, MockUpstream, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,7 +32,8 @@ fn get(path: &str) -> String {
 }
 
 const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}"#;
-const CHAT_STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str =
+    r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[derive(Debug, Default)]
 struct Response {
@@ -55,7 +58,12 @@ impl Response {
 
     /// The `data:` payloads of an SSE body, one per chunk.
     fn events(&self) -> Vec<String> {
-        let data = |(_, c): &(Instant, String)| c.strip_prefix("data: ").expect("an SSE data event").trim_end().to_string();
+        let data = |(_, c): &(Instant, String)| {
+            c.strip_prefix("data: ")
+                .expect("an SSE data event")
+                .trim_end()
+                .to_string()
+        };
         self.chunks.iter().map(data).collect()
     }
 }
@@ -68,19 +76,30 @@ struct Client {
 
 impl Client {
     async fn connect(mock: &MockUpstream) -> Client {
-        let stream = within("connect", TcpStream::connect(mock.addr())).await.expect("connect to mock");
-        Client { stream, buf: Vec::new() }
+        let stream = within("connect", TcpStream::connect(mock.addr()))
+            .await
+            .expect("connect to mock");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     async fn send(&mut self, raw: impl AsRef<[u8]>) {
-        self.stream.write_all(raw.as_ref()).await.expect("send request");
+        self.stream
+            .write_all(raw.as_ref())
+            .await
+            .expect("send request");
     }
 
     async fn fill(&mut self) -> io::Result<()> {
         let mut scratch = [0u8; 16 * 1024];
         match self.stream.read(&mut scratch).await? {
             0 => Err(io::ErrorKind::UnexpectedEof.into()),
-            n => Ok(self.buf.extend_from_slice(&scratch[..n])),
+            n => {
+                self.buf.extend_from_slice(&scratch[..n]);
+                Ok(())
+            }
         }
     }
 
@@ -88,13 +107,20 @@ impl Client {
         loop {
             let mut slots = [httparse::EMPTY_HEADER; 64];
             let mut parsed = httparse::Response::new(&mut slots);
-            if let httparse::Status::Complete(len) = parsed.parse(&self.buf).expect("valid response head") {
+            if let httparse::Status::Complete(len) =
+                parsed.parse(&self.buf).expect("valid response head")
+            {
                 let response = Response {
                     status: parsed.code.expect("status"),
                     headers: parsed
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect(),
                     ..Response::default()
                 };
@@ -134,7 +160,11 @@ impl Client {
                 response.chunks.push((Instant::now(), chunk));
             }
         } else {
-            let length = response.header("content-length").expect("content-length").parse().expect("number");
+            let length = response
+                .header("content-length")
+                .expect("content-length")
+                .parse()
+                .expect("number");
             response.body = self.take(length).await?;
         }
         Ok(())
@@ -162,7 +192,9 @@ impl Client {
 async fn exchange(mock: &MockUpstream, raw: &str) -> Response {
     let mut client = Client::connect(mock).await;
     client.send(raw).await;
-    within("response", client.response()).await.expect("a whole response")
+    within("response", client.response())
+        .await
+        .expect("a whole response")
 }
 
 async fn rate_limited_with(retry_after: RetryAfter) -> Response {
@@ -176,7 +208,11 @@ async fn rate_limited_with(retry_after: RetryAfter) -> Response {
 
 fn assert_reset(result: io::Result<impl std::fmt::Debug>) {
     match result {
-        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "expected a RST, got {e}"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset,
+            "expected a RST, got {e}"
+        ),
         Ok(v) => panic!("expected a RST, got {v:?}"),
     }
 }
@@ -199,7 +235,10 @@ async fn chat_completion_echoes_model_with_usage() {
     assert!(usage["prompt_tokens"].as_u64().expect("prompt_tokens") > 0);
     assert_eq!(
         usage["total_tokens"].as_u64(),
-        Some(usage["prompt_tokens"].as_u64().unwrap_or(0) + usage["completion_tokens"].as_u64().unwrap_or(0))
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap_or(0)
+                + usage["completion_tokens"].as_u64().unwrap_or(0)
+        )
     );
 }
 
@@ -213,30 +252,46 @@ async fn chat_stream_sends_each_chunk_apart_then_done() {
     let mock = MockUpstream::start_with(opts).await.expect("start mock");
     let response = exchange(&mock, &post("/v1/chat/completions", CHAT_STREAM)).await;
     assert_eq!(response.status, 200);
-    assert!(response.header("content-type").is_some_and(|ct| ct.starts_with("text/event-stream")));
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+    );
     let events = response.events();
     assert_eq!(events.len(), 5, "4 content chunks and [DONE]: {events:?}");
     assert_eq!(events[4], "[DONE]");
-    let chunks: Vec<Value> = events[..4].iter().map(|e| serde_json::from_str(e).expect("JSON chunk")).collect();
+    let chunks: Vec<Value> = events[..4]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("JSON chunk"))
+        .collect();
     for chunk in &chunks {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(chunk["model"], "gpt-4o");
         assert!(chunk["choices"][0]["delta"]["content"].is_string());
-        assert!(chunk.get("usage").is_none(), "no usage field unless asked for");
+        assert!(
+            chunk.get("usage").is_none(),
+            "no usage field unless asked for"
+        );
     }
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
     assert!(chunks[2]["choices"][0]["finish_reason"].is_null());
     // Three gaps of 40 ms between the first and the last content chunk.
     let spread = response.chunks[3].0 - response.chunks[0].0;
-    assert!(spread >= Duration::from_millis(100), "chunks arrived together: {spread:?}");
+    assert!(
+        spread >= Duration::from_millis(100),
+        "chunks arrived together: {spread:?}"
+    );
 }
 
 #[tokio::test]
 async fn chat_stream_with_include_usage_ends_with_usage_chunk() {
     let mock = MockUpstream::start().await.expect("start mock");
-    let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    let events = exchange(&mock, &post("/v1/chat/completions", body)).await.events();
+    let body =
+        r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    let events = exchange(&mock, &post("/v1/chat/completions", body))
+        .await
+        .events();
     assert_eq!(events.len(), 5 + 2, "5 chunks, usage, [DONE]: {events:?}");
     let usage: Value = serde_json::from_str(&events[5]).expect("JSON usage chunk");
     assert_eq!(usage["choices"], Value::Array(vec![]));
@@ -247,12 +302,20 @@ async fn chat_stream_with_include_usage_ends_with_usage_chunk() {
 #[tokio::test]
 async fn embeddings_models_and_azure_paths_have_openai_shapes() {
     let mock = MockUpstream::start().await.expect("start mock");
-    let embeddings = exchange(&mock, &post("/v1/embeddings", r#"{"model":"e","input":["a","b"]}"#)).await;
+    let embeddings = exchange(
+        &mock,
+        &post("/v1/embeddings", r#"{"model":"e","input":["a","b"]}"#),
+    )
+    .await;
     assert_eq!(embeddings.status, 200);
     let body = embeddings.json();
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
-    assert!(body["data"][1]["embedding"].as_array().is_some_and(|v| !v.is_empty()));
+    assert!(
+        body["data"][1]["embedding"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+    );
     assert!(body["usage"]["prompt_tokens"].is_u64());
 
     let models = exchange(&mock, &get("/v1/models")).await.json();
@@ -260,9 +323,20 @@ async fn embeddings_models_and_azure_paths_have_openai_shapes() {
     assert!(models["data"][0]["id"].is_string());
 
     let azure_body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
-    let azure = exchange(&mock, &post("/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21", azure_body)).await;
+    let azure = exchange(
+        &mock,
+        &post(
+            "/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21",
+            azure_body,
+        ),
+    )
+    .await;
     assert_eq!(azure.status, 200);
-    assert_eq!(azure.json()["model"], "my-gpt", "the deployment stands in for the model");
+    assert_eq!(
+        azure.json()["model"],
+        "my-gpt",
+        "the deployment stands in for the model"
+    );
     let azure_v1 = exchange(&mock, &post("/openai/v1/chat/completions", CHAT)).await;
     assert_eq!(azure_v1.json()["object"], "chat.completion");
 }
@@ -274,7 +348,9 @@ async fn unknown_path_gets_openai_shaped_404() {
     assert_eq!(response.status, 404);
     let error = &response.json()["error"];
     assert_eq!(error["type"], "invalid_request_error");
-    assert!(error["message"].is_string() && error.get("code").is_some() && error["param"].is_null());
+    assert!(
+        error["message"].is_string() && error.get("code").is_some() && error["param"].is_null()
+    );
 }
 
 #[tokio::test]
@@ -296,7 +372,10 @@ async fn respond_sends_status_headers_and_body_as_given() {
     let mock = MockUpstream::start().await.expect("start mock");
     mock.push(Fault::Respond {
         status: 418,
-        headers: vec![("x-should-retry".into(), "false".into()), ("content-type".into(), "text/plain".into())],
+        headers: vec![
+            ("x-should-retry".into(), "false".into()),
+            ("content-type".into(), "text/plain".into()),
+        ],
         body: "teapot".into(),
     });
     let response = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
@@ -330,13 +409,21 @@ async fn rate_limited_sends_retry_after_seconds_verbatim() {
 async fn rate_limited_sends_retry_after_http_date() {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
     let response = rate_limited_with(RetryAfter::HttpDate(at)).await;
-    assert_eq!(response.header("retry-after"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+    assert_eq!(
+        response.header("retry-after"),
+        Some("Sun, 06 Nov 1994 08:49:37 GMT")
+    );
 }
 
 #[tokio::test]
 async fn rate_limited_without_delay_sends_no_delay_header() {
     let response = rate_limited_with(RetryAfter::None).await;
-    for name in ["retry-after", "retry-after-ms", "x-ms-retry-after-ms", "x-ratelimit-reset-requests"] {
+    for name in [
+        "retry-after",
+        "retry-after-ms",
+        "x-ms-retry-after-ms",
+        "x-ratelimit-reset-requests",
+    ] {
         assert_eq!(response.header(name), None, "{name}");
     }
 }
@@ -347,7 +434,10 @@ async fn rate_limited_on_requests_sends_exhausted_requests_reset() {
     assert_eq!(response.header("x-ratelimit-remaining-requests"), Some("0"));
     assert_eq!(response.header("x-ratelimit-reset-requests"), Some("6m0s"));
     assert_ne!(response.header("x-ratelimit-remaining-tokens"), Some("0"));
-    assert_eq!(response.header("x-ratelimit-reset-tokens"), Some(OTHER_DIMENSION_RESET));
+    assert_eq!(
+        response.header("x-ratelimit-reset-tokens"),
+        Some(OTHER_DIMENSION_RESET)
+    );
 }
 
 #[tokio::test]
@@ -398,7 +488,11 @@ async fn reset_before_headers_sends_rst_without_a_byte() {
     client.send(post("/v1/chat/completions", CHAT)).await;
     assert_reset(within("reset", client.until_closed()).await);
     assert!(client.buf.is_empty(), "no byte before the reset");
-    assert_eq!(mock.request_count(), 1, "the request was read before the reset");
+    assert_eq!(
+        mock.request_count(),
+        1,
+        "the request was read before the reset"
+    );
 }
 
 #[tokio::test]
@@ -409,9 +503,17 @@ async fn reset_mid_body_sends_headers_and_half_the_body_then_rst() {
     client.send(post("/v1/chat/completions", CHAT)).await;
     let mut response = within("head", client.head()).await.expect("headers arrive");
     assert_eq!(response.status, 200);
-    let length: usize = response.header("content-length").expect("length").parse().expect("number");
+    let length: usize = response
+        .header("content-length")
+        .expect("length")
+        .parse()
+        .expect("number");
     assert_reset(within("torn body", client.body(&mut response)).await);
-    assert!(!client.buf.is_empty() && client.buf.len() < length, "part of the body: {}", client.buf.len());
+    assert!(
+        !client.buf.is_empty() && client.buf.len() < length,
+        "part of the body: {}",
+        client.buf.len()
+    );
 }
 
 #[tokio::test]
@@ -447,8 +549,13 @@ async fn stream_script_applies_to_a_non_streaming_request_after_first_event_dela
     client.send(post("/v1/chat/completions", CHAT)).await;
     let mut response = within("head", client.head()).await.expect("headers");
     let headers_at = Instant::now();
-    within("body", client.body(&mut response)).await.expect("whole stream");
-    assert!(response.chunks[0].0 - headers_at >= Duration::from_millis(100), "first event held back");
+    within("body", client.body(&mut response))
+        .await
+        .expect("whole stream");
+    assert!(
+        response.chunks[0].0 - headers_at >= Duration::from_millis(100),
+        "first event held back"
+    );
     assert_eq!(response.events().len(), 4);
     assert_eq!(response.events()[3], "[DONE]");
 }
@@ -462,7 +569,10 @@ async fn stream_dying_after_k_events_sends_rst() {
     let response = within("head", client.head()).await.expect("headers");
     assert_eq!(response.status, 200);
     for _ in 0..2 {
-        let event = within("event", client.chunk()).await.expect("an event").expect("not the end");
+        let event = within("event", client.chunk())
+            .await
+            .expect("an event")
+            .expect("not the end");
         assert!(event.contains("chat.completion.chunk"));
     }
     assert_reset(within("reset", client.chunk()).await);
@@ -486,11 +596,16 @@ async fn stream_stalling_after_k_events_goes_silent_until_shutdown() {
     let mut client = Client::connect(&mock).await;
     client.send(post("/v1/chat/completions", CHAT_STREAM)).await;
     within("head", client.head()).await.expect("headers");
-    within("event", client.chunk()).await.expect("one event").expect("not the end");
+    within("event", client.chunk())
+        .await
+        .expect("one event")
+        .expect("not the end");
     let silence = tokio::time::timeout(Duration::from_millis(200), client.chunk()).await;
     assert!(silence.is_err(), "nothing after the stall: {silence:?}");
     within("shutdown", mock.shutdown()).await;
-    within("close", client.until_closed()).await.expect("closed cleanly by shutdown");
+    within("close", client.until_closed())
+        .await
+        .expect("closed cleanly by shutdown");
 }
 
 #[tokio::test]
@@ -503,4 +618,226 @@ async fn stream_error_event_first_sends_one_error_event_and_ends() {
     assert_eq!(events.len(), 1, "{events:?}");
     let error: Value = serde_json::from_str(&events[0]).expect("JSON error event");
     assert!(error["error"]["message"].is_string());
+}
+
+// ---- queue, records, options, connections ----
+
+#[tokio::test]
+async fn faults_are_taken_in_queue_order_then_normal_answers_resume() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    mock.push(Fault::ServerError(500));
+    mock.push_n(Fault::RateLimited(RetryAfter::Ms(10)), 2);
+    mock.push(Fault::ContentFilter);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            exchange(&mock, &post("/v1/chat/completions", CHAT))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [500, 429, 429, 400, 200]);
+}
+
+#[tokio::test]
+async fn every_response_carries_its_request_number() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    mock.push(Fault::ServerError(503));
+    mock.push(Fault::Ok);
+    mock.push(script(1, StreamEnd::Done));
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let response = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
+        assert!(response.header("content-type").is_some());
+        ids.push(response.header("x-request-id").map(str::to_string));
+    }
+    let expected: Vec<Option<String>> = (1..=4).map(|n| Some(format!("mock-{n}"))).collect();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn received_records_method_path_query_headers_and_body() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    mock.push(Fault::ServerError(500));
+    let path = "/openai/deployments/d1/chat/completions?api-version=2024-10-21";
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: mock\r\nApi-Key: k1\r\nX-Tag: a\r\nx-tag: b\r\nContent-Length: {}\r\n\r\n{CHAT}",
+        CHAT.len()
+    );
+    exchange(&mock, &raw).await;
+    exchange(&mock, &get("/v1/models")).await;
+    let received = mock.received();
+    assert_eq!(received.len(), 2, "faulted requests are recorded too");
+    let first = &received[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.path, "/openai/deployments/d1/chat/completions");
+    assert_eq!(first.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(first.headers[1], ("api-key".to_string(), "k1".to_string()));
+    assert_eq!(first.header("API-KEY"), Some("k1"));
+    assert_eq!(first.header_all("x-tag"), ["a", "b"]);
+    assert_eq!(first.body, CHAT.as_bytes());
+    assert_eq!(first.json().expect("JSON body")["model"], "gpt-4o");
+    let second = &received[1];
+    assert_eq!(
+        (
+            second.method.as_str(),
+            second.path.as_str(),
+            second.query.as_deref()
+        ),
+        ("GET", "/v1/models", None)
+    );
+    assert!(second.body.is_empty() && second.json().is_none());
+    assert!(second.at >= first.at);
+}
+
+#[tokio::test]
+async fn received_decodes_a_chunked_request_body() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let (a, b) = CHAT.split_at(20);
+    let raw = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: mock\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\nx-trailer: t\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let response = exchange(&mock, &raw).await;
+    assert_eq!(response.status, 200, "the decoded body is valid JSON");
+    assert_eq!(mock.received()[0].body, CHAT.as_bytes());
+}
+
+#[tokio::test]
+async fn fail_rate_one_fails_every_request_with_fail_status() {
+    let opts = MockOptions {
+        fail_rate: 1.0,
+        fail_status: 502,
+        ..MockOptions::default()
+    };
+    let mock = MockUpstream::start_with(opts).await.expect("start mock");
+    for _ in 0..3 {
+        let response = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
+        assert_eq!(response.status, 502);
+        assert_eq!(response.json()["error"]["type"], "server_error");
+    }
+    mock.push(Fault::Ok);
+    assert_eq!(
+        exchange(&mock, &get("/v1/models")).await.status,
+        200,
+        "a queued fault wins over fail_rate"
+    );
+}
+
+#[tokio::test]
+async fn seeded_fail_rate_fails_the_same_requests_every_run() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let opts = MockOptions {
+            fail_rate: 0.5,
+            seed: Some(42),
+            ..MockOptions::default()
+        };
+        let mock = MockUpstream::start_with(opts).await.expect("start mock");
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            statuses.push(exchange(&mock, &get("/v1/models")).await.status);
+        }
+        runs.push(statuses);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(
+        runs[0].contains(&503) && runs[0].contains(&200),
+        "a mix: {:?}",
+        runs[0]
+    );
+}
+
+#[tokio::test]
+async fn invalid_options_are_refused() {
+    for opts in [
+        MockOptions {
+            fail_rate: 1.5,
+            ..MockOptions::default()
+        },
+        MockOptions {
+            fail_status: 42,
+            ..MockOptions::default()
+        },
+    ] {
+        let error = MockUpstream::start_with(opts).await.err().expect("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_serves_two_requests_on_one_connection() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let mut client = Client::connect(&mock).await;
+    client.send(post("/v1/chat/completions", CHAT)).await;
+    let first = within("first", client.response())
+        .await
+        .expect("first response");
+    client.send(post("/v1/chat/completions", CHAT_STREAM)).await;
+    let second = within("second", client.response())
+        .await
+        .expect("second response");
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(second.events().last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(second.header("x-request-id"), Some("mock-2"));
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let mut client = Client::connect(&mock).await;
+    client
+        .send("GET /v1/models HTTP/1.1\r\nHost: mock\r\nConnection: close\r\n\r\n")
+        .await;
+    let response = within("response", client.response())
+        .await
+        .expect("response");
+    assert_eq!(response.header("connection"), Some("close"));
+    within("close", client.until_closed())
+        .await
+        .expect("closed with FIN");
+}
+
+#[tokio::test]
+async fn malformed_request_gets_400_and_close() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let mut client = Client::connect(&mock).await;
+    client
+        .send("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+        .await;
+    let response = within("response", client.response())
+        .await
+        .expect("response");
+    assert_eq!(response.status, 400);
+    within("close", client.until_closed())
+        .await
+        .expect("closed");
+}
+
+#[tokio::test]
+async fn wait_for_requests_reports_arrivals_within_the_timeout() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    assert!(!mock.wait_for_requests(1, Duration::from_millis(50)).await);
+    mock.push(Fault::Stall(Duration::from_secs(30)));
+    let mut client = Client::connect(&mock).await;
+    client.send(post("/v1/chat/completions", CHAT)).await;
+    assert!(
+        mock.wait_for_requests(1, LIMIT).await,
+        "recorded while still stalled"
+    );
+    assert_eq!(mock.request_count(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let addr = mock.addr();
+    assert_eq!(mock.url(), format!("http://{addr}"));
+    within("shutdown", mock.shutdown()).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "nothing listens after shutdown"
+    );
 }
