@@ -841,3 +841,51 @@ async fn shutdown_stops_accepting() {
         "nothing listens after shutdown"
     );
 }
+
+#[tokio::test]
+async fn expect_continue_gets_an_interim_100_before_the_body_is_sent() {
+    let mock = MockUpstream::start().await.expect("start mock");
+    let mut client = Client::connect(&mock).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: mock\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        CHAT.len()
+    );
+    client.send(head).await;
+    let interim = within("100 Continue", client.head())
+        .await
+        .expect("interim response");
+    assert_eq!(interim.status, 100);
+    client.send(CHAT).await;
+    let response = within("response", client.response())
+        .await
+        .expect("final response");
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn hyper_client_reads_json_and_sse_responses_on_a_pooled_client() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as Hyper;
+    use hyper_util::rt::TokioExecutor;
+
+    let mock = MockUpstream::start().await.expect("start mock");
+    let client: Hyper<_, Full<bytes::Bytes>> = Hyper::builder(TokioExecutor::new()).build_http();
+    for body in [CHAT, CHAT_STREAM, CHAT] {
+        let request = http::Request::post(format!("{}/v1/chat/completions", mock.url()))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .expect("valid request");
+        let response = within("hyper response", client.request(request))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        let bytes = within("hyper body", response.into_body().collect())
+            .await
+            .expect("whole body")
+            .to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 body");
+        let streamed = body == CHAT_STREAM;
+        assert_eq!(text.ends_with("data: [DONE]\n\n"), streamed, "{text}");
+    }
+    assert_eq!(mock.request_count(), 3);
+}

@@ -149,4 +149,15 @@ mod tests {
         let error = parse(&["--fail-status", "700"]).expect_err("700 is not a status");
         assert!(error.contains("700"), "{error}");
     }
+
+    #[tokio::test]
+    async fn run_fails_when_the_port_is_taken() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port");
+        let addr = taken.local_addr().expect("bound address").to_string();
+        let args = parse(&["--listen", &addr]).expect("valid arguments");
+        let error = run(args).await.expect_err("port in use");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
 }

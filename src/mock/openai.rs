@@ -34,25 +34,40 @@ pub(super) enum Answer {
 /// Routes by the end of the path, so OpenAI (`/v1/...`) and both Azure shapes
 /// (`/openai/deployments/{d}/...`, `/openai/v1/...`) are served alike.
 pub(super) fn answer(req: &Received, n: usize) -> Answer {
+    let streaming = req
+        .json()
+        .is_some_and(|body| body["stream"] == Value::Bool(true));
+    if streaming && is_chat(req) {
+        return Answer::Stream;
+    }
+    let (status, body) = json_answer(req, n);
+    Answer::Json(status, body)
+}
+
+fn is_chat(req: &Received) -> bool {
+    req.method.eq_ignore_ascii_case("POST") && req.path.ends_with("/chat/completions")
+}
+
+/// The normal JSON answer, `"stream": true` ignored.
+pub(super) fn json_answer(req: &Received, n: usize) -> (u16, Value) {
     let post = req.method.eq_ignore_ascii_case("POST");
     let get = req.method.eq_ignore_ascii_case("GET");
-    if post && req.path.ends_with("/chat/completions") {
+    if is_chat(req) {
         return match req.json() {
-            Some(body) if body["stream"] == Value::Bool(true) => Answer::Stream,
-            Some(_) => Answer::Json(200, chat_completion(req, n)),
-            None => Answer::Json(400, invalid_json()),
+            Some(_) => (200, chat_completion(req, n)),
+            None => (400, invalid_json()),
         };
     }
     if post && req.path.ends_with("/embeddings") {
         return match req.json() {
-            Some(body) => Answer::Json(200, embeddings(req, &body)),
-            None => Answer::Json(400, invalid_json()),
+            Some(body) => (200, embeddings(req, &body)),
+            None => (400, invalid_json()),
         };
     }
     if get && req.path.ends_with("/models") {
-        return Answer::Json(200, models());
+        return (200, models());
     }
-    Answer::Json(404, not_found(req))
+    (404, not_found(req))
 }
 
 /// The OpenAI error shape.

@@ -144,18 +144,11 @@ async fn normal(
     }
 }
 
-/// Headers with the full `content-length`, half of the JSON body, then RST. A request
-/// that asked for a stream gets the non-streaming body torn the same way.
+/// Headers with the full `content-length` and half of the normal JSON body (also for a
+/// request that asked for a stream), then RST.
 async fn reset_mid_body(conn: &mut Conn, req: &Received, n: usize) -> io::Result<After> {
-    let body = match openai::answer(req, n) {
-        Answer::Json(_, body) => body,
-        Answer::Stream => openai::error(
-            "stream requested; the torn body is the non-streaming one",
-            None,
-            None,
-        ),
-    };
-    let reply = Reply::json(200, &body).finish(n, true);
+    let (status, body) = openai::json_answer(req, n);
+    let reply = Reply::json(status, &body).finish(n, true);
     conn.write_head(reply.status, &reply.headers).await?;
     conn.write_all(&reply.body[..reply.body.len() / 2]).await?;
     Ok(After::Reset { wrote: true })
