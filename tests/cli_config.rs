@@ -19,8 +19,14 @@ async fn refused(text: &str, key: &str) {
     let (_dir, path) = write(text);
     for command in ["serve", "check-config"] {
         let (code, _out, err) = run(&[command, "--config", &path]).await;
-        assert_eq!(code, 2, "{command} should exit 2 for:\n{text}\nstderr: {err}");
-        assert!(err.contains(&format!("`{key}`")), "{command}: stderr should name `{key}`: {err}");
+        assert_eq!(
+            code, 2,
+            "{command} should exit 2 for:\n{text}\nstderr: {err}"
+        );
+        assert!(
+            err.contains(&format!("`{key}`")),
+            "{command}: stderr should name `{key}`: {err}"
+        );
     }
 }
 
@@ -31,12 +37,20 @@ async fn unknown_key_is_refused_by_name() {
 
 #[tokio::test]
 async fn unknown_nested_key_is_refused_by_path() {
-    refused(&format!("[retry]\nmax_retires = 3\n{UPSTREAM}"), "retry.max_retires").await;
+    refused(
+        &format!("[retry]\nmax_retires = 3\n{UPSTREAM}"),
+        "retry.max_retires",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn bad_duration_is_refused() {
-    refused(&format!("shutdown_grace = \"soon\"\n{UPSTREAM}"), "shutdown_grace").await;
+    refused(
+        &format!("shutdown_grace = \"soon\"\n{UPSTREAM}"),
+        "shutdown_grace",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -46,17 +60,29 @@ async fn bad_address_is_refused() {
 
 #[tokio::test]
 async fn wrong_type_is_refused() {
-    refused(&format!("max_body_bytes = \"big\"\n{UPSTREAM}"), "max_body_bytes").await;
+    refused(
+        &format!("max_body_bytes = \"big\"\n{UPSTREAM}"),
+        "max_body_bytes",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn inconsistent_values_are_refused() {
-    refused(&format!("[retry]\nbase_delay = \"9s\"\nmax_delay = \"1s\"\n{UPSTREAM}"), "retry.base_delay").await;
+    refused(
+        &format!("[retry]\nbase_delay = \"9s\"\nmax_delay = \"1s\"\n{UPSTREAM}"),
+        "retry.base_delay",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn bad_upstream_url_is_refused() {
-    refused("[[upstream]]\nname = \"x\"\nbase_url = \"api.openai.com\"\n", "upstream[0].base_url").await;
+    refused(
+        "[[upstream]]\nname = \"x\"\nbase_url = \"api.openai.com\"\n",
+        "upstream[0].base_url",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -70,7 +96,11 @@ async fn missing_api_key_variable_is_refused() {
 
 #[tokio::test]
 async fn missing_extra_ca_file_is_refused() {
-    refused(&format!("[tls]\nextra_ca_files = [\"/nonexistent/ca.pem\"]\n{UPSTREAM}"), "tls.extra_ca_files[0]").await;
+    refused(
+        &format!("[tls]\nextra_ca_files = [\"/nonexistent/ca.pem\"]\n{UPSTREAM}"),
+        "tls.extra_ca_files[0]",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -95,7 +125,10 @@ async fn check_config_prints_the_effective_config_with_defaults() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("max_retries = 2"), "{out}");
     assert!(out.contains("idle_timeout = \"1m\""), "{out}");
-    assert!(out.contains("base_url = \"https://api.openai.com\""), "{out}");
+    assert!(
+        out.contains("base_url = \"https://api.openai.com\""),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -115,14 +148,24 @@ async fn documented_example_validates() {
         .output()
         .await
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
 async fn help_explains_the_commands() {
     let (code, out, _) = run(&["--help"]).await;
     assert_eq!(code, 0);
-    for word in ["serve", "check-config", "mock-upstream", "demo", "OPENAI_BASE_URL"] {
+    for word in [
+        "serve",
+        "check-config",
+        "mock-upstream",
+        "demo",
+        "OPENAI_BASE_URL",
+    ] {
         assert!(out.contains(word), "--help should mention {word}: {out}");
     }
 }

@@ -24,7 +24,9 @@ fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
     client
         .request(Method::POST, "/v1/chat/completions")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(r#"{"model":"m","stream":true,"messages":[]}"#)))
+        .body(Full::new(Bytes::from(
+            r#"{"model":"m","stream":true,"messages":[]}"#,
+        )))
         .expect("request")
 }
 
@@ -65,20 +67,30 @@ async fn shutdown_lets_an_open_stream_finish_and_reports_draining() {
     let frames = reading.await.expect("reader");
     let bytes: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
     let events = sse_data(&bytes);
-    assert_eq!(events.len(), 9, "all 8 chunks and [DONE] arrived: {events:?}");
-    within(Duration::from_secs(10), shutdown).await.expect("shutdown finished");
+    assert_eq!(
+        events.len(),
+        9,
+        "all 8 chunks and [DONE] arrived: {events:?}"
+    );
+    within(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown finished");
 }
 
 #[tokio::test]
 async fn shutdown_cuts_streams_still_open_after_the_grace_period() {
     let mock = MockUpstream::start().await.expect("mock");
     mock.push(slow_stream(1000, 100));
-    let proxy = backstop::start(config(&mock.url(), "shutdown_grace = \"300ms\"")).await.expect("start");
+    let proxy = backstop::start(config(&mock.url(), "shutdown_grace = \"300ms\""))
+        .await
+        .expect("start");
     let client = TestClient::new(proxy.proxy_addr());
     let response = client.send(stream_request(&client)).await;
     let reading = tokio::spawn(timed_frames(response.into_body(), Duration::from_secs(30)));
     within(Duration::from_secs(5), proxy.shutdown()).await;
-    let frames = within(Duration::from_secs(5), reading).await.expect("reader");
+    let frames = within(Duration::from_secs(5), reading)
+        .await
+        .expect("reader");
     assert!(frames.len() < 100, "the stream was cut at the grace period");
 }
 
@@ -86,7 +98,9 @@ async fn shutdown_cuts_streams_still_open_after_the_grace_period() {
 async fn reload_swaps_the_upstream_for_new_requests() {
     let first = MockUpstream::start().await.expect("mock");
     let second = MockUpstream::start().await.expect("mock");
-    let proxy = backstop::start(config(&first.url(), "")).await.expect("start");
+    let proxy = backstop::start(config(&first.url(), ""))
+        .await
+        .expect("start");
     let client = TestClient::new(proxy.proxy_addr());
     client.get("/v1/models").await;
     proxy.reload(config(&second.url(), "")).expect("reload");
@@ -112,8 +126,14 @@ async fn sigterm_drains_an_open_stream_and_exits_zero() {
 
     let frames = reading.await.expect("reader");
     let bytes: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    assert_eq!(sse_data(&bytes).len(), 7, "the stream finished after SIGTERM");
-    let status = within(Duration::from_secs(10), proxy.child.wait()).await.expect("exit");
+    assert_eq!(
+        sse_data(&bytes).len(),
+        7,
+        "the stream finished after SIGTERM"
+    );
+    let status = within(Duration::from_secs(10), proxy.child.wait())
+        .await
+        .expect("exit");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -134,19 +154,31 @@ async fn sighup_swaps_config_and_an_invalid_reload_keeps_the_old_one() {
     signal(&proxy.child, "HUP");
     wait_for_log(&mut proxy.logs, "config reloaded", Duration::from_secs(5)).await;
     client.get("/v1/models").await;
-    assert_eq!(second.request_count(), 1, "new requests go to the new upstream");
+    assert_eq!(
+        second.request_count(),
+        1,
+        "new requests go to the new upstream"
+    );
 
     std::fs::write(&file, "listen = \"127.0.0.1:0\"\nbogus_key = 1\n").expect("write config");
     signal(&proxy.child, "HUP");
     let refused = wait_for_log(&mut proxy.logs, "reload refused", Duration::from_secs(5)).await;
-    assert!(refused["error"].as_str().unwrap_or_default().contains("bogus_key"), "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bogus_key"),
+        "{refused}"
+    );
     let response = client.get("/v1/models").await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(second.request_count(), 2, "the old config still serves");
     assert!(eventually(Duration::from_secs(1), || first.request_count() == 1).await);
 
     signal(&proxy.child, "TERM");
-    let status = within(Duration::from_secs(10), proxy.child.wait()).await.expect("exit");
+    let status = within(Duration::from_secs(10), proxy.child.wait())
+        .await
+        .expect("exit");
     assert_eq!(status.code(), Some(0));
 }
 

@@ -33,7 +33,11 @@ async fn official_openai_python_sdk_works_through_backstop() {
         return;
     };
     let mock = MockUpstream::start().await.expect("mock");
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
@@ -60,14 +64,33 @@ async fn official_openai_python_sdk_works_through_backstop() {
     .expect("python ran");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("ALL OK"), "{stdout}");
 
     let received = mock.received();
-    let sdk_request = received.iter().find(|r| r.path == "/v1/chat/completions").expect("a chat request");
-    assert_eq!(sdk_request.header("authorization"), Some("Bearer sk-sdk-test"));
-    assert!(sdk_request.header("user-agent").is_some_and(|ua| ua.contains("OpenAI/Python")));
-    let azure_request = received.iter().find(|r| r.path.starts_with("/openai/deployments/my-deployment/")).expect("azure");
+    let sdk_request = received
+        .iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .expect("a chat request");
+    assert_eq!(
+        sdk_request.header("authorization"),
+        Some("Bearer sk-sdk-test")
+    );
+    assert!(
+        sdk_request
+            .header("user-agent")
+            .is_some_and(|ua| ua.contains("OpenAI/Python"))
+    );
+    let azure_request = received
+        .iter()
+        .find(|r| r.path.starts_with("/openai/deployments/my-deployment/"))
+        .expect("azure");
     assert_eq!(azure_request.header("api-key"), Some("azure-sdk-test"));
-    assert_eq!(azure_request.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(
+        azure_request.query.as_deref(),
+        Some("api-version=2024-10-21")
+    );
 }

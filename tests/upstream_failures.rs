@@ -25,8 +25,14 @@ fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
 #[tokio::test]
 async fn connection_refused_gives_502_in_openai_shape() {
     // Bind and drop a listener: nothing listens on that port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let proxy = backstop::start(config(&format!("http://127.0.0.1:{port}"), "")).await.expect("start");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let proxy = backstop::start(config(&format!("http://127.0.0.1:{port}"), ""))
+        .await
+        .expect("start");
     let response = TestClient::new(proxy.proxy_addr()).get("/v1/models").await;
 
     assert_eq!(response.status, StatusCode::BAD_GATEWAY);
@@ -59,7 +65,10 @@ async fn reset_before_headers_gives_502() {
 async fn upstream_error_status_is_passed_back_unchanged() {
     let h = Harness::start().await;
     h.mock.push(Fault::ContentFilter);
-    let response = h.client.post_json("/v1/chat/completions", json!({"model": "m"})).await;
+    let response = h
+        .client
+        .post_json("/v1/chat/completions", json!({"model": "m"}))
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.json()["error"]["code"], "content_filter");
 }
@@ -78,7 +87,11 @@ async fn stalled_stream_ends_with_an_error_event() {
     let frames = timed_frames(response.into_body(), Duration::from_secs(10)).await;
     let bytes: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
     let events = sse_data(&bytes);
-    assert_eq!(events.len(), 4, "3 chunks, then the error event: {events:?}");
+    assert_eq!(
+        events.len(),
+        4,
+        "3 chunks, then the error event: {events:?}"
+    );
     let last: serde_json::Value = serde_json::from_str(&events[3]).expect("error event is JSON");
     assert_eq!(last["error"]["code"], "stream_idle_timeout");
 }
@@ -96,7 +109,8 @@ async fn stream_that_dies_mid_way_ends_with_an_error_event() {
     let frames = timed_frames(response.into_body(), Duration::from_secs(10)).await;
     let bytes: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
     let events = sse_data(&bytes);
-    let last: serde_json::Value = serde_json::from_str(events.last().expect("events")).expect("JSON");
+    let last: serde_json::Value =
+        serde_json::from_str(events.last().expect("events")).expect("JSON");
     assert_eq!(last["error"]["code"], "stream_interrupted", "{events:?}");
     assert_eq!(events.len(), 3, "{events:?}");
 }
@@ -105,8 +119,23 @@ async fn stream_that_dies_mid_way_ends_with_an_error_event() {
 async fn torn_json_body_is_not_passed_off_as_complete() {
     let h = Harness::start().await;
     h.mock.push(Fault::ResetMidBody);
-    let response = h.client.send(h.client.request(Method::GET, "/v1/models").body(Full::new(Bytes::new())).expect("request")).await;
-    assert_eq!(response.status(), StatusCode::OK, "headers were already sent");
+    let response = h
+        .client
+        .send(
+            h.client
+                .request(Method::GET, "/v1/models")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "headers were already sent"
+    );
     let collected = http_body_util::BodyExt::collect(response.into_body()).await;
-    assert!(collected.is_err(), "the client must see the body break, not a clean end");
+    assert!(
+        collected.is_err(),
+        "the client must see the body break, not a clean end"
+    );
 }

@@ -52,8 +52,14 @@ impl Harness {
 
     pub async fn start_with(extra: &str) -> Harness {
         let mock = MockUpstream::start().await.expect("mock starts");
-        let proxy = backstop::start(config(&mock.url(), extra)).await.expect("backstop starts");
-        Harness { mock, client: TestClient::new(proxy.proxy_addr()), proxy }
+        let proxy = backstop::start(config(&mock.url(), extra))
+            .await
+            .expect("backstop starts");
+        Harness {
+            mock,
+            client: TestClient::new(proxy.proxy_addr()),
+            proxy,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -76,8 +82,12 @@ pub struct Collected {
 
 impl Collected {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -91,24 +101,38 @@ impl Collected {
 
 impl TestClient {
     pub fn new(addr: SocketAddr) -> TestClient {
-        TestClient { addr, inner: Client::builder(TokioExecutor::new()).build_http() }
+        TestClient {
+            addr,
+            inner: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     pub fn request(&self, method: Method, path: &str) -> http::request::Builder {
-        Request::builder().method(method).uri(format!("http://{}{}", self.addr, path))
+        Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path))
     }
 
     /// Sends and returns the response with its body still streaming.
     pub async fn send(&self, request: Request<Full<Bytes>>) -> http::Response<Incoming> {
-        within(Duration::from_secs(20), self.inner.request(request)).await.expect("request sent")
+        within(Duration::from_secs(20), self.inner.request(request))
+            .await
+            .expect("request sent")
     }
 
     /// Sends and reads the whole response.
     pub async fn call(&self, request: Request<Full<Bytes>>) -> Collected {
         let response = self.send(request).await;
         let (parts, body) = response.into_parts();
-        let body = within(Duration::from_secs(20), body.collect()).await.expect("body read").to_bytes();
-        Collected { status: parts.status, headers: parts.headers, body }
+        let body = within(Duration::from_secs(20), body.collect())
+            .await
+            .expect("body read")
+            .to_bytes();
+        Collected {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     pub async fn post_json(&self, path: &str, json: serde_json::Value) -> Collected {
@@ -122,7 +146,12 @@ impl TestClient {
     }
 
     pub async fn get(&self, path: &str) -> Collected {
-        self.call(self.request(Method::GET, path).body(Full::new(Bytes::new())).expect("request")).await
+        self.call(
+            self.request(Method::GET, path)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
     }
 }
 
@@ -131,14 +160,9 @@ pub async fn timed_frames(body: Incoming, limit: Duration) -> Vec<(Duration, Byt
     let start = Instant::now();
     let mut body = body;
     let mut frames = Vec::new();
-    loop {
-        match within(limit, body.frame()).await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    frames.push((start.elapsed(), data));
-                }
-            }
-            Some(Err(_)) | None => break,
+    while let Some(Ok(frame)) = within(limit, body.frame()).await {
+        if let Ok(data) = frame.into_data() {
+            frames.push((start.elapsed(), data));
         }
     }
     frames
@@ -148,7 +172,12 @@ pub async fn timed_frames(body: Incoming, limit: Duration) -> Vec<(Duration, Byt
 pub fn sse_data(bytes: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(bytes)
         .split("\n\n")
-        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
         .collect()
 }
 

@@ -43,9 +43,17 @@ pub async fn spawn_serve(config_file: &Path) -> Proxy {
     });
     let listening = wait_for_log(&mut rx, "backstop listening", Duration::from_secs(20)).await;
     let addr = |key: &str| -> SocketAddr {
-        listening[key].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no {key} in {listening}"))
+        listening[key]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {listening}"))
     };
-    Proxy { proxy_addr: addr("proxy_addr"), admin_addr: addr("admin_addr"), child, logs: rx }
+    Proxy {
+        proxy_addr: addr("proxy_addr"),
+        admin_addr: addr("admin_addr"),
+        child,
+        logs: rx,
+    }
 }
 
 /// Waits for a log line whose message contains `needle`; panics with what was seen.
@@ -85,7 +93,10 @@ pub fn signal(child: &Child, name: &str) {
 pub async fn run(args: &[&str]) -> (i32, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(20),
-        Command::new(BIN).args(args).env_remove("BACKSTOP_CONFIG").output(),
+        Command::new(BIN)
+            .args(args)
+            .env_remove("BACKSTOP_CONFIG")
+            .output(),
     )
     .await
     .expect("backstop finished in time")
