@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod mock;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! `tracing` setup: human-readable text by default, JSON lines with `--log-format json`
 //! (or `BACKSTOP_LOG_FORMAT=json`). Level from `BACKSTOP_LOG` (then `RUST_LOG`), default
-//! `info`. Logs go to stderr. No API key or prompt text is ever a field.
+//! `info` (`warn` for the demo, whose output is its own). Logs go to stderr. No API key or prompt text is ever a field.
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,12 +11,12 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, default_level: &str) {
     let filter = std::env::var("BACKSTOP_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -169,3 +169,19 @@ async fn help_explains_the_commands() {
         assert!(out.contains(word), "--help should mention {word}: {out}");
     }
 }
+
+#[tokio::test]
+async fn demo_runs_and_prints_a_summary() {
+    let (code, out, err) = run(&["demo", "--requests", "6", "--fail-rate", "0.5"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Summary: 6 requests"), "{out}");
+    assert!(out.contains("The upstream saw"), "{out}");
+    assert!(out.contains("OPENAI_BASE_URL"), "{out}");
+}
+
+#[tokio::test]
+async fn demo_rejects_a_bad_fail_rate() {
+    let (code, _out, err) = run(&["demo", "--fail-rate", "2"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("fail_rate"), "{err}");
+}

@@ -47,6 +47,9 @@ enum Command {
     CheckConfig,
     /// Run an OpenAI-compatible upstream with injectable faults, for demos and tests.
     MockUpstream(crate::mock::cli::MockArgs),
+    /// Start a flaky mock upstream and backstop in front of it, send a burst of
+    /// requests (JSON and streaming) and print what happened.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Exit code for a config that was refused before any port was bound.
@@ -54,11 +57,21 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let default_level = if matches!(cli.command, Some(Command::Demo(_))) { "warn" } else { "info" };
+    telemetry::init(cli.log_format, default_level);
     let source = Source::from_option(cli.config.as_deref());
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config::run(&source),
         Command::Serve => block_on(serve::run(source)),
+        Command::Demo(args) => block_on(async move {
+            match crate::demo::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("backstop demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::MockUpstream(args) => block_on(async move {
             match crate::mock::cli::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,253 @@
+//! `backstop demo`: a flaky mock upstream, backstop in front of it, a burst of JSON and
+//! streaming requests through it, and a summary a newcomer can read. Everything runs
+//! in this process on 127.0.0.1 ephemeral ports; nothing is written to disk.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::mock::{MockOptions, MockUpstream};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// How many requests to send (every third one streams).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub requests: u32,
+    /// Share of requests (0 to 1) the mock upstream answers with 503.
+    #[arg(long, default_value_t = 0.3)]
+    pub fail_rate: f64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Seed for the mock's random failures (the same seed gives the same run).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// What one request saw, as the client saw it.
+struct Outcome {
+    n: u32,
+    stream: bool,
+    status: u16,
+    attempts: String,
+    elapsed: Duration,
+    note: String,
+}
+
+pub async fn run(args: DemoArgs) -> Result<(), String> {
+    let options = MockOptions {
+        fail_rate: args.fail_rate,
+        latency: Duration::from_millis(20),
+        stream_chunks: 5,
+        stream_gap: Duration::from_millis(15),
+        seed: Some(args.seed),
+        ..MockOptions::default()
+    };
+    options.validate()?;
+    let mock = MockUpstream::start_with(options)
+        .await
+        .map_err(|e| format!("cannot start the mock upstream: {e}"))?;
+    let config = demo_config(&mock.url())?;
+    let proxy = crate::start(config).await.map_err(|e| e.to_string())?;
+    let base = format!("http://{}", proxy.proxy_addr());
+
+    println!(
+        "backstop demo: a flaky upstream, backstop in front of it, {} requests through it.\n",
+        args.requests
+    );
+    println!(
+        "  mock upstream  {}  ({:.0} % of requests get 503, 20 ms latency)",
+        mock.url(),
+        args.fail_rate * 100.0
+    );
+    println!(
+        "  backstop       {base}  (admin http://{})\n",
+        proxy.admin_addr()
+    );
+
+    let outcomes = send_burst(&base, &args).await;
+    print!("{}", report(&outcomes, mock.request_count()));
+
+    proxy.shutdown().await;
+    mock.shutdown().await;
+    Ok(())
+}
+
+fn demo_config(mock_url: &str) -> Result<Config, String> {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
+         [[upstream]]\nname = \"mock\"\nbase_url = \"{mock_url}\"\n"
+    );
+    Config::from_toml(&text, &|_| None).map_err(|e| format!("demo config: {e}"))
+}
+
+async fn send_burst(base: &str, args: &DemoArgs) -> Vec<Outcome> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut tasks = JoinSet::new();
+    let mut outcomes = Vec::new();
+    for n in 1..=args.requests {
+        if tasks.len() >= args.concurrency as usize {
+            if let Some(Ok(outcome)) = tasks.join_next().await {
+                outcomes.push(outcome);
+            }
+        }
+        let (client, base) = (client.clone(), base.to_owned());
+        tasks.spawn(async move { one_request(&client, &base, n, n % 3 == 0).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(outcome) = done {
+            outcomes.push(outcome);
+        }
+    }
+    outcomes.sort_by_key(|o| o.n);
+    outcomes
+}
+
+async fn one_request(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    base: &str,
+    n: u32,
+    stream: bool,
+) -> Outcome {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "stream": stream,
+        "messages": [{"role": "user", "content": format!("demo request {n}")}],
+    });
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-demo-not-a-real-key")
+        .body(Full::new(Bytes::from(body.to_string())));
+    let started = Instant::now();
+    let mut outcome = Outcome {
+        n,
+        stream,
+        status: 0,
+        attempts: "-".into(),
+        elapsed: Duration::ZERO,
+        note: String::new(),
+    };
+    let response = match request {
+        Ok(request) => client.request(request).await,
+        Err(e) => {
+            outcome.note = e.to_string();
+            return outcome;
+        }
+    };
+    match response {
+        Ok(response) => {
+            outcome.status = response.status().as_u16();
+            outcome.attempts = header(response.headers(), "x-backstop-attempts");
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            outcome.note = match body {
+                Ok(bytes) => describe(outcome.status, stream, &bytes),
+                Err(e) => format!("body broke off: {e}"),
+            };
+        }
+        Err(e) => outcome.note = format!("no response: {e}"),
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+fn header(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// A few words on what came back: chunks for a stream, the error code for a failure.
+fn describe(status: u16, stream: bool, body: &[u8]) -> String {
+    if status == 200 && stream {
+        let text = String::from_utf8_lossy(body);
+        let chunks = text.matches("data: {").count();
+        return format!("{chunks} streamed chunks");
+    }
+    if status == 200 {
+        return "completion".to_owned();
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(|c| format!("error: {c}")))
+        .unwrap_or_else(|| "error".to_owned())
+}
+
+fn report(outcomes: &[Outcome], upstream_attempts: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:>3}  {:<6}  {:>6}  {:>8}  {:>8}  what came back",
+        "#", "kind", "status", "attempts", "time"
+    );
+    for o in outcomes {
+        let kind = if o.stream { "stream" } else { "json" };
+        let _ = writeln!(
+            out,
+            "  {:>3}  {:<6}  {:>6}  {:>8}  {:>5} ms  {}",
+            o.n,
+            kind,
+            o.status,
+            o.attempts,
+            o.elapsed.as_millis(),
+            o.note
+        );
+    }
+    let total = outcomes.len();
+    let ok = outcomes.iter().filter(|o| o.status == 200).count();
+    let failed = total - ok;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Summary: {total} requests, {ok} succeeded, {failed} failed ({:.0} % success).",
+        100.0 * ok as f64 / total.max(1) as f64
+    );
+    let _ = writeln!(
+        out,
+        "  The upstream saw {upstream_attempts} attempts for {total} requests."
+    );
+    if failed > 0 {
+        let _ = writeln!(
+            out,
+            "  Failed requests got the upstream's own error back unchanged, with x-backstop-request-id."
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nTry it with your app: run `backstop` (it listens on 127.0.0.1:8080) and set"
+    );
+    let _ = writeln!(out, "  OPENAI_BASE_URL=http://127.0.0.1:8080/v1");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_names_streams_and_errors() {
+        assert_eq!(
+            describe(
+                200,
+                true,
+                b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"
+            ),
+            "2 streamed chunks"
+        );
+        assert_eq!(
+            describe(503, false, br#"{"error":{"code":"server_error"}}"#),
+            "error: server_error"
+        );
+        assert_eq!(describe(502, false, b"garbage"), "error");
+    }
+}
