@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""backstop benchmark: direct vs nginx vs backstop, interleaved, one report.
+
+Started by bench/run (which installs the tools and builds the binary). Every process
+listens on 127.0.0.1; the proxies are pinned to PROXY_CPUS, everything else (upstreams,
+wrk, this script) to LOAD_CPUS. See docs/benchmarks.md for what each number means.
+"""
+
+import argparse
+import atexit
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import report
+import sse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+TICK = os.sysconf("SC_CLK_TCK")
+CONTESTANTS = ["direct", "nginx", "backstop"]
+PROXIES = ["nginx", "backstop"]
+# Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x).
+# x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
+UP = {"json": 18081, "sse": 18082, "fail": 18083, "idle": 18084}
+PORTS = {
+    "direct": UP,
+    "nginx": {k: v + 100 for k, v in UP.items()},
+    "backstop": {k: v + 200 for k, v in UP.items()},
+}
+FAIL_RATE = 0.3
+procs = []  # every process we started, stopped in reverse order at exit
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+def start(cmd, name, tmp, cpus=None):
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus] + cmd
+    out = open(os.path.join(tmp, f"{name}.log"), "wb")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    p.bench_name = name
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in reversed(procs):
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_port(port, proc, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"bench: {proc.bench_name} exited with {proc.returncode}; see its log")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"bench: {proc.bench_name} did not listen on {port} within {timeout}s")
+
+
+def cpulist(text):
+    """ "0,2-3" -> {0, 2, 3}, as taskset -c reads it."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    return total / TICK
+
+
+def busy_seconds():
+    """Busy CPU time of the whole machine (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / TICK  # minus idle and iowait
+
+
+# ---------------------------------------------------------------- configs
+
+def nginx_conf(tmp, name, body):
+    d = os.path.join(tmp, name)
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    text = f"""{user}worker_processes 1;
+worker_rlimit_nofile {nofile};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections {max(1024, nofile - 64)}; multi_accept on; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+{body}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return d, path
+
+
+def upstream_nginx_body():
+    with open(os.path.join(HERE, "completion.json")) as f:
+        completion = f.read().strip()
+    assert "'" not in completion
+    return f"""  server {{
+    listen 127.0.0.1:{UP['json']} backlog=4096;
+    location / {{ default_type application/json; return 200 '{completion}'; }}
+  }}"""
+
+
+def proxy_nginx_body():
+    """nginx as the equivalent reverse proxy: pooled keep-alive upstreams, no buffering.
+    The failing upstream is listed three times so nginx retries a 503 up to 3 tries,
+    like backstop's max_retries = 2."""
+    blocks = []
+    for kind, port in UP.items():
+        servers = f"server 127.0.0.1:{port} max_fails=0;"
+        retry = ""
+        if kind == "fail":
+            servers = " ".join([servers] * 3)
+            retry = ("proxy_next_upstream error timeout http_503 non_idempotent; "
+                     "proxy_next_upstream_tries 3;")
+        blocks.append(f"""  upstream {kind} {{ {servers} keepalive 256; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx'][kind]} backlog=4096;
+    location / {{
+      proxy_pass http://{kind}; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off; proxy_read_timeout 600s; {retry}
+    }}
+  }}""")
+    return "\n".join(blocks)
+
+
+def backstop_conf(tmp, kind):
+    port = PORTS["backstop"][kind]
+    retry = ""
+    if kind == "fail":  # short backoff: measure the proxy, not the sleep between tries
+        retry = ('[retry]\nbase_delay = "5ms"\nthrottle_base_delay = "5ms"\n'
+                 'budget_ratio = 10.0\nbudget_min_per_second = 100000\n')
+    text = f"""listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{port + 1000}"
+{retry}
+[failure_log]
+dir = "{tmp}/failures"
+
+[[upstream]]
+name = "bench"
+base_url = "http://127.0.0.1:{UP[kind]}"
+"""
+    path = os.path.join(tmp, f"backstop-{kind}.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------- wrk
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(out):
+    def num(pattern, default=0.0):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+    lat = {}
+    for pct, val, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
+        lat[f"p{pct}_ms"] = float(val) * UNITS[unit]
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(num(r"(\d+) requests in")),
+        "rps": num(r"Requests/sec:\s+([\d.]+)"),
+        "non2xx": int(num(r"Non-2xx or 3xx responses: (\d+)")),
+        "socket_errors": sum(int(x) for x in errs.groups()) if errs else 0,
+        **lat,
+    }
+
+
+def wrk(url, conns, secs, threads, watch_pids):
+    """Runs wrk; returns its numbers plus the CPU seconds and peak RSS of watch_pids."""
+    cmd = ["wrk", "-t", str(min(threads, conns)), "-c", str(conns), "-d", f"{secs}s",
+           "--latency", "-s", os.path.join(HERE, "post.lua"), url]
+    cpu0 = cpu_seconds(watch_pids) if watch_pids else 0.0
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    while p.poll() is None and time.monotonic() - t0 < secs + 30:
+        if watch_pids and time.monotonic() - t0 > secs / 3:
+            peak = max(peak, sse.rss_kib(watch_pids))
+        time.sleep(0.25)
+    if p.poll() is None:
+        p.kill()
+    out = p.communicate()[0]
+    r = parse_wrk(out)
+    if not r["requests"]:
+        sys.exit(f"bench: wrk got nothing from {url}:\n{out}")
+    if watch_pids:
+        r["cpu_s"] = cpu_seconds(watch_pids) - cpu0
+        r["rss_peak_kib"] = peak
+    return r
+
+
+# ---------------------------------------------------------------- stats
+
+def rotate(names, i):
+    """A B C, B C A, C A B, ...: each contestant goes first in turn."""
+    i %= len(names)
+    return names[i:] + names[:i]
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--backstop", required=True, help="release binary")
+    ap.add_argument("--quick", action="store_true", help="short run to check the setup")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds per measurement")
+    ap.add_argument("--seconds", type=int, help="length of each wrk run")
+    ap.add_argument("--streams", type=int, help="open SSE streams for the memory test")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = ap.parse_args()
+    rounds = a.rounds or (1 if a.quick else 3)
+    secs = a.seconds or (2 if a.quick else 5)
+    probes = 4 if a.quick else 10
+    streams = a.streams or (1000 if a.quick else 10000)
+
+    ncpu = os.cpu_count()
+    proxy_cpus = os.environ.get("PROXY_CPUS", "1" if ncpu > 1 else "0")
+    load_cpus = os.environ.get("LOAD_CPUS", "0" if ncpu <= 2 else f"0,2-{ncpu - 1}")
+    os.sched_setaffinity(0, cpulist(load_cpus))
+    threads = len(os.sched_getaffinity(0))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # backstop holds two descriptors per stream (client + upstream): that bounds the test.
+    streams_possible = min(streams, (hard - 200) // 2)
+
+    tmp = tempfile.mkdtemp(prefix="backstop-bench-")
+    atexit.register(lambda: (stop_all(), shutil.rmtree(tmp, ignore_errors=True)))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load0 = open("/proc/loadavg").read().split()[:3]
+    busy0, self0 = busy_seconds(), os.times()
+    log(f"tmp {tmp}; proxies on CPU {proxy_cpus}, load on CPU {load_cpus}; {rounds} rounds")
+
+    # Upstreams (load CPUs): nginx for JSON, the mock for SSE / failures / long streams.
+    d, conf = nginx_conf(tmp, "upstream-nginx", upstream_nginx_body())
+    up_nginx = start(["nginx", "-p", d, "-c", conf, "-e", f"{d}/logs/error.log"], "upstream-nginx", tmp)
+    mock = [a.backstop, "mock-upstream", "--seed", "1"]
+    started_mocks = [
+        start(mock + ["--listen", f"127.0.0.1:{UP['sse']}", "--stream-chunks", "20",
+                      "--stream-gap", "20ms"], "mock-sse", tmp),
+        start(mock + ["--listen", f"127.0.0.1:{UP['fail']}", "--fail-rate", str(FAIL_RATE)],
+              "mock-fail", tmp),
+        start(mock + ["--listen", f"127.0.0.1:{UP['idle']}", "--stream-chunks", "100",
+                      "--stream-gap", "5s"], "mock-idle", tmp),
+    ]
+    wait_port(UP["json"], up_nginx)
+    for p, k in zip(started_mocks, ["sse", "fail", "idle"]):
+        wait_port(UP[k], p)
+
+    # Proxies (proxy CPUs).
+    d, conf = nginx_conf(tmp, "proxy-nginx", proxy_nginx_body())
+    px_nginx = start(["nginx", "-p", d, "-c", conf, "-e", f"{d}/logs/error.log"], "proxy-nginx",
+                     tmp, proxy_cpus)
+    bs = {}
+    for kind in UP:
+        bs[kind] = start([a.backstop, "serve", "--config", backstop_conf(tmp, kind)],
+                         f"backstop-{kind}", tmp, proxy_cpus)
+    for kind in UP:
+        wait_port(PORTS["nginx"][kind], px_nginx)
+        wait_port(PORTS["backstop"][kind] + 1000, bs[kind])
+        wait_port(PORTS["backstop"][kind], bs[kind])
+    time.sleep(0.5)
+
+    def pids(name, kind):
+        if name == "nginx":
+            return [px_nginx.pid] + children(px_nginx.pid)
+        if name == "backstop":
+            return [bs[kind].pid]
+        return []
+
+    def url(name, kind):
+        return f"http://127.0.0.1:{PORTS[name][kind]}/v1/chat/completions"
+
+    R = {"rss_idle_kib": {n: sse.rss_kib(pids(n, "json")) for n in PROXIES}}
+
+    log("warm-up")
+    for n in CONTESTANTS:
+        wrk(url(n, "json"), 32, 1, threads, [])
+        sse.probe(PORTS[n]["sse"])
+
+    log("latency at 1 connection")
+    lat = {n: [] for n in CONTESTANTS}
+    for i in range(rounds):
+        for n in rotate(CONTESTANTS, i):
+            lat[n].append(wrk(url(n, "json"), 1, secs, 1, pids(n, "json")))
+    R["latency"] = lat
+
+    for conns in (32, 256):
+        log(f"throughput at {conns} connections")
+        tp = {n: [] for n in CONTESTANTS}
+        for i in range(rounds):
+            for n in rotate(CONTESTANTS, i):
+                tp[n].append(wrk(url(n, "json"), conns, secs, threads, pids(n, "json")))
+        R[f"c{conns}"] = tp
+
+    log("SSE through each contestant")
+    ss = {n: [] for n in CONTESTANTS}
+    for i in range(rounds):
+        for n in rotate(CONTESTANTS, i):
+            ss[n] += [sse.probe(PORTS[n]["sse"]) for _ in range(probes)]
+    R["sse"] = ss
+
+    log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
+    fl = {n: [] for n in CONTESTANTS}
+    for i in range(rounds):
+        for n in rotate(CONTESTANTS, i):
+            fl[n].append(wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail")))
+    R["fail"] = fl
+
+    R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in PROXIES}
+
+    R["hold"] = {}
+    for n in ["backstop", "nginx"]:
+        log(f"{streams_possible} open SSE streams through {n}")
+        R["hold"][n] = sse.hold(PORTS[n]["idle"], streams_possible, pids(n, "idle"),
+                                open_timeout=30 if a.quick else 90)
+        time.sleep(1)
+
+    busy1, self1 = busy_seconds(), os.times()
+    ours = sum(cpu_seconds([p.pid] + children(p.pid)) for p in procs if p.poll() is None)
+    ours += (self1.user + self1.system + self1.children_user + self1.children_system
+             - self0.user - self0.system - self0.children_user - self0.children_system)
+    R["machine"] = {
+        "started": started.isoformat(timespec="seconds"),
+        "wall_s": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()),
+        "loadavg_start": load0, "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "busy_s": round(busy1 - busy0, 1), "foreign_busy_s": round(max(0.0, busy1 - busy0 - ours), 1),
+        "cpus": ncpu, "proxy_cpus": proxy_cpus, "load_cpus": load_cpus,
+        "nofile_hard": hard, "streams_asked": streams,
+    }
+    R["config"] = {"rounds": rounds, "seconds": secs, "probes": probes, "quick": a.quick,
+                   "wrk_threads": threads, "binary": a.backstop,
+                   "binary_bytes": os.path.getsize(a.backstop)}
+    stop_all()
+
+    os.makedirs(a.out, exist_ok=True)
+    stamp = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if a.quick else "")
+    md = report.render(R, machine_info(a.backstop))
+    with open(os.path.join(a.out, f"{stamp}.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(a.out, f"{stamp}.json"), "w") as f:
+        json.dump(R, f, indent=1)
+    print(md)
+    log(f"report: {os.path.join(a.out, stamp + '.md')}")
+
+
+def machine_info(binary):
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                                  cwd=REPO).stdout.strip() or "?"
+        except OSError:
+            return "?"
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    return {
+        "cpu": f"{model}, {os.cpu_count()} CPUs", "memory": f"{mem} MiB",
+        "kernel": platform.release(), "os": sh(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
+        "nginx": nginx_v.replace("nginx version: ", ""), "wrk": sh(["sh", "-c", "wrk -v 2>&1 | head -1"]),
+        "rustc": sh(["rustc", "--version"]),
+        "commit": sh(["git", "rev-parse", "--short", "HEAD"]) +
+                  (" (dirty tree)" if sh(["git", "status", "--porcelain", "src", "Cargo.toml"]) != "?" else ""),
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Turns the raw numbers of one bench run (bench.py's R) into the Markdown report."""
+
+import statistics
+
+FAIL_RATE = 0.3
+MIB = 1024
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def f(x, d=2, unit=""):
+    return "n/a" if x is None else f"{x:,.{d}f}{unit}"
+
+
+def per_round(a, b, fn):
+    """Median over rounds of fn(a_i, b_i): a and b ran side by side in each round."""
+    return med([fn(x, y) for x, y in zip(a, b)])
+
+
+def cpu_per_10k(r, successes=False):
+    n = r["requests"] - (r["non2xx"] if successes else 0)
+    return r["cpu_s"] / n * 1e4 if n else None
+
+
+def summarize(R):
+    S = {}
+    lat = R["latency"]
+    for n, runs in lat.items():
+        S[f"lat_{n}"] = {p: med([r.get(f"{p}_ms") for r in runs]) for p in ("p50", "p90", "p99")}
+        if n != "direct":
+            S[f"added_{n}"] = {p: per_round(runs, lat["direct"], lambda a, b: a[f"{p}_ms"] - b[f"{p}_ms"])
+                               for p in ("p50", "p90", "p99")}
+    for c in ("c32", "c256"):
+        for n, runs in R[c].items():
+            S[f"{c}_{n}"] = {
+                "rps": med([r["rps"] for r in runs]),
+                "vs_direct": per_round(runs, R[c]["direct"], lambda a, b: a["rps"] / b["rps"]),
+                "cpu10k": med([cpu_per_10k(r) for r in runs]) if n != "direct" else None,
+                "core": med([r["cpu_s"] / R["config"]["seconds"] for r in runs]) if n != "direct" else None,
+                "rss": med([r["rss_peak_kib"] for r in runs]) if n != "direct" else None,
+                "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
+            }
+        S[f"{c}_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"], lambda a, b: a["rps"] / b["rps"])
+        S[f"{c}_cpu_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"],
+                                        lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
+    d = R["sse"]["direct"]
+    for n, probes in R["sse"].items():
+        S[f"sse_{n}"] = {
+            "headers": med([p["headers_ms"] for p in probes]),
+            "first": med([p["first_event_ms"] for p in probes]),
+            "first_over": med([p["first_event_ms"] for p in probes]) - med([p["first_event_ms"] for p in d]),
+            "headers_over": med([p["headers_ms"] for p in probes]) - med([p["headers_ms"] for p in d]),
+            "gap_max": max(p["max_gap_ms"] for p in probes),
+            "gap_med": med([p["max_gap_ms"] for p in probes]),
+            "events": min(p["events"] for p in probes),
+            "total": med([p["total_ms"] for p in probes]),
+        }
+    for n, runs in R["fail"].items():
+        ok = sum(r["requests"] - r["non2xx"] for r in runs)
+        total = sum(r["requests"] for r in runs)
+        S[f"fail_{n}"] = {
+            "rps": med([r["rps"] for r in runs]),
+            "ok_rps": med([r["rps"] * (1 - r["non2xx"] / r["requests"]) for r in runs]),
+            "success": ok / total if total else None,
+            "cpu10k_ok": med([cpu_per_10k(r, True) for r in runs]) if n != "direct" else None,
+        }
+    for n, h in R["hold"].items():
+        opened = h["open"]
+        half = h["rss_half_kib"]
+        S[f"hold_{n}"] = dict(
+            h, per_stream=(h["rss_open_kib"] - h["rss_before_kib"]) / opened if opened else None,
+            # the second half of the streams alone: growth without the one-time costs
+            marginal=(h["rss_open_kib"] - half) / (opened - h["asked"] // 2) if half and opened > h["asked"] // 2 else None)
+    return S
+
+
+def targets(R, S):
+    b, n = "backstop", "nginx"
+    size = R["config"]["binary_bytes"] / MIB / MIB
+    idle = R["rss_idle_kib"][b] / MIB
+    per = S[f"hold_{b}"]["per_stream"]
+    rows = [
+        ("CPU per request (c=32), backstop / nginx", "≤ 1.00×", S["c32_cpu_ratio"], "×",
+         lambda v: v <= 1.0),
+        ("Throughput at 32 connections, backstop / nginx", "≥ 1.00×", S["c32_ratio"], "×",
+         lambda v: v >= 1.0),
+        ("Added p50 at 1 connection, backstop vs nginx", f"≤ nginx's ({f(S['added_nginx']['p50'] * 1e3, 0)} µs)",
+         S["added_backstop"]["p50"] * 1e3, " µs", lambda v: v <= S["added_nginx"]["p50"] * 1e3),
+        ("SSE first-event overhead vs direct", "≤ 0.5 ms", S[f"sse_{b}"]["first_over"], " ms",
+         lambda v: v <= 0.5),
+        ("RSS idle (fresh process)", "≤ 10 MiB", idle, " MiB", lambda v: v <= 10),
+        ("RSS per open SSE stream", "≤ 30 KiB", per, " KiB", lambda v: v <= 30),
+        ("Release binary size", "≤ 15 MiB", size, " MiB", lambda v: v <= 15),
+    ]
+    out = ["| target | goal | measured | result |", "|---|---|---|---|"]
+    for name, goal, v, unit, ok in rows:
+        res = "n/a" if v is None else ("**pass**" if ok(v) else "**miss**")
+        out.append(f"| {name} | {goal} | {f(v, 2, unit)} | {res} |")
+    return "\n".join(out)
+
+
+def render(R, M):
+    S = summarize(R)
+    m, c = R["machine"], R["config"]
+    L = []
+    add = L.append
+    add(f"# backstop benchmark — {m['started'][:10]}{' (quick run)' if c['quick'] else ''}\n")
+    add("> **Only ratios within one run are comparable across runs.** Absolute numbers depend on "
+        "the machine, its load and the kernel; every contestant here ran interleaved "
+        "(A B C, B C A, …) on the same machine in the same minutes.\n")
+    add("## Machine and run\n")
+    add(f"- started {m['started']} UTC, {m['wall_s']} s wall; backstop `{M['commit']}`, {M['rustc']}")
+    add(f"- {M['cpu']}, {M['memory']}, {M['os']}, kernel {M['kernel']}; nginx {M['nginx']}, {M['wrk']}")
+    add(f"- proxies pinned to CPU {m['proxy_cpus']}; upstreams, wrk ({c['wrk_threads']} thread) and "
+        f"the SSE client on CPU {m['load_cpus']}; nginx proxy and upstream: 1 worker each")
+    add(f"- {c['rounds']} interleaved rounds, {c['seconds']} s per wrk run, {c['probes']} SSE "
+        "probes per contestant per round; each figure is the median over rounds")
+    add(f"- load average at start {' '.join(m['loadavg_start'])}, at end {' '.join(m['loadavg_end'])}; "
+        f"CPU used by processes outside the bench during the run: {m['foreign_busy_s']} core-s "
+        f"of {m['busy_s']} busy core-s\n")
+    add("## Targets\n")
+    add(targets(R, S) + "\n")
+
+    add("## Latency at 1 connection (JSON completion, keep-alive)\n")
+    add("| contestant | p50 | p90 | p99 | added p50 | added p90 | added p99 |")
+    add("|---|---|---|---|---|---|---|")
+    for n in ("direct", "nginx", "backstop"):
+        l, a = S[f"lat_{n}"], S.get(f"added_{n}", {})
+        us = lambda v: f(v * 1e3 if v is not None else None, 0, " µs")
+        add(f"| {n} | {us(l['p50'])} | {us(l['p90'])} | {us(l['p99'])} | "
+            f"{us(a.get('p50'))} | {us(a.get('p90'))} | {us(a.get('p99'))} |")
+    add("")
+    add("## Throughput, CPU and memory under load\n")
+    add("| connections | contestant | req/s | vs direct | CPU-s per 10k req | proxy core busy | RSS under load | errors |")
+    add("|---|---|---|---|---|---|---|---|")
+    for cc in ("c32", "c256"):
+        for n in ("direct", "nginx", "backstop"):
+            s = S[f"{cc}_{n}"]
+            rss = f(s["rss"] / MIB, 1, " MiB") if s["rss"] else "—"
+            add(f"| {cc[1:]} | {n} | {f(s['rps'], 0)} | {f(s['vs_direct'], 2, '×')} | "
+                f"{f(s['cpu10k'], 3) if s['cpu10k'] is not None else '—'} | "
+                f"{f(s['core'] * 100, 0, ' %') if s['core'] is not None else '—'} | {rss} | {s['errors']} |")
+    add("")
+    add(f"backstop / nginx: throughput {f(S['c32_ratio'])}× at 32, {f(S['c256_ratio'])}× at 256 "
+        f"connections; CPU per request {f(S['c32_cpu_ratio'])}× at 32, {f(S['c256_cpu_ratio'])}× at 256.")
+    add(f"RSS idle: backstop {f(R['rss_idle_kib']['backstop'] / MIB, 1)} MiB fresh, "
+        f"{f(R['rss_after_load_kib']['backstop'] / MIB, 1)} MiB after the load; nginx (master + worker) "
+        f"{f(R['rss_idle_kib']['nginx'] / MIB, 1)} MiB fresh, {f(R['rss_after_load_kib']['nginx'] / MIB, 1)} MiB after.\n")
+
+    add("## SSE (mock: 20 chunks, 20 ms apart)\n")
+    add("| contestant | headers | first event | first-event overhead | headers overhead | max gap (worst / median) | stream total |")
+    add("|---|---|---|---|---|---|---|")
+    for n in ("direct", "nginx", "backstop"):
+        s = S[f"sse_{n}"]
+        over = "—" if n == "direct" else f(s["first_over"], 3, " ms")
+        hover = "—" if n == "direct" else f(s["headers_over"], 3, " ms")
+        add(f"| {n} | {f(s['headers'], 3, ' ms')} | {f(s['first'], 3, ' ms')} | {over} | {hover} | "
+            f"{f(s['gap_max'], 1)} / {f(s['gap_med'], 1)} ms | {f(s['total'], 0, ' ms')} |")
+    add("")
+    add(f"## Failure path (mock answers {FAIL_RATE:.0%} of requests with 503, 32 connections)\n")
+    expect = 1 - FAIL_RATE ** 3
+    add(f"Expectation with 3 attempts: success rate 1 − p³ = {expect:.1%}; without retries 1 − p = {1 - FAIL_RATE:.0%}. "
+        "nginx retries via `proxy_next_upstream http_503 non_idempotent` over the same server listed "
+        "3 times; backstop runs with `base_delay = throttle_base_delay = 5ms` and an unlimited budget.\n")
+    add("| contestant | req/s | successful req/s | success rate | CPU-s per 10k successful |")
+    add("|---|---|---|---|---|")
+    for n in ("direct", "nginx", "backstop"):
+        s = S[f"fail_{n}"]
+        cpu = "—" if s["cpu10k_ok"] is None else f(s["cpu10k_ok"], 3)
+        add(f"| {n} | {f(s['rps'], 0)} | {f(s['ok_rps'], 0)} | {f(s['success'] * 100, 1, ' %')} | {cpu} |")
+    add("")
+    add("## Open SSE streams (long, idle-ish streams: one event every 5 s)\n")
+    add(f"Asked for {m['streams_asked']} streams; the descriptor limit here is {m['nofile_hard']} "
+        "(hard, cannot be raised without privileges) and a proxy holds two per stream, so at most "
+        f"{(m['nofile_hard'] - 200) // 2} were attempted.\n")
+    add("| proxy | open | failed | time to open | RSS before | RSS with all open | RSS per stream | second half only | RSS after closing |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for n in ("backstop", "nginx"):
+        h = S[f"hold_{n}"]
+        add(f"| {n} | {h['open']} | {h['failed']} | {h['open_seconds']} s | {f(h['rss_before_kib'] / MIB, 1, ' MiB')} | "
+            f"{f(h['rss_open_kib'] / MIB, 1, ' MiB')} | {f(h['per_stream'], 1, ' KiB')} | {f(h['marginal'], 1, ' KiB')} | "
+            f"{f(h['rss_after_close_kib'] / MIB, 1, ' MiB')} |")
+    add("")
+    add(f"Binary: {f(c['binary_bytes'] / MIB / MIB, 2)} MiB (`{c['binary']}`).")
+    add("Raw numbers: the `.json` file next to this report.")
+    return "\n".join(L) + "\n"
