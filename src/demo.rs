@@ -12,7 +12,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::events::{AttemptEvent, RecordingObserver};
 use crate::mock::{MockOptions, MockUpstream};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +43,7 @@ struct Outcome {
     attempts: String,
     elapsed: Duration,
     note: String,
+    request_id: String,
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), String> {
@@ -55,7 +60,10 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the mock upstream: {e}"))?;
     let config = demo_config(&mock.url())?;
-    let proxy = crate::start(config).await.map_err(|e| e.to_string())?;
+    let recorder = Arc::new(RecordingObserver::default());
+    let proxy = crate::start_with_observer(config, recorder.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let base = format!("http://{}", proxy.proxy_addr());
 
     println!(
@@ -68,12 +76,18 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         args.fail_rate * 100.0
     );
     println!(
-        "  backstop       {base}  (admin http://{})\n",
+        "  backstop       {base}  (admin http://{})",
         proxy.admin_addr()
+    );
+    println!(
+        "                 up to 2 retries; backoff 50 ms (200 ms for 429/503), doubling, full jitter\n"
     );
 
     let outcomes = send_burst(&base, &args).await;
-    print!("{}", report(&outcomes, mock.request_count()));
+    print!(
+        "{}",
+        report(&outcomes, &recorder.events(), mock.request_count())
+    );
 
     proxy.shutdown().await;
     mock.shutdown().await;
@@ -83,6 +97,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
 fn demo_config(mock_url: &str) -> Result<Config, String> {
     let text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
+         [retry]\nbase_delay = \"50ms\"\nthrottle_base_delay = \"200ms\"\nmax_delay = \"2s\"\n\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{mock_url}\"\n"
     );
     Config::from_toml(&text, &|_| None).map_err(|e| format!("demo config: {e}"))
@@ -93,10 +108,10 @@ async fn send_burst(base: &str, args: &DemoArgs) -> Vec<Outcome> {
     let mut tasks = JoinSet::new();
     let mut outcomes = Vec::new();
     for n in 1..=args.requests {
-        if tasks.len() >= args.concurrency as usize {
-            if let Some(Ok(outcome)) = tasks.join_next().await {
-                outcomes.push(outcome);
-            }
+        if tasks.len() >= args.concurrency as usize
+            && let Some(Ok(outcome)) = tasks.join_next().await
+        {
+            outcomes.push(outcome);
         }
         let (client, base) = (client.clone(), base.to_owned());
         tasks.spawn(async move { one_request(&client, &base, n, n % 3 == 0).await });
@@ -135,6 +150,7 @@ async fn one_request(
         attempts: "-".into(),
         elapsed: Duration::ZERO,
         note: String::new(),
+        request_id: String::new(),
     };
     let response = match request {
         Ok(request) => client.request(request).await,
@@ -147,6 +163,7 @@ async fn one_request(
         Ok(response) => {
             outcome.status = response.status().as_u16();
             outcome.attempts = header(response.headers(), "x-backstop-attempts");
+            outcome.request_id = header(response.headers(), "x-backstop-request-id");
             let body = response.into_body().collect().await.map(|b| b.to_bytes());
             outcome.note = match body {
                 Ok(bytes) => describe(outcome.status, stream, &bytes),
@@ -183,23 +200,49 @@ fn describe(status: u16, stream: bool, body: &[u8]) -> String {
         .unwrap_or_else(|| "error".to_owned())
 }
 
-fn report(outcomes: &[Outcome], upstream_attempts: usize) -> String {
+/// "503 → wait 120 ms → 200" for the attempts of one request.
+fn story(events: &[&AttemptEvent]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let what = e
+            .status
+            .map_or_else(|| e.outcome.reason().to_owned(), |s| s.to_string());
+        out.push_str(&what);
+        if let Some(delay) = e.delay {
+            let _ = write!(out, " → wait {} ms → ", delay.as_millis());
+        }
+    }
+    out
+}
+
+fn report(outcomes: &[Outcome], events: &[AttemptEvent], upstream_attempts: usize) -> String {
+    let mut by_request: HashMap<&str, Vec<&AttemptEvent>> = HashMap::new();
+    for e in events {
+        by_request.entry(&e.request_id).or_default().push(e);
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:>3}  {:<6}  {:>6}  {:>8}  {:>8}  what came back",
+        "  {:>3}  {:<6}  {:>6}  {:>8}  {:>8}  attempts as backstop saw them",
         "#", "kind", "status", "attempts", "time"
     );
+    let mut retried = 0;
     for o in outcomes {
         let kind = if o.stream { "stream" } else { "json" };
+        let attempts = by_request
+            .get(o.request_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        retried += usize::from(attempts.len() > 1);
         let _ = writeln!(
             out,
-            "  {:>3}  {:<6}  {:>6}  {:>8}  {:>5} ms  {}",
+            "  {:>3}  {:<6}  {:>6}  {:>8}  {:>5} ms  {}  ({})",
             o.n,
             kind,
             o.status,
             o.attempts,
             o.elapsed.as_millis(),
+            story(attempts),
             o.note
         );
     }
@@ -214,12 +257,17 @@ fn report(outcomes: &[Outcome], upstream_attempts: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "  The upstream saw {upstream_attempts} attempts for {total} requests."
+        "  The upstream saw {upstream_attempts} attempts for {total} requests; {retried} requests were retried."
+    );
+    let _ = writeln!(
+        out,
+        "  Without backstop, every attempt that got a 503 would have been an error in your app."
     );
     if failed > 0 {
         let _ = writeln!(
             out,
-            "  Failed requests got the upstream's own error back unchanged, with x-backstop-request-id."
+            "  Requests that still failed got the last upstream error as it was, plus x-should-retry: false\n  \
+             so the SDK does not retry on top of backstop."
         );
     }
     let _ = writeln!(

@@ -9,8 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod mock;
 pub mod proxy;
+pub mod retry;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -20,7 +22,7 @@ pub mod telemetry;
 use std::future::Future;
 
 pub use config::Config;
-pub use server::{Running, StartError, start};
+pub use server::{Running, StartError, start, start_with_observer};
 
 /// Serves `config` until `shutdown` completes, then drains (SPEC §5).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, Phase, Readiness};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
+use crate::events::{LogObserver, Observer};
 use crate::runtime::Runtime;
 use crate::stack;
 
@@ -54,11 +55,19 @@ pub struct Running {
 
 /// Binds both listeners and starts serving. Nothing is bound if the config is refused.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_observer(config, Arc::new(LogObserver)).await
+}
+
+/// `start`, with every attempt event also going to `observer`.
+pub async fn start_with_observer(
+    config: Config,
+    observer: Arc<dyn Observer>,
+) -> Result<Running, StartError> {
     let readiness = Arc::new(Readiness::default());
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
     let (proxy_at, admin_at) = (config.listen, config.admin_listen);
-    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config)?));
+    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
 
     let bind = |which: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -80,7 +89,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rt = runtime.clone();
     let proxy_task = tokio::spawn(serve(proxy_listener, proxy_stopped, grace, move |req| {
         let runtime = rt.load_full();
-        async move { Ok::<_, Infallible>(stack::handle(runtime, req).await) }
+        let observer = observer.clone();
+        async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) }
     }));
     let ready = readiness.clone();
     let admin_task = tokio::spawn(serve(admin_listener, admin_stopped, grace, move |req| {
@@ -137,7 +147,7 @@ impl Running {
             tracing::warn!("listen and admin_listen changes take effect only after a restart");
         }
         let upstreams = config.upstreams.len();
-        self.runtime.store(Arc::new(Runtime::new(config)?));
+        self.runtime.store(Arc::new(Runtime::new(config, None)?));
         tracing::info!(upstreams, "config reloaded");
         Ok(())
     }

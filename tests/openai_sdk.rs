@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backstop::mock::MockUpstream;
+use backstop::mock::{MockOptions, MockUpstream};
 
 fn python() -> Option<PathBuf> {
     if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
@@ -33,6 +33,12 @@ async fn official_openai_python_sdk_works_through_backstop() {
         return;
     };
     let mock = MockUpstream::start().await.expect("mock");
+    let storm = MockUpstream::start_with(MockOptions {
+        fail_rate: 1.0,
+        ..MockOptions::default()
+    })
+    .await
+    .expect("mock");
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -42,9 +48,13 @@ async fn official_openai_python_sdk_works_through_backstop() {
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
          [[upstream]]\nname = \"azure\"\nkind = \"azure\"\nbase_url = \"{}\"\npath_prefix = \"/openai/\"\n\
-         [[upstream]]\nname = \"dead\"\nbase_url = \"http://127.0.0.1:{dead_port}\"\npath_prefix = \"/dead/\"\n",
+         [[upstream]]\nname = \"dead\"\nbase_url = \"http://127.0.0.1:{dead_port}\"\npath_prefix = \"/dead/\"\n\
+         [upstream.retry]\nbase_delay = \"10ms\"\n\
+         [[upstream]]\nname = \"storm\"\nbase_url = \"{}\"\npath_prefix = \"/storm/\"\n\
+         [upstream.retry]\nthrottle_base_delay = \"20ms\"\nbase_delay = \"10ms\"\n",
         mock.url(),
-        mock.url()
+        mock.url(),
+        storm.url()
     );
     let config = backstop::Config::from_toml(&text, &|_| None).expect("config");
     let proxy = backstop::start(config).await.expect("start");

@@ -44,21 +44,31 @@ async fn connection_refused_gives_502_in_openai_shape() {
 }
 
 #[tokio::test]
-async fn no_headers_within_attempt_timeout_gives_504() {
-    let h = Harness::start_with("[retry]\nattempt_timeout = \"200ms\"").await;
-    h.mock.push(Fault::Stall(Duration::from_secs(5)));
+async fn no_headers_within_attempt_timeout_gives_504_after_retries() {
+    let h =
+        Harness::start_with("[retry]\nattempt_timeout = \"200ms\"\nbase_delay = \"10ms\"").await;
+    h.mock.push_n(Fault::Stall(Duration::from_secs(5)), 3);
     let response = h.client.get("/v1/models").await;
     assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(response.json()["error"]["code"], "upstream_timeout");
+    assert_eq!(response.header("x-backstop-attempts"), Some("3"));
+    assert_eq!(response.header("x-should-retry"), Some("false"));
 }
 
 #[tokio::test]
-async fn reset_before_headers_gives_502() {
-    let h = Harness::start().await;
+async fn reset_before_headers_gives_502_when_ambiguous_retries_are_off() {
+    let h = Harness::start_with("[retry]\nretry_ambiguous = false").await;
     h.mock.push(Fault::ResetBeforeHeaders);
     let response = h.client.get("/v1/models").await;
     assert_eq!(response.status, StatusCode::BAD_GATEWAY);
     assert_eq!(response.json()["error"]["code"], "upstream_error");
+    assert_eq!(response.header("x-backstop-attempts"), Some("1"));
+    assert_eq!(
+        response.header("x-should-retry"),
+        None,
+        "backstop did not spend retries"
+    );
+    assert_eq!(h.mock.request_count(), 1);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! `backstop check-config`: validate, then print the effective config.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::EXIT_CONFIG;
@@ -8,8 +9,10 @@ use crate::config::Source;
 pub fn run(source: &Source) -> ExitCode {
     match source.load() {
         Ok(config) => {
-            println!("# backstop effective config (from {source}): valid");
-            print!("{}", config.effective_toml());
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "# backstop effective config (from {source}): valid");
+            let _ = write!(out, "{}", config.effective_toml());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -57,7 +57,11 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Some(Command::Demo(_))) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Some(Command::Demo(_))) {
+        "warn"
+    } else {
+        "info"
+    };
     telemetry::init(cli.log_format, default_level);
     let source = Source::from_option(cli.config.as_deref());
     match cli.command.unwrap_or(Command::Serve) {

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod headers;
+pub mod peek;
 pub mod request_body;
 pub mod response_body;
 pub mod send;

@@ -26,8 +26,10 @@ pub enum StreamError {
 
 pin_project_lite::pin_project! {
     pub struct GuardedBody {
+        // Bytes already read from the upstream (while deciding), sent first.
+        prefix: Option<Bytes>,
         #[pin]
-        inner: Incoming,
+        inner: Option<Incoming>,
         #[pin]
         idle: Sleep,
         idle_timeout: Duration,
@@ -40,7 +42,18 @@ pin_project_lite::pin_project! {
 
 impl GuardedBody {
     pub fn new(inner: Incoming, idle_timeout: Duration, sse: bool) -> GuardedBody {
+        GuardedBody::with_prefix(Bytes::new(), Some(inner), idle_timeout, sse)
+    }
+
+    /// `prefix` first, then the rest of the upstream body (if any is left).
+    pub fn with_prefix(
+        prefix: Bytes,
+        inner: Option<Incoming>,
+        idle_timeout: Duration,
+        sse: bool,
+    ) -> GuardedBody {
         GuardedBody {
+            prefix: (!prefix.is_empty()).then_some(prefix),
             inner,
             idle: tokio::time::sleep(idle_timeout),
             idle_timeout,
@@ -69,7 +82,15 @@ impl HttpBody for GuardedBody {
         if *this.done {
             return Poll::Ready(None);
         }
-        let failure = match this.inner.poll_frame(cx) {
+        if let Some(prefix) = this.prefix.take() {
+            *this.at_event_boundary = prefix.ends_with(b"\n\n") || prefix.ends_with(b"\r\n\r\n");
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            *this.done = true;
+            return Poll::Ready(None);
+        };
+        let failure = match inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle
                     .as_mut()
@@ -104,15 +125,25 @@ impl HttpBody for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        self.done
+            || (self.prefix.is_none() && self.inner.as_ref().is_none_or(|i| i.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.sse {
-            // An error event may be added: never promise an exact length.
-            SizeHint::new()
-        } else {
-            self.inner.size_hint()
+        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        match &self.inner {
+            // An error event may be added to a stream: never promise an exact length.
+            _ if self.sse => SizeHint::new(),
+            None => SizeHint::with_exact(prefix),
+            Some(inner) => {
+                let rest = inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(prefix + rest.lower());
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(prefix + upper);
+                }
+                hint
+            }
         }
     }
 }

@@ -2,11 +2,11 @@
 //! response headers within `attempt_timeout`, and name what went wrong by error type.
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::client::UpstreamClient;
 use super::headers::prepare_outbound;
@@ -14,6 +14,7 @@ use super::request_body::BodyTooLarge;
 use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
+use crate::retry::classify::{Outcome, TransportFailure, classify_transport, transport_failure};
 
 /// The upstream URI: the upstream's scheme, host and base path, then the client's path
 /// and query exactly as sent. Nothing the client sends can change the host.
@@ -56,41 +57,62 @@ pub fn outbound_request(
     Ok(request)
 }
 
-/// Sends one attempt and waits for its response headers.
+/// An attempt that got no response: the error to answer with, and how to judge it.
+#[derive(Debug)]
+pub struct SendFailure {
+    pub outcome: Outcome,
+    pub error: ProxyError,
+}
+
+/// Sends one attempt and waits for its response headers until `until`.
 pub async fn send(
     client: &UpstreamClient,
     upstream: &Upstream,
     request: Request<Body>,
-    attempt_timeout: Duration,
-) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(attempt_timeout, client.request(request)).await {
+    until: Instant,
+) -> Result<Response<Incoming>, SendFailure> {
+    let started = Instant::now();
+    match tokio::time::timeout_at(until, client.request(request)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(classify(upstream, &e)),
-        Err(_) => Err(ProxyError::Timeout {
-            upstream: upstream.name.clone(),
-            after: attempt_timeout,
+        Ok(Err(e)) => Err(failure(upstream, &e)),
+        Err(_) => Err(SendFailure {
+            outcome: classify_transport(TransportFailure::Timeout),
+            error: ProxyError::Timeout {
+                upstream: upstream.name.clone(),
+                after: started.elapsed(),
+            },
         }),
     }
 }
 
 /// Names a client error by its type, never by its message text.
-fn classify(upstream: &Upstream, e: &hyper_util::client::legacy::Error) -> ProxyError {
+fn failure(upstream: &Upstream, e: &hyper_util::client::legacy::Error) -> SendFailure {
     if let Some(too_large) = find_source::<BodyTooLarge>(e) {
-        return ProxyError::BodyTooLarge {
-            limit: too_large.limit,
+        return SendFailure {
+            outcome: Outcome::Fatal {
+                reason: "request_too_large",
+            },
+            error: ProxyError::BodyTooLarge {
+                limit: too_large.limit,
+            },
         };
     }
+    let kind = transport_failure(e, e.is_connect());
     let detail = error_chain(e);
-    if e.is_connect() {
-        ProxyError::Connect {
-            upstream: upstream.name.clone(),
+    let name = upstream.name.clone();
+    let error = match kind {
+        TransportFailure::Connect | TransportFailure::Certificate => ProxyError::Connect {
+            upstream: name,
             detail,
-        }
-    } else {
-        ProxyError::Upstream {
-            upstream: upstream.name.clone(),
+        },
+        TransportFailure::Reset | TransportFailure::Timeout => ProxyError::Upstream {
+            upstream: name,
             detail,
-        }
+        },
+    };
+    SendFailure {
+        outcome: classify_transport(kind),
+        error,
     }
 }
 

@@ -74,4 +74,16 @@ except openai.APIStatusError as e:
     assert e.code == "upstream_connect_error", e.body
     assert e.type == "backstop_error", e.body
 print("error shape ok")
+
+# Amplification: the SDK retries twice by default; backstop's x-should-retry: false stops
+# it from multiplying backstop's own 3 attempts into 9.
+storm = OpenAI(base_url=f"{base}/storm/v1", api_key="sk-sdk-test", max_retries=2)
+try:
+    storm.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    raise AssertionError("expected a 503")
+except openai.InternalServerError as e:
+    assert e.status_code == 503, e
+    assert e.response.headers.get("x-should-retry") == "false", dict(e.response.headers)
+    assert e.response.headers.get("x-backstop-attempts") == "3", dict(e.response.headers)
+print("storm ok")
 print("ALL OK")

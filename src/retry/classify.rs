@@ -1,0 +1,223 @@
+//! "Is this retryable?" as one pure function of what an attempt produced: a transport
+//! failure, or a status with its headers and the first bytes of an error body.
+//!
+//! The `reason` strings are the single vocabulary for logs, metrics and tests.
+
+use http::{HeaderMap, StatusCode};
+
+/// What went wrong below HTTP, decided by error *type* (see `transport_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// Never connected: DNS, refused, connect timeout, TLS handshake. Safe to retry.
+    Connect,
+    /// The upstream's certificate was refused: a setup problem, never retried.
+    Certificate,
+    /// Connected, sent, then the connection broke before a response. Ambiguous.
+    Reset,
+    /// Sent, then no response headers in time. Ambiguous.
+    Timeout,
+}
+
+/// Why a failure was retryable or not: feeds the delay choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryable {
+    /// 429 and 503: the upstream asks for less traffic; longer backoff base.
+    Throttle,
+    /// Never reached the upstream, or it failed plainly (5xx, 408, 409).
+    Transient,
+    /// The request may have been processed (reset or timeout after sending).
+    Ambiguous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response to pass back as it is (1xx–3xx).
+    Success,
+    /// Failed, and another attempt may succeed.
+    Retry {
+        reason: &'static str,
+        kind: Retryable,
+    },
+    /// Failed, and another attempt would fail the same way (or must not be made).
+    Fatal { reason: &'static str },
+}
+
+impl Outcome {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Retry { reason, .. } | Outcome::Fatal { reason } => reason,
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Outcome::Success)
+    }
+}
+
+/// Classifies a transport failure.
+pub fn classify_transport(failure: TransportFailure) -> Outcome {
+    match failure {
+        TransportFailure::Connect => Outcome::Retry {
+            reason: "connect_error",
+            kind: Retryable::Transient,
+        },
+        TransportFailure::Certificate => Outcome::Fatal {
+            reason: "tls_certificate",
+        },
+        TransportFailure::Reset => Outcome::Retry {
+            reason: "reset",
+            kind: Retryable::Ambiguous,
+        },
+        TransportFailure::Timeout => Outcome::Retry {
+            reason: "timeout",
+            kind: Retryable::Ambiguous,
+        },
+    }
+}
+
+/// Classifies a response from its status, headers and (for errors) the first bytes of
+/// its body. An upstream `x-should-retry: true|false` overrides the status rules.
+pub fn classify_response(status: StatusCode, headers: &HeaderMap, body_prefix: &[u8]) -> Outcome {
+    let code = status.as_u16();
+    if code < 400 {
+        return Outcome::Success;
+    }
+    let default = status_rule(code, body_prefix);
+    match should_retry_header(headers) {
+        Some(true) => match default {
+            Outcome::Fatal { reason } => Outcome::Retry {
+                reason,
+                kind: Retryable::Transient,
+            },
+            other => other,
+        },
+        Some(false) => match default {
+            Outcome::Retry { .. } => Outcome::Fatal {
+                reason: "x_should_retry_false",
+            },
+            other => other,
+        },
+        None => default,
+    }
+}
+
+fn status_rule(code: u16, body: &[u8]) -> Outcome {
+    let retry = |reason, kind| Outcome::Retry { reason, kind };
+    match code {
+        429 if error_is(body, "insufficient_quota") => Outcome::Fatal {
+            reason: "quota_exhausted",
+        },
+        429 => retry("status_429", Retryable::Throttle),
+        503 => retry("status_503", Retryable::Throttle),
+        408 => retry("status_408", Retryable::Transient),
+        409 => retry("status_409", Retryable::Transient),
+        501 | 505 => Outcome::Fatal {
+            reason: "not_retryable_status",
+        },
+        500..=599 => retry(server_error_reason(code), Retryable::Transient),
+        _ if error_is(body, "content_filter") => Outcome::Fatal {
+            reason: "content_filter",
+        },
+        _ if error_is(body, "context_length_exceeded") => Outcome::Fatal {
+            reason: "context_length_exceeded",
+        },
+        _ => Outcome::Fatal {
+            reason: "not_retryable_status",
+        },
+    }
+}
+
+/// `status_500`, `status_502`, `status_504`, else `status_5xx` (labels stay bounded).
+fn server_error_reason(code: u16) -> &'static str {
+    match code {
+        500 => "status_500",
+        502 => "status_502",
+        504 => "status_504",
+        _ => "status_5xx",
+    }
+}
+
+fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
+    let value = headers.get("x-should-retry")?.to_str().ok()?.trim();
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether the OpenAI-shaped error body names `what` as its `error.code` or `error.type`.
+fn error_is(body: &[u8], what: &str) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let error = &value["error"];
+    error["code"].as_str() == Some(what) || error["type"].as_str() == Some(what)
+}
+
+/// `error.code` and `error.message` of an OpenAI-shaped error body, if it is one.
+pub fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, None);
+    };
+    let error = &value["error"];
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    (
+        text(&error["code"]).or_else(|| text(&error["type"])),
+        text(&error["message"]),
+    )
+}
+
+/// Names a client error by walking its `source()` chain for known types; never by text.
+pub fn transport_failure(
+    error: &(dyn std::error::Error + 'static),
+    is_connect: bool,
+) -> TransportFailure {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut timed_out = false;
+    while let Some(err) = current {
+        if err
+            .downcast_ref::<rustls::Error>()
+            .is_some_and(is_certificate_error)
+        {
+            return TransportFailure::Certificate;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            // io::Error::source() skips the wrapped error itself; look at it directly.
+            let wrapped = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            if wrapped.is_some_and(is_certificate_error) {
+                return TransportFailure::Certificate;
+            }
+        }
+        if let Some(hyper_err) = err.downcast_ref::<hyper::Error>() {
+            timed_out |= hyper_err.is_timeout();
+        }
+        current = err.source();
+    }
+    if is_connect {
+        TransportFailure::Connect
+    } else if timed_out {
+        TransportFailure::Timeout
+    } else {
+        TransportFailure::Reset
+    }
+}
+
+fn is_certificate_error(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)
+            | rustls::Error::UnsupportedNameType
+    )
+}
+
+#[cfg(test)]
+mod tests;
