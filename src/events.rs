@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::request_meta::RequestMeta;
 use crate::retry::{Decision, GiveUp, Outcome};
 
 /// What backstop did after an attempt.
@@ -54,6 +55,79 @@ pub struct AttemptEvent {
     /// From the upstream's JSON error, or backstop's own error code.
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// Model, stream, tag and counts of the request (shared by all its events).
+    pub meta: Arc<RequestMeta>,
+}
+
+/// How a response body ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Sent in full.
+    Complete,
+    /// The upstream broke off or stalled after commit (`stream_interrupted`,
+    /// `stream_idle_timeout`); a stream got a final error event.
+    Interrupted(&'static str),
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// Tokens a response reported in its `usage` (JSON body or final SSE chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One per client request, when its response body has ended (or the client left).
+#[derive(Debug, Clone)]
+pub struct RequestEvent {
+    pub request_id: Arc<str>,
+    /// `None` when no upstream matched.
+    pub upstream: Option<Arc<str>>,
+    pub method: Method,
+    /// The request path without its query.
+    pub endpoint: Arc<str>,
+    /// The bounded label for metrics (`chat_completions`, …, `other`).
+    pub endpoint_kind: &'static str,
+    pub status: u16,
+    /// 0 when refused before any attempt (413, no route).
+    pub attempts: u32,
+    pub give_up: Option<GiveUp>,
+    /// Request start to the response headers going out.
+    pub time_to_headers: Duration,
+    /// Request start to the first body bytes going out.
+    pub time_to_first_chunk: Option<Duration>,
+    /// Request start to the end of the response body.
+    pub duration: Duration,
+    pub end: BodyEnd,
+    pub usage: Option<Usage>,
+    pub meta: Arc<RequestMeta>,
+}
+
+/// The bounded `endpoint` label of SPEC §4, from a request path.
+pub fn endpoint_kind(path: &str) -> &'static str {
+    const KINDS: [(&str, &str); 8] = [
+        ("/chat/completions", "chat_completions"),
+        ("/completions", "completions"),
+        ("/embeddings", "embeddings"),
+        ("/responses", "responses"),
+        ("/moderations", "moderations"),
+        ("/models", "models"),
+        ("/images/", "images"),
+        ("/audio/", "audio"),
+    ];
+    let path = path.trim_end_matches('/');
+    for (needle, kind) in KINDS {
+        let hit = if needle.ends_with('/') {
+            path.contains(needle)
+        } else {
+            path.ends_with(needle) || path.contains(&format!("{needle}/"))
+        };
+        if hit {
+            return kind;
+        }
+    }
+    "other"
 }
 
 impl AttemptEvent {
@@ -74,6 +148,28 @@ impl AttemptEvent {
 /// Receives every attempt event, on the request path: must not block.
 pub trait Observer: Send + Sync + 'static {
     fn attempt(&self, event: &AttemptEvent);
+
+    /// The request is over (its response body ended or the client left).
+    fn request(&self, event: &RequestEvent) {
+        let _ = event;
+    }
+}
+
+/// Several observers in turn (failure log, metrics, …).
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn attempt(&self, event: &AttemptEvent) {
+        for o in &self.0 {
+            o.attempt(event);
+        }
+    }
+
+    fn request(&self, event: &RequestEvent) {
+        for o in &self.0 {
+            o.request(event);
+        }
+    }
 }
 
 /// The default observer: a `debug` line per attempt, `warn` when a request fails in the end.
@@ -99,19 +195,62 @@ impl Observer for LogObserver {
 
 /// Keeps every event in memory: for tests and the demo.
 #[derive(Debug, Default)]
-pub struct RecordingObserver(Mutex<Vec<AttemptEvent>>);
+pub struct RecordingObserver {
+    attempts: Mutex<Vec<AttemptEvent>>,
+    requests: Mutex<Vec<RequestEvent>>,
+}
 
 impl RecordingObserver {
     pub fn events(&self) -> Vec<AttemptEvent> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.attempts.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> Vec<RequestEvent> {
+        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
     }
 }
 
 impl Observer for RecordingObserver {
     fn attempt(&self, event: &AttemptEvent) {
         LogObserver.attempt(event);
-        if let Ok(mut events) = self.0.lock() {
+        if let Ok(mut events) = self.attempts.lock() {
             events.push(event.clone());
+        }
+    }
+
+    fn request(&self, event: &RequestEvent) {
+        if let Ok(mut events) = self.requests.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_kind;
+
+    #[test]
+    fn endpoint_labels_are_a_fixed_set() {
+        let cases = [
+            ("/v1/chat/completions", "chat_completions"),
+            (
+                "/openai/deployments/gpt/chat/completions",
+                "chat_completions",
+            ),
+            ("/v1/completions", "completions"),
+            ("/openai/deployments/e/embeddings", "embeddings"),
+            ("/v1/responses", "responses"),
+            ("/v1/responses/resp_1/cancel", "responses"),
+            ("/v1/images/generations", "images"),
+            ("/v1/audio/transcriptions", "audio"),
+            ("/v1/moderations", "moderations"),
+            ("/v1/models", "models"),
+            ("/v1/models/gpt-4o", "models"),
+            ("/v1/files", "other"),
+            ("/", "other"),
+        ];
+        for (path, kind) in cases {
+            assert_eq!(endpoint_kind(path), kind, "{path}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod mock;
 pub mod proxy;
+pub mod request_meta;
 pub mod retry;
 pub mod routing;
 pub mod runtime;

@@ -5,6 +5,7 @@
 //! aborts any other body (the client sees a truncated response, not a clean end).
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,8 +25,20 @@ pub enum StreamError {
     Broken(#[source] hyper::Error),
 }
 
+/// How the body of a request's final response failed, if it did: set by `GuardedBody`,
+/// read when the request's `RequestEvent` is made.
+#[derive(Debug, Default)]
+pub struct StreamFate(OnceLock<&'static str>);
+
+impl StreamFate {
+    pub fn failure(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
+}
+
 pin_project_lite::pin_project! {
     pub struct GuardedBody {
+        fate: Option<Arc<StreamFate>>,
         // Bytes already read from the upstream (while deciding), sent first.
         prefix: Option<Bytes>,
         #[pin]
@@ -53,6 +66,7 @@ impl GuardedBody {
         sse: bool,
     ) -> GuardedBody {
         GuardedBody {
+            fate: None,
             prefix: (!prefix.is_empty()).then_some(prefix),
             inner,
             idle: tokio::time::sleep(idle_timeout),
@@ -61,6 +75,14 @@ impl GuardedBody {
             at_event_boundary: true,
             done: false,
         }
+    }
+}
+
+impl GuardedBody {
+    /// Reports an early end to `fate`.
+    pub fn watched_by(mut self, fate: Arc<StreamFate>) -> GuardedBody {
+        self.fate = Some(fate);
+        self
     }
 }
 
@@ -113,11 +135,14 @@ impl HttpBody for GuardedBody {
         };
         *this.done = true;
         tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
+        let code = match failure {
+            StreamError::Idle(_) => "stream_idle_timeout",
+            StreamError::Broken(_) => "stream_interrupted",
+        };
+        if let Some(fate) = this.fate {
+            let _ = fate.0.set(code);
+        }
         if *this.sse {
-            let code = match failure {
-                StreamError::Idle(_) => "stream_idle_timeout",
-                StreamError::Broken(_) => "stream_interrupted",
-            };
             let event = error_event(*this.at_event_boundary, code, &failure.to_string());
             return Poll::Ready(Some(Ok(Frame::data(event))));
         }

@@ -2,6 +2,7 @@
 //! response to classify it — the first ≤ 64 KiB of an error body, or an SSE stream up
 //! to its first event — and keep what was read so the client gets it all.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::CONTENT_TYPE;
@@ -17,7 +18,7 @@ use crate::error::ProxyError;
 use crate::proxy::headers::strip_hop_by_hop;
 use crate::proxy::peek::{self, PeekEnd, error_prefix_full, has_first_event};
 use crate::proxy::request_body::RequestBody;
-use crate::proxy::response_body::GuardedBody;
+use crate::proxy::response_body::{GuardedBody, StreamFate};
 use crate::proxy::send::{SendFailure, outbound_request, send};
 use crate::retry::classify::{Outcome, Retryable, classify_response, error_fields};
 use crate::retry::driver::Attempted;
@@ -39,6 +40,8 @@ pub struct Context<'a> {
     pub upstream: &'a Upstream,
     pub parts: &'a Parts,
     pub deadline: Instant,
+    /// Where the final response's body reports an early end.
+    pub fate: Arc<StreamFate>,
 }
 
 /// The request body for each attempt: a cheap clone when buffered; a streamed body
@@ -111,7 +114,9 @@ impl Context<'_> {
             let outcome = classify_response(status, &head.headers, &peeked.prefix);
             let (error_code, error_message) = error_fields(&peeked.prefix);
             let server_delay = server_delay(status, &head.headers, SystemTime::now());
-            let body = GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, sse).boxed();
+            let body = GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, sse)
+                .watched_by(self.fate.clone())
+                .boxed();
             return Attempted {
                 value: AttemptResult {
                     response: Ok(Response::from_parts(head, body)),
@@ -137,7 +142,9 @@ impl Context<'_> {
         if !(sse && status.is_success()) {
             result.response = Ok(Response::from_parts(
                 head,
-                GuardedBody::new(body, idle, sse).boxed(),
+                GuardedBody::new(body, idle, sse)
+                    .watched_by(self.fate.clone())
+                    .boxed(),
             ));
             result.duration = started.elapsed();
             return Attempted {
@@ -169,7 +176,9 @@ impl Context<'_> {
                 } else {
                     Outcome::Success
                 };
-                let body = GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, true).boxed();
+                let body = GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, true)
+                    .watched_by(self.fate.clone())
+                    .boxed();
                 result.response = Ok(Response::from_parts(head, body));
                 return Attempted {
                     value: result,

@@ -22,6 +22,7 @@
 //! A client that disconnects drops this future, which cancels the attempt or backoff.
 
 mod attempt;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +35,16 @@ use tracing::Instrument;
 
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::events::{AttemptEvent, Observer};
+use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, endpoint_kind};
 use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
 use crate::proxy::request_body::{BodyLimits, RequestBody};
+use crate::proxy::response_body::StreamFate;
+use crate::request_meta::RequestMeta;
 use crate::retry::driver::drive;
 use crate::retry::{GiveUp, RetryBudget, RetryPolicy};
 use crate::runtime::Runtime;
+use http_body_util::BodyExt;
+use watch::WatchedBody;
 
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
@@ -49,39 +54,90 @@ pub async fn handle(
     observer: Arc<dyn Observer>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let started = Instant::now();
     let request_id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+    let method = request.method().clone();
+    let endpoint: Arc<str> = request.uri().path().into();
     // The path only: a query may carry `key=` credentials.
-    let span = tracing::debug_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path());
-    let served = forward(&runtime, &observer, request, &request_id)
+    let span = tracing::debug_span!("request", id = %request_id, %method, path = %endpoint);
+    let mut served = Served::refused(&endpoint);
+    let result = forward(&runtime, &observer, request, &request_id, &mut served)
         .instrument(span.clone())
         .await;
-    let (mut response, attempts, give_up) = match served {
-        Ok(served) => served,
+    let mut response = match result {
+        Ok(response) => response,
         Err(error) => {
             span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
-            (error.into_response(), 0, None)
+            error.into_response()
         }
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);
     }
-    headers.insert(ATTEMPTS, HeaderValue::from(attempts));
-    if give_up.is_some_and(GiveUp::spent_retries) {
+    headers.insert(ATTEMPTS, HeaderValue::from(served.attempts));
+    if served.give_up.is_some_and(GiveUp::spent_retries) {
         headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
     }
-    response
+
+    let status = response.status().as_u16();
+    let look_for_usage = status == 200 && usage_endpoint(&endpoint);
+    let event = RequestEvent {
+        request_id,
+        upstream: served.upstream,
+        method,
+        endpoint_kind: endpoint_kind(&endpoint),
+        endpoint,
+        status,
+        attempts: served.attempts,
+        give_up: served.give_up,
+        time_to_headers: started.elapsed(),
+        time_to_first_chunk: None,
+        duration: Duration::ZERO,
+        end: BodyEnd::Complete,
+        usage: None,
+        meta: served.meta,
+    };
+    let (parts, body) = response.into_parts();
+    let body = WatchedBody::new(body, observer, event, started, served.fate, look_for_usage);
+    Response::from_parts(parts, body.boxed())
 }
 
-/// The response to send, how many attempts it took, and why retrying stopped.
-type Served = (Response<Body>, u32, Option<GiveUp>);
+/// What `forward` learned, kept even when it fails part-way.
+struct Served {
+    attempts: u32,
+    give_up: Option<GiveUp>,
+    upstream: Option<Arc<str>>,
+    meta: Arc<RequestMeta>,
+    fate: Arc<StreamFate>,
+}
+
+impl Served {
+    fn refused(_endpoint: &str) -> Served {
+        Served {
+            attempts: 0,
+            give_up: None,
+            upstream: None,
+            meta: Arc::default(),
+            fate: Arc::default(),
+        }
+    }
+}
+
+fn usage_endpoint(path: &str) -> bool {
+    matches!(
+        endpoint_kind(path),
+        "chat_completions" | "completions" | "embeddings" | "responses"
+    )
+}
 
 async fn forward(
     runtime: &Runtime,
     observer: &Arc<dyn Observer>,
     request: Request<Incoming>,
     request_id: &Arc<str>,
-) -> Result<Served, ProxyError> {
+    served: &mut Served,
+) -> Result<Response<Body>, ProxyError> {
     let (parts, incoming) = request.into_parts();
     let upstream = runtime
         .router
@@ -90,6 +146,8 @@ async fn forward(
             path: parts.uri.path().to_owned(),
         })?;
     tracing::debug!(upstream = %upstream.name, "routed");
+    let upstream_name: Arc<str> = upstream.name.as_str().into();
+    served.upstream = Some(upstream_name.clone());
 
     let settings = &upstream.retry;
     let limits = BodyLimits {
@@ -103,6 +161,15 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let body = RequestBody::read(incoming, content_length, limits).await?;
+    let body_bytes = body
+        .buffered()
+        .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
+    let meta = Arc::new(RequestMeta::read(
+        &parts.headers,
+        body.buffered(),
+        body_bytes,
+    ));
+    served.meta = meta.clone();
 
     let deadline = Instant::now() + client_deadline(&parts.headers, settings.deadline);
     let budget = runtime
@@ -115,9 +182,9 @@ async fn forward(
         upstream,
         parts: &parts,
         deadline,
+        fate: served.fate.clone(),
     };
     let mut body = attempt::Bodies::new(body);
-    let upstream_name: Arc<str> = upstream.name.as_str().into();
     let endpoint: Arc<str> = parts.uri.path().into();
     let finished = drive(
         &mut policy,
@@ -141,15 +208,17 @@ async fn forward(
                 upstream_request_id: r.upstream_request_id.clone(),
                 error_code: r.error_code.clone(),
                 error_message: r.error_message.clone(),
+                meta: meta.clone(),
             });
         },
     )
     .await;
-    let response = finished
+    served.attempts = finished.attempts;
+    served.give_up = finished.give_up;
+    Ok(finished
         .value
         .response
-        .unwrap_or_else(ProxyError::into_response);
-    Ok((response, finished.attempts, finished.give_up))
+        .unwrap_or_else(ProxyError::into_response))
 }
 
 /// The request's deadline: the configured one, shortened by the OpenAI SDK's own read

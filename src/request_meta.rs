@@ -1,0 +1,155 @@
+//! What backstop notes about a request for its records and metrics: `model`, `stream`,
+//! message count and token hints from the JSON body (when it is buffered and parses; a
+//! body that does not is fine, the fields are just absent), the caller's
+//! `x-backstop-tag`, and the SDK's `x-stainless-retry-count`. Never prompt text.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// Longest tag kept; longer ones are cut. Tags name a caller's purpose, not data.
+pub const MAX_TAG_LEN: usize = 64;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestMeta {
+    pub model: Option<Arc<str>>,
+    /// The client asked for an SSE stream (`"stream": true`).
+    pub stream: bool,
+    /// `stream_options.include_usage`: the final chunk will carry `usage`.
+    pub include_usage: bool,
+    pub messages_count: Option<u32>,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// Body size in bytes, a cheap upper bound of the prompt's size.
+    pub body_bytes: u64,
+    pub tag: Option<Arc<str>>,
+    pub client_retry_count: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct JsonHints<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    messages: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+impl RequestMeta {
+    pub fn read(headers: &HeaderMap, body: Option<&Bytes>, body_bytes: u64) -> RequestMeta {
+        let mut meta = RequestMeta {
+            body_bytes,
+            tag: headers
+                .get("x-backstop-tag")
+                .and_then(|v| v.to_str().ok())
+                .and_then(sanitize_tag),
+            client_retry_count: headers
+                .get("x-stainless-retry-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+            ..RequestMeta::default()
+        };
+        let Some(body) = body.filter(|b| b.first().is_some_and(|c| *c == b'{')) else {
+            return meta;
+        };
+        if let Ok(hints) = serde_json::from_slice::<JsonHints<'_>>(body) {
+            meta.model = hints.model.map(|m| Arc::from(truncate(&m, 128)));
+            meta.stream = hints.stream.unwrap_or(false);
+            meta.include_usage = hints
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false);
+            meta.messages_count = hints.messages.map(|m| m.len() as u32);
+            meta.max_tokens = hints.max_completion_tokens.or(hints.max_tokens);
+        }
+        meta
+    }
+}
+
+/// Keeps `[A-Za-z0-9_.:/-]`, cut to `MAX_TAG_LEN`; an empty result is no tag.
+pub fn sanitize_tag(raw: &str) -> Option<Arc<str>> {
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.:/-".contains(*c))
+        .take(MAX_TAG_LEN)
+        .collect();
+    (!clean.is_empty()).then(|| Arc::from(clean))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn reads_model_stream_and_counts_without_keeping_text() {
+        let body = Bytes::from_static(
+            br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_tokens":50,
+                "messages":[{"role":"system","content":"secret prompt"},{"role":"user","content":"hi"}]}"#,
+        );
+        let meta = RequestMeta::read(&HeaderMap::new(), Some(&body), body.len() as u64);
+        assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
+        assert!(meta.stream && meta.include_usage);
+        assert_eq!(meta.messages_count, Some(2));
+        assert_eq!(meta.max_tokens, Some(50));
+        assert!(!format!("{meta:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_leaves_fields_absent() {
+        for body in [
+            &b"not json"[..],
+            b"{\"model\": 5}",
+            b"[1,2]",
+            b"{\"model\":\"m\"",
+        ] {
+            let b = Bytes::copy_from_slice(body);
+            let meta = RequestMeta::read(&HeaderMap::new(), Some(&b), 0);
+            assert_eq!(meta.model, None, "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn tag_is_sanitised_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-backstop-tag",
+            HeaderValue::from_static("quiz_generation"),
+        );
+        h.insert("x-stainless-retry-count", HeaderValue::from_static("2"));
+        let meta = RequestMeta::read(&h, None, 0);
+        assert_eq!(meta.tag.as_deref(), Some("quiz_generation"));
+        assert_eq!(meta.client_retry_count, Some(2));
+        assert_eq!(sanitize_tag("a b<script>c").as_deref(), Some("abscriptc"));
+        assert_eq!(
+            sanitize_tag(&"x".repeat(500)).map(|t| t.len()),
+            Some(MAX_TAG_LEN)
+        );
+        assert_eq!(sanitize_tag("  <>  "), None);
+    }
+}
