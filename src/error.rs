@@ -31,6 +31,18 @@ pub enum ProxyError {
         upstream: String,
         after: std::time::Duration,
     },
+    /// The upstream's circuit breaker is open and no fallback could take the request.
+    #[error("upstream {upstream} is failing; its circuit is open for {retry_after:?} more")]
+    CircuitOpen {
+        upstream: String,
+        retry_after: std::time::Duration,
+    },
+    /// Over the upstream's client-side rate limit for longer than `max_queue_wait`.
+    #[error("over the rate limit configured for upstream {upstream}; retry after {retry_after:?}")]
+    RateLimited {
+        upstream: String,
+        retry_after: std::time::Duration,
+    },
     /// Connected, but the exchange broke before a response arrived.
     #[error("upstream {upstream} failed before responding: {detail}")]
     Upstream { upstream: String, detail: String },
@@ -44,6 +56,8 @@ impl ProxyError {
             ProxyError::BadRequestBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -57,11 +71,30 @@ impl ProxyError {
             ProxyError::Connect { .. } => "upstream_connect_error",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream_error",
+            ProxyError::CircuitOpen { .. } => "circuit_open",
+            ProxyError::RateLimited { .. } => "rate_limited_locally",
+        }
+    }
+
+    /// For refusals the client should retry later: how much later.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ProxyError::CircuitOpen { retry_after, .. }
+            | ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
-        error_response(self.status(), self.code(), &self.to_string())
+        let mut response = error_response(self.status(), self.code(), &self.to_string());
+        if let Some(after) = self.retry_after() {
+            // Whole seconds, rounded up: the form every client reads.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }
 

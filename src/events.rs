@@ -19,6 +19,8 @@ pub enum Verdict {
     Retry,
     /// Handed to the client as a failure (why in `AttemptEvent::give_up`).
     GiveUp,
+    /// This upstream is done with the request; the next fallback takes it.
+    Fallback,
 }
 
 impl Verdict {
@@ -28,6 +30,7 @@ impl Verdict {
             Verdict::Returned => "return",
             Verdict::Retry => "retry",
             Verdict::GiveUp => "give_up",
+            Verdict::Fallback => "fallback",
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct RequestEvent {
     pub give_up: Option<GiveUp>,
     /// Request start to the response headers going out.
     pub time_to_headers: Duration,
+    /// Time spent waiting for local rate limits and pacing.
+    pub queue_wait: Duration,
     /// Request start to the first body bytes going out.
     pub time_to_first_chunk: Option<Duration>,
     /// Request start to the end of the response body.
@@ -133,7 +138,7 @@ pub fn endpoint_kind(path: &str) -> &'static str {
 impl AttemptEvent {
     /// This attempt ended the request.
     pub fn is_final(&self) -> bool {
-        self.verdict != Verdict::Retry
+        matches!(self.verdict, Verdict::Returned | Verdict::GiveUp)
     }
 
     pub fn verdict_of(decision: &Decision) -> (Verdict, Option<GiveUp>, Option<Duration>) {

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, RetrySettings};
+use crate::config::{Config, ConfigError, RetrySettings, Upstream};
+use crate::limits::UpstreamLimits;
 use crate::proxy::{UpstreamClient, client};
 use crate::retry::RetryBudget;
 use crate::routing::Router;
@@ -15,6 +16,17 @@ pub struct Runtime {
     pub client: UpstreamClient,
     /// Per upstream name; kept across a reload when the budget settings are unchanged.
     budgets: HashMap<String, (BudgetKey, Arc<RetryBudget>)>,
+    /// Per upstream name; kept across a reload when the limit settings are unchanged.
+    limits: HashMap<String, (LimitsKey, Arc<UpstreamLimits>)>,
+}
+
+type LimitsKey = String;
+
+fn limits_key(u: &Upstream) -> LimitsKey {
+    format!(
+        "{:?}|{}|{:?}|{}",
+        u.rate_limit, u.pacing, u.circuit_breaker, u.default_max_tokens
+    )
 }
 
 type BudgetKey = (u64, u32);
@@ -42,12 +54,31 @@ impl Runtime {
                 (u.name.clone(), (key, budget))
             })
             .collect();
+        let limits = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let key = limits_key(u);
+                let kept = previous
+                    .and_then(|p| p.limits.get(&u.name))
+                    .filter(|(old_key, _)| *old_key == key)
+                    .map(|(_, l)| l.clone());
+                let limits = kept.unwrap_or_else(|| Arc::new(UpstreamLimits::new(u)));
+                (u.name.clone(), (key, limits))
+            })
+            .collect();
         Ok(Runtime {
             config: Arc::new(config),
             router,
             client,
             budgets,
+            limits,
         })
+    }
+
+    /// The rate limits, pacing and circuit breaker of the upstream with this name.
+    pub fn limits(&self, upstream: &str) -> Option<Arc<UpstreamLimits>> {
+        self.limits.get(upstream).map(|(_, l)| l.clone())
     }
 
     /// The retry budget of the upstream with this name.

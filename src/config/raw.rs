@@ -177,6 +177,12 @@ pub struct RawUpstream {
     pub tokens_per_minute: Option<u32>,
     #[serde(with = "humantime_serde", default = "default_max_queue_wait")]
     pub max_queue_wait: Duration,
+    #[serde(default = "default_true")]
+    pub pacing: bool,
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deployment: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetryOverride>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +191,14 @@ pub struct RawUpstream {
 
 fn default_path_prefix() -> String {
     "/".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_tokens() -> u32 {
+    256
 }
 
 fn default_max_queue_wait() -> Duration {

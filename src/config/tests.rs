@@ -257,3 +257,14 @@ fn syntax_error_reports_a_line() {
     let err = parse("listen = \n").expect_err("syntax error");
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+#[test]
+fn limits_keys_have_defaults_and_are_validated() {
+    let config = parse(ONE_UPSTREAM).expect("valid");
+    let up = &config.upstreams[0];
+    assert!(up.pacing);
+    assert_eq!(up.default_max_tokens, 256);
+    assert!(up.deployment.is_empty());
+    let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\npacing=false\n[upstream.deployment]\n\"gpt-4o\" = \"gpt4o eu\"\n";
+    assert_eq!(key_of(text), "upstream[0].deployment.gpt-4o");
+}

@@ -106,6 +106,12 @@ pub struct Upstream {
     pub rate_limit: Option<RateLimit>,
     /// Longest wait for a local rate limit before 429 (default 10 s).
     pub max_queue_wait: Duration,
+    /// Slow admissions when the upstream reports its limits running out (default on).
+    pub pacing: bool,
+    /// Completion tokens assumed when a request sets no `max_tokens` (default 256).
+    pub default_max_tokens: u32,
+    /// Model name → Azure deployment name, for requests that fall back to this upstream.
+    pub deployment: std::collections::BTreeMap<String, String>,
     /// `[retry]` with this upstream's overrides applied.
     pub retry: RetrySettings,
     pub circuit_breaker: Option<CircuitBreaker>,

@@ -240,6 +240,20 @@ fn upstream(
         }
     };
     non_zero(&key("max_queue_wait"), up.max_queue_wait)?;
+    for (model, deployment) in &up.deployment {
+        let ok = !deployment.is_empty()
+            && deployment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(invalid(
+                format!("upstream[{i}].deployment.{model}"),
+                format!(
+                    "{deployment:?} is not a valid deployment name (letters, digits, '-', '_', '.')"
+                ),
+            ));
+        }
+    }
     Ok(Upstream {
         name: up.name.clone(),
         kind,
@@ -249,6 +263,9 @@ fn upstream(
         fallbacks: up.fallbacks.clone(),
         rate_limit,
         max_queue_wait: up.max_queue_wait,
+        pacing: up.pacing,
+        default_max_tokens: up.default_max_tokens,
+        deployment: up.deployment.clone(),
         retry,
         circuit_breaker,
     })

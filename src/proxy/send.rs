@@ -18,12 +18,8 @@ use crate::retry::classify::{Outcome, TransportFailure, classify_transport, tran
 
 /// The upstream URI: the upstream's scheme, host and base path, then the client's path
 /// and query exactly as sent. Nothing the client sends can change the host.
-pub fn upstream_uri(upstream: &Upstream, client_uri: &Uri) -> Result<Uri, ProxyError> {
+pub fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, ProxyError> {
     let base = &upstream.base_url;
-    let path_and_query = client_uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
     let mut s = String::with_capacity(
         base.scheme.as_str().len()
             + 3
@@ -40,14 +36,16 @@ pub fn upstream_uri(upstream: &Upstream, client_uri: &Uri) -> Result<Uri, ProxyE
 }
 
 /// The outbound request for one attempt, built from the client's request head.
+/// `path_and_query` is the client's, or a rewritten one for a fallback (Azure deployment).
 pub fn outbound_request(
     upstream: &Upstream,
     client: &Parts,
+    path_and_query: &str,
     body: Body,
 ) -> Result<Request<Body>, ProxyError> {
     let mut request = Request::new(body);
     *request.method_mut() = client.method.clone();
-    *request.uri_mut() = upstream_uri(upstream, &client.uri)?;
+    *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
     // The legacy client refuses an HTTP/2-versioned request on an HTTP/1 connection;
     // ALPN still picks h2 where the upstream offers it.
     *request.version_mut() = Version::HTTP_11;
@@ -158,11 +156,9 @@ mod tests {
     #[test]
     fn uri_keeps_path_and_query_and_takes_host_from_upstream() {
         let up = upstream("https://res.openai.azure.com");
-        let client: Uri = "/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
-            .parse()
-            .expect("uri");
+        let client = "/openai/deployments/gpt/chat/completions?api-version=2024-10-21";
         assert_eq!(
-            upstream_uri(&up, &client).expect("uri").to_string(),
+            upstream_uri(&up, client).expect("uri").to_string(),
             "https://res.openai.azure.com/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
         );
     }
@@ -170,9 +166,10 @@ mod tests {
     #[test]
     fn absolute_form_request_uri_cannot_choose_the_host() {
         let up = upstream("http://127.0.0.1:9");
-        let client: Uri = "http://evil.example:80/v1/models?x=1".parse().expect("uri");
+        let uri: Uri = "http://evil.example:80/v1/models?x=1".parse().expect("uri");
+        let client = uri.path_and_query().expect("path").as_str();
         assert_eq!(
-            upstream_uri(&up, &client).expect("uri").to_string(),
+            upstream_uri(&up, client).expect("uri").to_string(),
             "http://127.0.0.1:9/v1/models?x=1"
         );
     }
@@ -180,9 +177,9 @@ mod tests {
     #[test]
     fn base_url_path_is_prepended() {
         let up = upstream("http://gw.local/llm/");
-        let client: Uri = "/v1/models".parse().expect("uri");
+        let client = "/v1/models";
         assert_eq!(
-            upstream_uri(&up, &client).expect("uri").to_string(),
+            upstream_uri(&up, client).expect("uri").to_string(),
             "http://gw.local/llm/v1/models"
         );
     }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
+use crate::limits::UpstreamLimits;
 use crate::proxy::headers::strip_hop_by_hop;
 use crate::proxy::peek::{self, PeekEnd, error_prefix_full, has_first_event};
 use crate::proxy::request_body::RequestBody;
@@ -42,6 +43,9 @@ pub struct Context<'a> {
     pub deadline: Instant,
     /// Where the final response's body reports an early end.
     pub fate: Arc<StreamFate>,
+    pub limits: &'a UpstreamLimits,
+    /// The path and query to send (the client's, or rewritten for a fallback).
+    pub path_and_query: &'a str,
 }
 
 /// The request body for each attempt: a cheap clone when buffered; a streamed body
@@ -62,8 +66,29 @@ impl Bodies {
 }
 
 impl Context<'_> {
-    pub async fn run(&self, body: Option<Body>) -> Attempted<AttemptResult> {
+    /// Attempt `n` of this upstream (the first was admitted by the caller; later ones
+    /// check the circuit, which may have opened meanwhile).
+    pub async fn run(&self, n: u32, body: Option<Body>) -> Attempted<AttemptResult> {
         let started = Instant::now();
+        if let Some(open) = self
+            .limits
+            .breaker
+            .as_ref()
+            .and_then(|b| b.admit(started).err())
+            .filter(|_| n > 1)
+        {
+            let error = ProxyError::CircuitOpen {
+                upstream: self.upstream.name.clone(),
+                retry_after: open.retry_after,
+            };
+            return failed(
+                started,
+                Outcome::Fatal {
+                    reason: "circuit_open",
+                },
+                error,
+            );
+        }
         let Some(body) = body else {
             // Unreachable by policy (a streamed body is never retried); fail safe anyway.
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
@@ -75,7 +100,7 @@ impl Context<'_> {
                 error,
             );
         };
-        let request = match outbound_request(self.upstream, self.parts, body) {
+        let request = match outbound_request(self.upstream, self.parts, self.path_and_query, body) {
             Ok(request) => request,
             Err(error) => {
                 return failed(
@@ -114,6 +139,9 @@ impl Context<'_> {
             let outcome = classify_response(status, &head.headers, &peeked.prefix);
             let (error_code, error_message) = error_fields(&peeked.prefix);
             let server_delay = server_delay(status, &head.headers, SystemTime::now());
+            if let Some(pacer) = &self.limits.pacer {
+                pacer.observe(status.as_u16(), &head.headers, server_delay);
+            }
             let body = GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, sse)
                 .watched_by(self.fate.clone())
                 .boxed();
@@ -131,6 +159,9 @@ impl Context<'_> {
             };
         }
 
+        if let Some(pacer) = &self.limits.pacer {
+            pacer.observe(status.as_u16(), &head.headers, None);
+        }
         let mut result = AttemptResult {
             response: Err(ProxyError::BadRequest(String::new())),
             status: Some(status.as_u16()),

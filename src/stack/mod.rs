@@ -34,12 +34,15 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::Body;
+use crate::config::{Upstream, UpstreamKind};
 use crate::error::ProxyError;
-use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, endpoint_kind};
+use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict, endpoint_kind};
+use crate::limits::{NotAdmitted, UpstreamLimits, estimate_tokens};
 use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
 use crate::proxy::request_body::{BodyLimits, RequestBody};
 use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
+use crate::retry::Outcome;
 use crate::retry::driver::drive;
 use crate::retry::{GiveUp, RetryBudget, RetryPolicy};
 use crate::runtime::Runtime;
@@ -47,6 +50,7 @@ use http_body_util::BodyExt;
 use watch::WatchedBody;
 
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+const UPSTREAM: HeaderName = HeaderName::from_static("x-backstop-upstream");
 
 /// Handles one client request end to end. Never fails: errors become responses.
 pub async fn handle(
@@ -60,14 +64,24 @@ pub async fn handle(
     let endpoint: Arc<str> = request.uri().path().into();
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %request_id, %method, path = %endpoint);
-    let mut served = Served::refused(&endpoint);
+    let mut served = Served::new();
     let result = forward(&runtime, &observer, request, &request_id, &mut served)
         .instrument(span.clone())
         .await;
+    let mut should_retry = served
+        .give_up
+        .is_some_and(GiveUp::spent_retries)
+        .then_some("false");
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
+            match error {
+                ProxyError::CircuitOpen { .. } => should_retry = Some("false"),
+                // Never reached the upstream: a retry after `retry-after` costs it nothing.
+                ProxyError::RateLimited { .. } => should_retry = Some("true"),
+                _ => {}
+            }
             error.into_response()
         }
     };
@@ -76,8 +90,15 @@ pub async fn handle(
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(ATTEMPTS, HeaderValue::from(served.attempts));
-    if served.give_up.is_some_and(GiveUp::spent_retries) {
-        headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
+    if let Some(value) = should_retry {
+        headers.insert(SHOULD_RETRY, HeaderValue::from_static(value));
+    }
+    if let Some(name) = served
+        .upstream
+        .as_deref()
+        .and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        headers.insert(UPSTREAM, name);
     }
 
     let status = response.status().as_u16();
@@ -92,6 +113,7 @@ pub async fn handle(
         attempts: served.attempts,
         give_up: served.give_up,
         time_to_headers: started.elapsed(),
+        queue_wait: served.queue_wait,
         time_to_first_chunk: None,
         duration: Duration::ZERO,
         end: BodyEnd::Complete,
@@ -99,7 +121,15 @@ pub async fn handle(
         meta: served.meta,
     };
     let (parts, body) = response.into_parts();
-    let body = WatchedBody::new(body, observer, event, started, served.fate, look_for_usage);
+    let body = WatchedBody::new(
+        body,
+        observer,
+        event,
+        started,
+        served.fate,
+        look_for_usage,
+        served.limits,
+    );
     Response::from_parts(parts, body.boxed())
 }
 
@@ -107,19 +137,25 @@ pub async fn handle(
 struct Served {
     attempts: u32,
     give_up: Option<GiveUp>,
+    /// The upstream that answered (or refused).
     upstream: Option<Arc<str>>,
     meta: Arc<RequestMeta>,
     fate: Arc<StreamFate>,
+    queue_wait: Duration,
+    /// Settles the token estimate when `usage` is known.
+    limits: Option<(Arc<UpstreamLimits>, u64)>,
 }
 
 impl Served {
-    fn refused(_endpoint: &str) -> Served {
+    fn new() -> Served {
         Served {
             attempts: 0,
             give_up: None,
             upstream: None,
             meta: Arc::default(),
             fate: Arc::default(),
+            queue_wait: Duration::ZERO,
+            limits: None,
         }
     }
 }
@@ -131,6 +167,50 @@ fn usage_endpoint(path: &str) -> bool {
     )
 }
 
+/// Whether a request an upstream gave up on goes on to the next fallback: only when the
+/// failure was the upstream's (retries or budget spent on retryable failures, a delay
+/// too long to wait, an open circuit) — never for a 400 or a quota error.
+fn falls_back(give_up: Option<GiveUp>, reason: &str) -> bool {
+    matches!(
+        give_up,
+        Some(GiveUp::RetriesExhausted | GiveUp::BudgetExhausted | GiveUp::ServerDelayTooLong)
+    ) || reason == "circuit_open"
+}
+
+/// The primary and its fallbacks, in order, never the same host twice.
+fn chain<'r>(runtime: &'r Runtime, primary: &'r Arc<Upstream>) -> Vec<&'r Arc<Upstream>> {
+    let mut chain = vec![primary];
+    for name in &primary.fallbacks {
+        if let Some(next) = runtime.router.by_name(name)
+            && chain
+                .iter()
+                .all(|u| u.base_url.authority != next.base_url.authority)
+        {
+            chain.push(next);
+        }
+    }
+    chain
+}
+
+/// For a fallback to an Azure upstream with a `deployment` map: the request path with
+/// its deployment segment replaced (`/openai/deployments/{d}/…`), keyed by the request's
+/// `model`, else by the deployment name it was sent with.
+fn rewritten_path(
+    upstream: &Upstream,
+    path_and_query: &str,
+    model: Option<&str>,
+) -> Option<String> {
+    if upstream.kind != UpstreamKind::Azure || upstream.deployment.is_empty() {
+        return None;
+    }
+    let rest = path_and_query.strip_prefix("/openai/deployments/")?;
+    let (deployment, tail) = rest.split_once('/')?;
+    let target = model
+        .and_then(|m| upstream.deployment.get(m))
+        .or_else(|| upstream.deployment.get(deployment))?;
+    Some(format!("/openai/deployments/{target}/{tail}"))
+}
+
 async fn forward(
     runtime: &Runtime,
     observer: &Arc<dyn Observer>,
@@ -139,21 +219,19 @@ async fn forward(
     served: &mut Served,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, incoming) = request.into_parts();
-    let upstream = runtime
+    let primary = runtime
         .router
         .route(parts.uri.path())
         .ok_or_else(|| ProxyError::NoRoute {
             path: parts.uri.path().to_owned(),
         })?;
-    tracing::debug!(upstream = %upstream.name, "routed");
-    let upstream_name: Arc<str> = upstream.name.as_str().into();
-    served.upstream = Some(upstream_name.clone());
+    tracing::debug!(upstream = %primary.name, "routed");
+    served.upstream = Some(primary.name.as_str().into());
 
-    let settings = &upstream.retry;
     let limits = BodyLimits {
         retry_buffer_bytes: runtime.config.retry_buffer_bytes,
         max_body_bytes: runtime.config.max_body_bytes,
-        idle_timeout: settings.idle_timeout,
+        idle_timeout: primary.retry.idle_timeout,
     };
     let content_length = parts
         .headers
@@ -171,54 +249,165 @@ async fn forward(
     ));
     served.meta = meta.clone();
 
-    let deadline = Instant::now() + client_deadline(&parts.headers, settings.deadline);
-    let budget = runtime
-        .budget(&upstream.name)
-        .unwrap_or_else(|| Arc::new(RetryBudget::new(settings)));
-    let mut policy = RetryPolicy::new(settings.clone(), budget, deadline, body.is_replayable());
-
-    let ctx = attempt::Context {
-        runtime,
-        upstream,
-        parts: &parts,
-        deadline,
-        fate: served.fate.clone(),
-    };
+    let deadline = Instant::now() + client_deadline(&parts.headers, primary.retry.deadline);
+    let replayable = body.is_replayable();
     let mut body = attempt::Bodies::new(body);
     let endpoint: Arc<str> = parts.uri.path().into();
-    let finished = drive(
-        &mut policy,
-        |_| ctx.run(body.next()),
-        |n, attempted, decision| {
-            let (verdict, give_up, delay) = AttemptEvent::verdict_of(decision);
-            let r = &attempted.value;
-            observer.attempt(&AttemptEvent {
+    let client_path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let chain = chain(runtime, primary);
+
+    let mut last_error = None;
+    for (hop, upstream) in chain.iter().enumerate() {
+        let has_next = hop + 1 < chain.len() && replayable;
+        let name: Arc<str> = upstream.name.as_str().into();
+        served.upstream = Some(name.clone());
+        let limits = runtime
+            .limits(&upstream.name)
+            .unwrap_or_else(|| Arc::new(UpstreamLimits::new(upstream)));
+        let event = |attempt: u32, outcome: Outcome, verdict: Verdict, give_up: Option<GiveUp>| {
+            AttemptEvent {
                 request_id: request_id.clone(),
-                upstream: upstream_name.clone(),
+                upstream: name.clone(),
                 method: parts.method.clone(),
                 endpoint: endpoint.clone(),
-                attempt: n,
-                outcome: attempted.outcome,
-                status: r.status,
+                attempt,
+                outcome,
+                status: None,
                 verdict,
                 give_up,
-                delay,
-                server_delay: attempted.server_delay,
-                duration: r.duration,
-                upstream_request_id: r.upstream_request_id.clone(),
-                error_code: r.error_code.clone(),
-                error_message: r.error_message.clone(),
+                delay: None,
+                server_delay: None,
+                duration: Duration::ZERO,
+                upstream_request_id: None,
+                error_code: Some(outcome.reason().to_owned()),
+                error_message: None,
                 meta: meta.clone(),
-            });
-        },
-    )
-    .await;
-    served.attempts = finished.attempts;
-    served.give_up = finished.give_up;
-    Ok(finished
-        .value
-        .response
-        .unwrap_or_else(ProxyError::into_response))
+            }
+        };
+
+        // Admission: circuit, pacing, rate limits.
+        let estimate = estimate_tokens(meta.body_bytes, meta.max_tokens, limits.default_max_tokens);
+        let until = deadline.min(Instant::now() + upstream.max_queue_wait);
+        match limits.admit(estimate, until).await {
+            Ok(waited) => served.queue_wait += waited,
+            Err(NotAdmitted::CircuitOpen { retry_after }) => {
+                let error = ProxyError::CircuitOpen {
+                    upstream: upstream.name.clone(),
+                    retry_after,
+                };
+                let verdict = if has_next {
+                    Verdict::Fallback
+                } else {
+                    Verdict::GiveUp
+                };
+                let mut e = event(
+                    served.attempts + 1,
+                    Outcome::Fatal {
+                        reason: "circuit_open",
+                    },
+                    verdict,
+                    None,
+                );
+                e.error_message = Some(error.to_string());
+                observer.attempt(&e);
+                if has_next {
+                    last_error = Some(error);
+                    continue;
+                }
+                return Err(error);
+            }
+            Err(NotAdmitted::RateLimited { retry_after }) => {
+                let error = ProxyError::RateLimited {
+                    upstream: upstream.name.clone(),
+                    retry_after,
+                };
+                let mut e = event(
+                    served.attempts + 1,
+                    Outcome::Fatal {
+                        reason: "rate_limited_locally",
+                    },
+                    Verdict::GiveUp,
+                    None,
+                );
+                e.error_message = Some(error.to_string());
+                observer.attempt(&e);
+                return Err(error);
+            }
+        }
+        if limits.rate.as_ref().is_some_and(|r| r.limits_tokens()) {
+            served.limits = Some((limits.clone(), estimate));
+        }
+
+        let rewritten = (hop > 0)
+            .then(|| rewritten_path(upstream, client_path, meta.model.as_deref()))
+            .flatten();
+        let budget = runtime
+            .budget(&upstream.name)
+            .unwrap_or_else(|| Arc::new(RetryBudget::new(&upstream.retry)));
+        let mut policy = RetryPolicy::new(upstream.retry.clone(), budget, deadline, replayable);
+        let ctx = attempt::Context {
+            runtime,
+            upstream,
+            parts: &parts,
+            deadline,
+            fate: served.fate.clone(),
+            limits: &limits,
+            path_and_query: rewritten.as_deref().unwrap_or(client_path),
+        };
+        let first_attempt = served.attempts;
+        let finished = drive(
+            &mut policy,
+            |n| ctx.run(n, body.next()),
+            |n, attempted, decision| {
+                let r = &attempted.value;
+                if let Some(breaker) = &limits.breaker {
+                    match attempted.outcome {
+                        Outcome::Retry { .. } => breaker.failure(Instant::now()),
+                        Outcome::Success => breaker.success(),
+                        Outcome::Fatal { .. } if r.status.is_some() => breaker.success(),
+                        Outcome::Fatal { .. } => {}
+                    }
+                }
+                let (mut verdict, give_up, delay) = AttemptEvent::verdict_of(decision);
+                if verdict == Verdict::GiveUp
+                    && has_next
+                    && falls_back(give_up, attempted.outcome.reason())
+                {
+                    verdict = Verdict::Fallback;
+                }
+                let mut e = event(first_attempt + n, attempted.outcome, verdict, give_up);
+                e.status = r.status;
+                e.delay = delay;
+                e.server_delay = attempted.server_delay;
+                e.duration = r.duration;
+                e.upstream_request_id = r.upstream_request_id.clone();
+                e.error_code = r.error_code.clone();
+                e.error_message = r.error_message.clone();
+                observer.attempt(&e);
+            },
+        )
+        .await;
+        served.attempts += finished.attempts;
+        served.give_up = finished.give_up;
+        let reason_of_last = match &finished.value.response {
+            Err(ProxyError::CircuitOpen { .. }) => "circuit_open",
+            _ => "",
+        };
+        if has_next && falls_back(finished.give_up, reason_of_last) && Instant::now() < deadline {
+            tracing::debug!(from = %upstream.name, "falling back");
+            last_error = finished.value.response.err();
+            continue;
+        }
+        return Ok(finished
+            .value
+            .response
+            .unwrap_or_else(ProxyError::into_response));
+    }
+    // Only reached when the last hop's circuit was open and it had a successor that was
+    // then skipped; answer with the last refusal.
+    Err(last_error.unwrap_or(ProxyError::NoRoute {
+        path: endpoint.to_string(),
+    }))
 }
 
 /// The request's deadline: the configured one, shortened by the OpenAI SDK's own read

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
 use crate::events::{BodyEnd, Observer, RequestEvent, Usage};
+use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 
 /// Enough for a final SSE chunk or a JSON body's trailing `usage` object.
@@ -27,6 +28,8 @@ struct Watch {
     /// `Some` when usage should be looked for.
     tail: Option<Vec<u8>>,
     ended_clean: bool,
+    /// Token limits to settle with the reported usage, and the estimate admitted.
+    settle: Option<(Arc<UpstreamLimits>, u64)>,
 }
 
 impl Watch {
@@ -40,6 +43,11 @@ impl Watch {
             (end, _) => end,
         };
         event.usage = self.tail.as_deref().and_then(usage_in);
+        if let (Some((limits, estimate)), Some(usage)) = (&self.settle, event.usage)
+            && let Some(rate) = &limits.rate
+        {
+            rate.settle(*estimate, usage.input_tokens + usage.output_tokens);
+        }
         self.observer.request(&event);
     }
 
@@ -92,9 +100,10 @@ impl WatchedBody {
         started: Instant,
         fate: Arc<StreamFate>,
         look_for_usage: bool,
+        settle: Option<(Arc<UpstreamLimits>, u64)>,
     ) -> WatchedBody {
         let ended_clean = inner.is_end_stream();
-        let tail = look_for_usage.then(Vec::new);
+        let tail = (look_for_usage || settle.is_some()).then(Vec::new);
         WatchedBody {
             inner,
             watch: Watch {
@@ -104,6 +113,7 @@ impl WatchedBody {
                 fate,
                 tail,
                 ended_clean,
+                settle,
             },
         }
     }
