@@ -1,9 +1,13 @@
 //! Proactive pacing: use what the upstream says about its own limits to avoid 429s
 //! instead of retrying them.
 //!
-//! - When `x-ratelimit-remaining-requests` is low (≤ 10 % of `x-ratelimit-limit-requests`,
-//!   or ≤ 1 when no limit is given), admissions are spaced `reset / (remaining + 1)`
-//!   apart, so the rest of the window is spread out instead of spent at once.
+//! - Every response's `x-ratelimit-remaining-requests` / `-reset-requests` (and
+//!   `-limit-requests`) tell how many requests are left until when. Backstop counts its
+//!   own admissions against that number, so requests already on their way are not
+//!   forgotten; when none are left, admissions wait for the reset, and then the window
+//!   starts again at the limit.
+//! - When what is left is low (≤ 10 % of the limit), admissions are also spread over the
+//!   rest of the window instead of spent at once.
 //! - When `x-ratelimit-remaining-tokens` is ≤ 5 % of its limit, admissions pause until
 //!   `x-ratelimit-reset-tokens`.
 //! - When a 429 arrives anyway, admissions pause for the server's delay (1 s if it gave
@@ -24,7 +28,10 @@ use crate::retry::server_delay::go_duration;
 #[derive(Debug)]
 struct State {
     paused_until: Option<Instant>,
-    spacing: Duration,
+    /// Requests the upstream will still take before `resets_at`, less those admitted since.
+    remaining: Option<f64>,
+    resets_at: Option<Instant>,
+    limit: Option<f64>,
     next_slot: Instant,
     /// 1.0 = no slowdown; halves per 429, floor 0.1.
     factor: f64,
@@ -36,7 +43,7 @@ pub struct Pacer(Mutex<State>);
 /// What `/stats` and metrics show about pacing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PaceView {
-    pub spacing: Duration,
+    pub remaining: Option<f64>,
     pub paused_for: Duration,
     pub factor: f64,
 }
@@ -45,11 +52,17 @@ impl Default for Pacer {
     fn default() -> Self {
         Pacer(Mutex::new(State {
             paused_until: None,
-            spacing: Duration::ZERO,
+            remaining: None,
+            resets_at: None,
+            limit: None,
             next_slot: Instant::now(),
             factor: 1.0,
         }))
     }
+}
+
+fn later(a: Option<Instant>, b: Instant) -> Instant {
+    a.map_or(b, |a| a.max(b))
 }
 
 impl Pacer {
@@ -59,7 +72,7 @@ impl Pacer {
         let Ok(mut s) = self.0.lock() else { return };
         if status == 429 {
             let pause = server_delay.unwrap_or(Duration::from_secs(1));
-            s.paused_until = Some(s.paused_until.map_or(now + pause, |p| p.max(now + pause)));
+            s.paused_until = Some(later(s.paused_until, now + pause));
             s.factor = (s.factor * 0.5).max(0.1);
         } else if status < 400 {
             s.factor = (s.factor + 0.1).min(1.0);
@@ -81,15 +94,16 @@ impl Pacer {
             number("x-ratelimit-remaining-requests"),
             reset("x-ratelimit-reset-requests"),
         ) {
-            let low = match number("x-ratelimit-limit-requests") {
-                Some(limit) if limit > 0.0 => remaining <= limit * 0.1,
-                _ => remaining <= 1.0,
-            };
-            s.spacing = if low {
-                window.div_f64(remaining.max(0.0) + 1.0)
-            } else {
-                Duration::ZERO
-            };
+            // The smaller count wins: ours already subtracts requests still in flight.
+            s.remaining = Some(
+                s.remaining
+                    .map_or(remaining, |mine| mine.min(remaining))
+                    .max(0.0),
+            );
+            s.resets_at = Some(now + window);
+            s.limit = number("x-ratelimit-limit-requests")
+                .filter(|l| *l > 0.0)
+                .or(s.limit);
         }
         if let (Some(remaining), Some(limit), Some(window)) = (
             number("x-ratelimit-remaining-tokens"),
@@ -98,7 +112,7 @@ impl Pacer {
         ) && limit > 0.0
             && remaining <= limit * 0.05
         {
-            s.paused_until = Some(s.paused_until.map_or(now + window, |p| p.max(now + window)));
+            s.paused_until = Some(later(s.paused_until, now + window));
         }
     }
 
@@ -113,13 +127,35 @@ impl Pacer {
             if let Some(p) = s.paused_until {
                 start = start.max(p);
             }
+            // A window that has reset by `start` starts again at the limit (or unknown).
+            if s.resets_at.is_some_and(|t| t <= start) {
+                s.remaining = s.limit;
+                s.resets_at = None;
+            }
+            let mut spacing = Duration::ZERO;
+            match (s.remaining, s.resets_at) {
+                (Some(left), Some(reset)) if left < 1.0 => {
+                    // None left: the first slot after the reset, with a fresh window.
+                    start = start.max(reset);
+                    s.remaining = s.limit.map(|l| l - 1.0);
+                    s.resets_at = None;
+                }
+                (Some(left), Some(reset)) => {
+                    s.remaining = Some(left - 1.0);
+                    let low = s.limit.map_or(left <= 1.0, |l| left <= l * 0.1);
+                    if low {
+                        spacing = reset.saturating_duration_since(start).div_f64(left + 1.0);
+                    }
+                }
+                (Some(left), None) => s.remaining = Some((left - 1.0).max(0.0)),
+                (None, _) => {}
+            }
             if start > until {
                 return Err(Refused {
                     retry_after: (start - now).max(Duration::from_secs(1)),
                 });
             }
-            let spacing = s.spacing.div_f64(s.factor);
-            s.next_slot = start + spacing;
+            s.next_slot = start + spacing.div_f64(s.factor);
             start - now
         };
         if !wait.is_zero() {
@@ -131,14 +167,14 @@ impl Pacer {
     pub fn view(&self) -> PaceView {
         match self.0.lock() {
             Ok(s) => PaceView {
-                spacing: s.spacing.div_f64(s.factor),
+                remaining: s.remaining,
                 paused_for: s.paused_until.map_or(Duration::ZERO, |p| {
                     p.saturating_duration_since(Instant::now())
                 }),
                 factor: s.factor,
             },
             Err(_) => PaceView {
-                spacing: Duration::ZERO,
+                remaining: None,
                 paused_for: Duration::ZERO,
                 factor: 1.0,
             },
@@ -236,5 +272,10 @@ mod tests {
             None,
         );
         assert_eq!(p.view().paused_for, Duration::from_millis(1500));
+        assert!(
+            p.admit(Instant::now() + Duration::from_secs(1))
+                .await
+                .is_err()
+        );
     }
 }

@@ -53,6 +53,7 @@ impl From<&MockArgs> for MockOptions {
             stream_chunks: args.stream_chunks,
             stream_gap: args.stream_gap,
             seed: args.seed,
+            rate_limit: None,
         }
     }
 }

@@ -56,6 +56,16 @@ pub struct MockOptions {
     pub stream_gap: Duration,
     /// Seed for the random failures, for reproducible runs. Default: none (random).
     pub seed: Option<u64>,
+    /// Enforce a provider-style request limit (fixed window, `x-ratelimit-*` headers,
+    /// 429 over it). Applies to requests with an empty fault queue. Default: none.
+    pub rate_limit: Option<MockRateLimit>,
+}
+
+/// `requests` per `window`, as a provider enforces and reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MockRateLimit {
+    pub requests: u32,
+    pub window: Duration,
 }
 
 impl Default for MockOptions {
@@ -68,6 +78,7 @@ impl Default for MockOptions {
             stream_chunks: 5,
             stream_gap: Duration::from_millis(10),
             seed: None,
+            rate_limit: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -27,6 +27,8 @@ struct State {
     queue: VecDeque<Fault>,
     received: Vec<Received>,
     rng: fastrand::Rng,
+    /// Start and count of the current fixed window of `opts.rate_limit`.
+    window: (Instant, u32),
 }
 
 impl Shared {
@@ -40,6 +42,7 @@ impl Shared {
                 queue: VecDeque::new(),
                 received: Vec::new(),
                 rng,
+                window: (Instant::now(), 0),
             }),
             count: watch::Sender::new(0),
         }
@@ -63,9 +66,15 @@ impl Shared {
     /// for both, so request numbers, the record order and the queue order agree.
     fn admit(&self, received: Received) -> (usize, Fault) {
         let mut state = self.state();
+        let limited = self.opts.rate_limit.is_some() && state.queue.is_empty();
+        let fault = if limited {
+            self.enforce_limit(&mut state, &received)
+        } else {
+            None
+        };
         state.received.push(received);
         let n = state.received.len();
-        let fault = match state.queue.pop_front() {
+        let fault = match fault.or_else(|| state.queue.pop_front()) {
             Some(fault) => fault,
             None if self.opts.fail_rate > 0.0 && state.rng.f64() < self.opts.fail_rate => {
                 Fault::ServerError(self.opts.fail_status)
@@ -74,6 +83,55 @@ impl Shared {
         };
         self.count.send_replace(n);
         (n, fault)
+    }
+}
+
+impl Shared {
+    /// With `opts.rate_limit`: a fixed window like a provider's, reported in
+    /// `x-ratelimit-*` headers on every answer and enforced with 429 + `retry-after-ms`.
+    fn enforce_limit(&self, state: &mut State, req: &Received) -> Option<Fault> {
+        let limit = self.opts.rate_limit?;
+        let now = Instant::now();
+        if now.duration_since(state.window.0) >= limit.window {
+            state.window = (now, 0);
+        }
+        state.window.1 += 1;
+        let used = state.window.1;
+        let reset = (state.window.0 + limit.window).saturating_duration_since(now);
+        let mut headers = vec![
+            (
+                "x-ratelimit-limit-requests".to_owned(),
+                limit.requests.to_string(),
+            ),
+            (
+                "x-ratelimit-remaining-requests".to_owned(),
+                limit.requests.saturating_sub(used).to_string(),
+            ),
+            (
+                "x-ratelimit-reset-requests".to_owned(),
+                format!("{}ms", reset.as_millis()),
+            ),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        if used > limit.requests {
+            headers.push(("retry-after-ms".to_owned(), reset.as_millis().to_string()));
+            let body = openai::error(
+                "Rate limit reached for requests",
+                Some("requests"),
+                Some("rate_limit_exceeded"),
+            );
+            return Some(Fault::Respond {
+                status: 429,
+                headers,
+                body: body.to_string(),
+            });
+        }
+        let (status, body) = openai::json_answer(req, state.received.len() + 1);
+        Some(Fault::Respond {
+            status,
+            headers,
+            body: body.to_string(),
+        })
     }
 }
 
