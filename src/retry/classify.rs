@@ -179,21 +179,11 @@ pub fn transport_failure(
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut timed_out = false;
     while let Some(err) = current {
-        if err
-            .downcast_ref::<rustls::Error>()
-            .is_some_and(is_certificate_error)
-        {
+        if rustls_error_in(err).is_some_and(is_certificate_error) {
             return TransportFailure::Certificate;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
-            // io::Error::source() skips the wrapped error itself; look at it directly.
-            let wrapped = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            if wrapped.is_some_and(is_certificate_error) {
-                return TransportFailure::Certificate;
-            }
         }
         if let Some(hyper_err) = err.downcast_ref::<hyper::Error>() {
             timed_out |= hyper_err.is_timeout();
@@ -206,6 +196,19 @@ pub fn transport_failure(
         TransportFailure::Timeout
     } else {
         TransportFailure::Reset
+    }
+}
+
+/// A `rustls::Error` at this level, or wrapped (perhaps more than once) inside
+/// `io::Error`s, whose `source()` skips the wrapped error itself.
+fn rustls_error_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = err;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let io = current.downcast_ref::<std::io::Error>()?;
+        current = io.get_ref()?;
     }
 }
 

@@ -241,6 +241,17 @@ fn certificate_errors_are_found_inside_io_errors() {
 }
 
 #[test]
+fn certificate_errors_are_found_inside_nested_io_errors() {
+    let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+    let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+    let outer = std::io::Error::other(inner);
+    assert_eq!(
+        transport_failure(&Wrapper(Box::new(outer)), true),
+        TransportFailure::Certificate
+    );
+}
+
+#[test]
 fn other_tls_failures_during_connect_are_connect_errors() {
     let tls = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
     let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
