@@ -149,6 +149,17 @@ impl AttemptEvent {
 pub trait Observer: Send + Sync + 'static {
     fn attempt(&self, event: &AttemptEvent);
 
+    /// The request was routed to `upstream`; its `request` event (or
+    /// `request_abandoned`) follows. For in-flight gauges.
+    fn request_started(&self, upstream: &str) {
+        let _ = upstream;
+    }
+
+    /// The client left before the response headers: no `request` event will follow.
+    fn request_abandoned(&self, upstream: &str) {
+        let _ = upstream;
+    }
+
     /// The request is over (its response body ended or the client left).
     fn request(&self, event: &RequestEvent) {
         let _ = event;
@@ -162,6 +173,18 @@ impl Observer for Observers {
     fn attempt(&self, event: &AttemptEvent) {
         for o in &self.0 {
             o.attempt(event);
+        }
+    }
+
+    fn request_started(&self, upstream: &str) {
+        for o in &self.0 {
+            o.request_started(upstream);
+        }
+    }
+
+    fn request_abandoned(&self, upstream: &str) {
+        for o in &self.0 {
+            o.request_abandoned(upstream);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod mock;
 pub mod proxy;
 pub mod request_meta;

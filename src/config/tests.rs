@@ -257,3 +257,41 @@ fn syntax_error_reports_a_line() {
     let err = parse("listen = \n").expect_err("syntax error");
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+#[test]
+fn metrics_models_are_an_optional_validated_allow_list() {
+    assert!(
+        parse(ONE_UPSTREAM)
+            .expect("valid")
+            .metrics
+            .models
+            .is_empty()
+    );
+    let config = parse(&format!(
+        "[metrics]\nmodels = [\"gpt-4o\", \"gpt-4o-mini\"]\n{ONE_UPSTREAM}"
+    ))
+    .expect("valid");
+    assert_eq!(config.metrics.models, ["gpt-4o", "gpt-4o-mini"]);
+    assert_eq!(
+        key_of(&format!(
+            "[metrics]\nmodels = [\"a\", \"a\"]\n{ONE_UPSTREAM}"
+        )),
+        "metrics.models[1]"
+    );
+    assert_eq!(
+        key_of(&format!("[metrics]\nmodels = [\"\"]\n{ONE_UPSTREAM}")),
+        "metrics.models[0]"
+    );
+    assert_eq!(
+        key_of(&format!("[metrics]\nmodel = [\"a\"]\n{ONE_UPSTREAM}")),
+        "metrics.model"
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("\"m{i}\"")).collect();
+    assert_eq!(
+        key_of(&format!(
+            "[metrics]\nmodels = [{}]\n{ONE_UPSTREAM}",
+            many.join(",")
+        )),
+        "metrics.models"
+    );
+}

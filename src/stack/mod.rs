@@ -80,6 +80,9 @@ pub async fn handle(
         headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
     }
 
+    if let Some(in_flight) = served.in_flight.take() {
+        in_flight.disarm();
+    }
     let status = response.status().as_u16();
     let look_for_usage = status == 200 && usage_endpoint(&endpoint);
     let event = RequestEvent {
@@ -110,6 +113,8 @@ struct Served {
     upstream: Option<Arc<str>>,
     meta: Arc<RequestMeta>,
     fate: Arc<StreamFate>,
+    /// Set once routed: tells the observer if the client leaves before the response.
+    in_flight: Option<InFlight>,
 }
 
 impl Served {
@@ -120,6 +125,37 @@ impl Served {
             upstream: None,
             meta: Arc::default(),
             fate: Arc::default(),
+            in_flight: None,
+        }
+    }
+}
+
+/// A routed request whose response has not been built yet. Dropped armed (the client
+/// left and this future was dropped), it reports `request_abandoned`; once the
+/// response exists its `RequestEvent` ends the request instead.
+struct InFlight {
+    observer: Arc<dyn Observer>,
+    upstream: Option<Arc<str>>,
+}
+
+impl InFlight {
+    fn start(observer: &Arc<dyn Observer>, upstream: &Arc<str>) -> InFlight {
+        observer.request_started(upstream);
+        InFlight {
+            observer: observer.clone(),
+            upstream: Some(upstream.clone()),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.upstream = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(upstream) = self.upstream.take() {
+            self.observer.request_abandoned(&upstream);
         }
     }
 }
@@ -148,6 +184,7 @@ async fn forward(
     tracing::debug!(upstream = %upstream.name, "routed");
     let upstream_name: Arc<str> = upstream.name.as_str().into();
     served.upstream = Some(upstream_name.clone());
+    served.in_flight = Some(InFlight::start(observer, &upstream_name));
 
     let settings = &upstream.retry;
     let limits = BodyLimits {
