@@ -144,38 +144,44 @@ fn row_severity(row: &Row, circuit: &str) -> &'static str {
 }
 
 fn banner(out: &mut String, s: &Snapshot) {
-    let hot: Vec<&str> = s
+    let rows = s
         .upstreams
         .iter()
-        .filter(|u| row_severity(&u.row, u.circuit) != "ok")
-        .map(|u| u.name.as_str())
+        .map(|u| (u.name.as_str(), row_severity(&u.row, u.circuit)))
         .chain(
             s.tags
                 .iter()
-                .filter(|t| row_severity(&t.row, "closed") != "ok")
-                .map(|t| t.tag.as_str()),
-        )
-        .collect();
-    let level = worst(s);
-    let text = if hot.is_empty() {
+                .map(|t| (t.tag.as_str(), row_severity(&t.row, "closed"))),
+        );
+    let (mut bad, mut warn) = (Vec::new(), Vec::new());
+    for (name, sev) in rows {
+        match sev {
+            "bad" => bad.push(name),
+            "warn" => warn.push(name),
+            _ => {}
+        }
+    }
+    let list = |names: &[&str]| {
+        let shown: Vec<String> = names.iter().take(6).map(|n| escape(n)).collect();
+        match names.len().saturating_sub(6) {
+            0 => shown.join(", "),
+            more => format!("{} and {more} more", shown.join(", ")),
+        }
+    };
+    let mut parts = Vec::new();
+    if !bad.is_empty() {
+        parts.push(format!("On fire: {}", list(&bad)));
+    }
+    if !warn.is_empty() {
+        parts.push(format!("Degraded: {}", list(&warn)));
+    }
+    let text = if parts.is_empty() {
         let total: u64 = s.upstreams.iter().map(|u| u.row.total).sum();
         format!("All good — {total} requests, no upstream or tag failing")
     } else {
-        let names: Vec<String> = hot.iter().take(6).map(|n| escape(n)).collect();
-        let more = hot.len().saturating_sub(6);
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        let what = if level == "bad" {
-            "On fire"
-        } else {
-            "Degraded"
-        };
-        format!("{what}: {}{more}", names.join(", "))
+        parts.join(" · ")
     };
-    let _ = write!(out, "<div class=\"banner {level}\">{text}</div>");
+    let _ = write!(out, "<div class=\"banner {}\">{text}</div>", worst(s));
 }
 
 fn table_head(out: &mut String, first: &str, circuit: bool) {
@@ -235,7 +241,7 @@ fn last_error(e: Option<&ErrorView>) -> String {
         return "<span class=\"none\">—</span>".to_owned();
     };
     let mut out = format!("<code>{}</code>", escape(e.error_type));
-    if let Some(code) = &e.code {
+    if let Some(code) = e.code.as_deref().filter(|c| *c != e.error_type) {
         let _ = write!(out, " <code>{}</code>", escape(code));
     }
     let _ = write!(
