@@ -88,6 +88,11 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         "{}",
         report(&outcomes, &recorder.events(), mock.request_count())
     );
+    let admin = format!("http://{}", proxy.admin_addr());
+    match scrape(&admin).await {
+        Ok(text) => print!("{}", metrics_summary(&text, &admin)),
+        Err(e) => println!("\n(cannot scrape {admin}/metrics: {e})"),
+    }
 
     proxy.shutdown().await;
     mock.shutdown().await;
@@ -98,6 +103,7 @@ fn demo_config(mock_url: &str) -> Result<Config, String> {
     let text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
          [retry]\nbase_delay = \"50ms\"\nthrottle_base_delay = \"200ms\"\nmax_delay = \"2s\"\n\
+         [metrics]\nmodels = [\"gpt-4o-mini\"]\n\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{mock_url}\"\n"
     );
     Config::from_toml(&text, &|_| None).map_err(|e| format!("demo config: {e}"))
@@ -278,6 +284,111 @@ fn report(outcomes: &[Outcome], events: &[AttemptEvent], upstream_attempts: usiz
     out
 }
 
+/// backstop's own `/metrics`, as Prometheus would scrape it (every response body has
+/// been read by now, so every request has been counted).
+async fn scrape(admin: &str) -> Result<String, String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: http::Uri = format!("{admin}/metrics")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let response = client.get(uri).await.map_err(|e| e.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+}
+
+/// Sums the samples of `name` by the value of label `by`, in label order.
+fn sum_by(scrape: &str, name: &str, by: &str) -> Vec<(String, f64)> {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((series_name, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let needle = format!("{by}=\"");
+        let label = labels
+            .split_once(&needle)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(v, _)| v.to_owned());
+        if series_name != name || value == 0.0 {
+            continue;
+        }
+        if let Some(label) = label {
+            match sums.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, sum)) => *sum += value,
+                None => sums.push((label, value)),
+            }
+        }
+    }
+    sums.sort_by(|a, b| a.0.cmp(&b.0));
+    sums
+}
+
+fn metrics_summary(scrape: &str, admin: &str) -> String {
+    let line = |sums: Vec<(String, f64)>| {
+        if sums.is_empty() {
+            return "none".to_owned();
+        }
+        sums.iter()
+            .map(|(label, v)| format!("{label} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "\nFrom backstop's own scrape ({admin}/metrics):");
+    let _ = writeln!(
+        out,
+        "  backstop_requests_total by status            {}",
+        line(sum_by(scrape, "backstop_requests_total", "status"))
+    );
+    let _ = writeln!(
+        out,
+        "  backstop_upstream_attempts_total by outcome  {}",
+        line(sum_by(
+            scrape,
+            "backstop_upstream_attempts_total",
+            "outcome"
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "  backstop_retries_total by reason             {}",
+        line(sum_by(scrape, "backstop_retries_total", "reason"))
+    );
+    let _ = writeln!(
+        out,
+        "  backstop_retries_suppressed_total by reason  {}",
+        line(sum_by(
+            scrape,
+            "backstop_retries_suppressed_total",
+            "reason"
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "  gen_ai_client_token_usage_sum by token type  {}",
+        line(sum_by(
+            scrape,
+            "gen_ai_client_token_usage_sum",
+            "gen_ai_token_type"
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "  A running backstop serves the same on its admin port: /metrics, /stats (JSON per\n  \
+         upstream and tag) and /status (a page to keep open)."
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +408,17 @@ mod tests {
             "error: server_error"
         );
         assert_eq!(describe(502, false, b"garbage"), "error");
+    }
+
+    #[test]
+    fn metrics_summary_sums_series_by_label() {
+        let scrape = "# TYPE backstop_retries_total counter\n\
+            backstop_retries_total{reason=\"status_503\",upstream=\"a\"} 3\n\
+            backstop_retries_total{reason=\"status_503\",upstream=\"b\"} 2\n\
+            backstop_retries_total{reason=\"status_429\",upstream=\"a\"} 0\n";
+        assert_eq!(
+            sum_by(scrape, "backstop_retries_total", "reason"),
+            [("status_503".to_owned(), 5.0)]
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::limits::CircuitState;
 use crate::request_meta::RequestMeta;
 use crate::retry::{Decision, GiveUp, Outcome};
 
@@ -154,6 +155,22 @@ impl AttemptEvent {
 pub trait Observer: Send + Sync + 'static {
     fn attempt(&self, event: &AttemptEvent);
 
+    /// The request was routed to `upstream`; its `request` event (or
+    /// `request_abandoned`) follows. For in-flight gauges.
+    fn request_started(&self, upstream: &str) {
+        let _ = upstream;
+    }
+
+    /// The client left before the response headers: no `request` event will follow.
+    fn request_abandoned(&self, upstream: &str) {
+        let _ = upstream;
+    }
+
+    /// An upstream's circuit breaker is now in `state`.
+    fn circuit(&self, upstream: &str, state: CircuitState) {
+        let _ = (upstream, state);
+    }
+
     /// The request is over (its response body ended or the client left).
     fn request(&self, event: &RequestEvent) {
         let _ = event;
@@ -167,6 +184,24 @@ impl Observer for Observers {
     fn attempt(&self, event: &AttemptEvent) {
         for o in &self.0 {
             o.attempt(event);
+        }
+    }
+
+    fn request_started(&self, upstream: &str) {
+        for o in &self.0 {
+            o.request_started(upstream);
+        }
+    }
+
+    fn request_abandoned(&self, upstream: &str) {
+        for o in &self.0 {
+            o.request_abandoned(upstream);
+        }
+    }
+
+    fn circuit(&self, upstream: &str, state: CircuitState) {
+        for o in &self.0 {
+            o.circuit(upstream, state);
         }
     }
 

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod limits;
+pub mod metrics;
 pub mod mock;
 pub mod proxy;
 pub mod request_meta;

@@ -22,10 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin::{self, Phase, Readiness};
+use crate::admin::{self, Admin, Phase, Readiness};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
-use crate::events::{LogObserver, Observer};
+use crate::events::{LogObserver, Observer, Observers};
+use crate::metrics::Recorder;
 use crate::runtime::Runtime;
 use crate::stack;
 
@@ -33,6 +34,8 @@ use crate::stack;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {addr} ({which}): {source}")]
     Bind {
         which: &'static str,
@@ -47,6 +50,7 @@ pub struct Running {
     admin_addr: SocketAddr,
     runtime: Arc<ArcSwap<Runtime>>,
     readiness: Arc<Readiness>,
+    metrics: Arc<Recorder>,
     stop_proxy: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
     proxy_task: tokio::task::JoinHandle<()>,
@@ -58,11 +62,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     start_with_observer(config, Arc::new(LogObserver)).await
 }
 
-/// `start`, with every attempt event also going to `observer`.
+/// `start`, with every attempt event also going to `observer` (metrics get them too).
 pub async fn start_with_observer(
     config: Config,
     observer: Arc<dyn Observer>,
 ) -> Result<Running, StartError> {
+    // Each server has its own registry: no globals, so tests in one process do not mix.
+    let metrics = Arc::new(Recorder::new(&prometheus::Registry::new(), &config)?);
+    let observer: Arc<dyn Observer> = Arc::new(Observers(vec![observer, metrics.clone()]));
     let readiness = Arc::new(Readiness::default());
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
@@ -92,10 +99,13 @@ pub async fn start_with_observer(
         let observer = observer.clone();
         async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) }
     }));
-    let ready = readiness.clone();
+    let admin = Arc::new(Admin {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+    });
     let admin_task = tokio::spawn(serve(admin_listener, admin_stopped, grace, move |req| {
-        let readiness = ready.clone();
-        async move { Ok::<_, Infallible>(admin::handle(readiness, req).await) }
+        let admin = admin.clone();
+        async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
     }));
 
     readiness.set(Phase::Ready);
@@ -105,6 +115,7 @@ pub async fn start_with_observer(
         admin_addr,
         runtime,
         readiness,
+        metrics,
         stop_proxy,
         stop_admin,
         proxy_task,
@@ -133,6 +144,12 @@ impl Running {
         self.admin_addr
     }
 
+    /// Metrics, `/stats` and `/status`; also where the failure log and the limits
+    /// attach their counters.
+    pub fn metrics(&self) -> &Arc<Recorder> {
+        &self.metrics
+    }
+
     /// The config new requests use.
     pub fn config(&self) -> Arc<Config> {
         self.runtime.load().config.clone()
@@ -148,6 +165,7 @@ impl Running {
         }
         let upstreams = config.upstreams.len();
         self.runtime.store(Arc::new(Runtime::new(config, None)?));
+        self.metrics.on_config(&self.config());
         tracing::info!(upstreams, "config reloaded");
         Ok(())
     }

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub retry: RawRetry,
     pub failure_log: RawFailureLog,
     pub tls: RawTls,
+    pub metrics: RawMetrics,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<RawUpstream>,
 }
@@ -43,6 +44,7 @@ impl Default for RawConfig {
             retry: RawRetry::default(),
             failure_log: RawFailureLog::default(),
             tls: RawTls::default(),
+            metrics: RawMetrics::default(),
             upstreams: Vec::new(),
         }
     }
@@ -154,6 +156,13 @@ impl Default for RawTls {
             extra_ca_files: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Models that get their own `gen_ai_request_model` label; any other is `other`.
+    pub models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -268,3 +268,41 @@ fn limits_keys_have_defaults_and_are_validated() {
     let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\npacing=false\n[upstream.deployment]\n\"gpt-4o\" = \"gpt4o eu\"\n";
     assert_eq!(key_of(text), "upstream[0].deployment.gpt-4o");
 }
+
+#[test]
+fn metrics_models_are_an_optional_validated_allow_list() {
+    assert!(
+        parse(ONE_UPSTREAM)
+            .expect("valid")
+            .metrics
+            .models
+            .is_empty()
+    );
+    let config = parse(&format!(
+        "[metrics]\nmodels = [\"gpt-4o\", \"gpt-4o-mini\"]\n{ONE_UPSTREAM}"
+    ))
+    .expect("valid");
+    assert_eq!(config.metrics.models, ["gpt-4o", "gpt-4o-mini"]);
+    assert_eq!(
+        key_of(&format!(
+            "[metrics]\nmodels = [\"a\", \"a\"]\n{ONE_UPSTREAM}"
+        )),
+        "metrics.models[1]"
+    );
+    assert_eq!(
+        key_of(&format!("[metrics]\nmodels = [\"\"]\n{ONE_UPSTREAM}")),
+        "metrics.models[0]"
+    );
+    assert_eq!(
+        key_of(&format!("[metrics]\nmodel = [\"a\"]\n{ONE_UPSTREAM}")),
+        "metrics.model"
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("\"m{i}\"")).collect();
+    assert_eq!(
+        key_of(&format!(
+            "[metrics]\nmodels = [{}]\n{ONE_UPSTREAM}",
+            many.join(",")
+        )),
+        "metrics.models"
+    );
+}

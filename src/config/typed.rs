@@ -32,6 +32,7 @@ pub struct Config {
     pub retry: RetrySettings,
     pub failure_log: FailureLogSettings,
     pub tls: TlsSettings,
+    pub metrics: MetricsSettings,
     /// At least one; names and path prefixes are unique.
     pub upstreams: Vec<Upstream>,
     /// The file as parsed with every default made explicit, for `check-config`.
@@ -74,6 +75,18 @@ pub struct FailureLogSettings {
     pub dir: PathBuf,
     /// Files older than this many days are deleted (default 30).
     pub retention_days: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Model names allowed as the `gen_ai_request_model` label (default none: every
+    /// model is `other`). Unique, 1-128 printable characters, at most `MAX_MODELS`.
+    pub models: Vec<String>,
+}
+
+impl MetricsSettings {
+    /// The allow-list is a cardinality bound, so it is bounded too.
+    pub const MAX_MODELS: usize = 100;
 }
 
 #[derive(Debug, Clone, PartialEq)]

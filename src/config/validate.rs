@@ -8,10 +8,10 @@ use http::HeaderValue;
 use http::uri::{Scheme, Uri};
 
 use super::ConfigError;
-use super::raw::{RawConfig, RawKind, RawRetry, RawRetryOverride, RawUpstream};
+use super::raw::{RawConfig, RawKind, RawMetrics, RawRetry, RawRetryOverride, RawUpstream};
 use super::typed::{
-    ApiKey, CircuitBreaker, Config, FailureLogSettings, RateLimit, RetrySettings, TlsSettings,
-    Upstream, UpstreamKind, UpstreamUrl,
+    ApiKey, CircuitBreaker, Config, FailureLogSettings, MetricsSettings, RateLimit, RetrySettings,
+    TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
 };
 
 /// Reads an environment variable; injected so tests need not touch the process env.
@@ -61,6 +61,7 @@ pub fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErro
             ));
         }
     }
+    let metrics = metrics(&raw.metrics)?;
 
     if raw.upstreams.is_empty() {
         return Err(invalid(
@@ -91,8 +92,38 @@ pub fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErro
             native_roots: raw.tls.native_roots,
             extra_ca_files: raw.tls.extra_ca_files.clone(),
         },
+        metrics,
         upstreams,
         raw,
+    })
+}
+
+fn metrics(raw: &RawMetrics) -> Result<MetricsSettings, ConfigError> {
+    if raw.models.len() > MetricsSettings::MAX_MODELS {
+        return Err(invalid(
+            "metrics.models",
+            format!(
+                "at most {} models (each is a label value), got {}",
+                MetricsSettings::MAX_MODELS,
+                raw.models.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, model) in raw.models.iter().enumerate() {
+        let key = format!("metrics.models[{i}]");
+        if model.is_empty() || model.chars().count() > 128 || model.chars().any(char::is_control) {
+            return Err(invalid(
+                key,
+                format!("{model:?} must be 1-128 printable characters"),
+            ));
+        }
+        if !seen.insert(model.as_str()) {
+            return Err(invalid(key, format!("{model:?} is listed twice")));
+        }
+    }
+    Ok(MetricsSettings {
+        models: raw.models.clone(),
     })
 }
 

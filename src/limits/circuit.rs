@@ -12,8 +12,9 @@ use tokio::time::Instant;
 
 use crate::config::CircuitBreaker;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CircuitState {
+    #[default]
     Closed,
     HalfOpen,
     Open,

@@ -101,6 +101,9 @@ pub async fn handle(
         headers.insert(UPSTREAM, name);
     }
 
+    if let Some(in_flight) = served.in_flight.take() {
+        in_flight.disarm();
+    }
     let status = response.status().as_u16();
     let look_for_usage = status == 200 && usage_endpoint(&endpoint);
     let event = RequestEvent {
@@ -144,6 +147,8 @@ struct Served {
     queue_wait: Duration,
     /// Settles the token estimate when `usage` is known.
     limits: Option<(Arc<UpstreamLimits>, u64)>,
+    /// Set once routed: tells the observer if the client leaves before the response.
+    in_flight: Option<InFlight>,
 }
 
 impl Served {
@@ -156,6 +161,37 @@ impl Served {
             fate: Arc::default(),
             queue_wait: Duration::ZERO,
             limits: None,
+            in_flight: None,
+        }
+    }
+}
+
+/// A routed request whose response has not been built yet. Dropped armed (the client
+/// left and this future was dropped), it reports `request_abandoned`; once the
+/// response exists its `RequestEvent` ends the request instead.
+struct InFlight {
+    observer: Arc<dyn Observer>,
+    upstream: Option<Arc<str>>,
+}
+
+impl InFlight {
+    fn start(observer: &Arc<dyn Observer>, upstream: &Arc<str>) -> InFlight {
+        observer.request_started(upstream);
+        InFlight {
+            observer: observer.clone(),
+            upstream: Some(upstream.clone()),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.upstream = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(upstream) = self.upstream.take() {
+            self.observer.request_abandoned(&upstream);
         }
     }
 }
@@ -226,7 +262,9 @@ async fn forward(
             path: parts.uri.path().to_owned(),
         })?;
     tracing::debug!(upstream = %primary.name, "routed");
-    served.upstream = Some(primary.name.as_str().into());
+    let primary_name: Arc<str> = primary.name.as_str().into();
+    served.upstream = Some(primary_name.clone());
+    served.in_flight = Some(InFlight::start(observer, &primary_name));
 
     let limits = BodyLimits {
         retry_buffer_bytes: runtime.config.retry_buffer_bytes,
@@ -288,7 +326,11 @@ async fn forward(
         // Admission: circuit, pacing, rate limits.
         let estimate = estimate_tokens(meta.body_bytes, meta.max_tokens, limits.default_max_tokens);
         let until = deadline.min(Instant::now() + upstream.max_queue_wait);
-        match limits.admit(estimate, until).await {
+        let admitted = limits.admit(estimate, until).await;
+        if limits.breaker.is_some() {
+            observer.circuit(&upstream.name, limits.circuit_state());
+        }
+        match admitted {
             Ok(waited) => served.queue_wait += waited,
             Err(NotAdmitted::CircuitOpen { retry_after }) => {
                 let error = ProxyError::CircuitOpen {
@@ -367,6 +409,7 @@ async fn forward(
                         Outcome::Fatal { .. } if r.status.is_some() => breaker.success(),
                         Outcome::Fatal { .. } => {}
                     }
+                    observer.circuit(&upstream.name, breaker.state(Instant::now()));
                 }
                 let (mut verdict, give_up, delay) = AttemptEvent::verdict_of(decision);
                 if verdict == Verdict::GiveUp

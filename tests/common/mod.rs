@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod scrape;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -209,4 +210,16 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// GETs `path` from backstop's admin listener.
+pub async fn admin_get(proxy: &Running, path: &str) -> Collected {
+    TestClient::new(proxy.admin_addr()).get(path).await
+}
+
+/// A fresh scrape of `/metrics`.
+pub async fn scrape(proxy: &Running) -> scrape::Scrape {
+    let response = admin_get(proxy, "/metrics").await;
+    assert_eq!(response.status, StatusCode::OK);
+    scrape::Scrape::parse(response.text())
 }

@@ -1,0 +1,261 @@
+//! Metrics, `/stats` and `/status` (SPEC §4), built from the request path's events.
+//!
+//! - `labels`: every label value as a type, bounded by construction;
+//! - `families`: `Metrics`, the Prometheus families as fields with typed methods;
+//! - `failure_log`: the failure log's counters, read at scrape time;
+//! - `stats`: per-upstream and per-tag tallies behind `/stats` and `/status`;
+//! - `status_page`: the `/status` HTML.
+//!
+//! `Recorder` is the `Observer` that feeds them. Like the failure log it consumes
+//! events and knows nothing of the HTTP server; `admin` only reads from it.
+//!
+//! How events map to families:
+//! - `backstop_requests_total`, `…_request_duration_seconds`, `gen_ai_*`: one
+//!   `RequestEvent` each (upstream `none` when the request matched no upstream);
+//! - `backstop_upstream_attempts_total{outcome}`: one per `AttemptEvent`, outcome
+//!   `success`, `retryable_failure` or `fatal_failure`;
+//! - `backstop_retries_total{reason}`: each retry, reason the failed attempt's
+//!   classification (`status_503`, `connect_error`, …), with its delay in
+//!   `backstop_backoff_seconds`;
+//! - `backstop_retries_suppressed_total{reason}`: each retryable failure handed back
+//!   instead of retried, reason why (`retries_exhausted`, `budget_exhausted`,
+//!   `deadline_exceeded`, `server_delay_too_long`, `body_not_replayable`,
+//!   `ambiguous_not_retried`);
+//! - `backstop_in_flight_requests`: routed requests whose response has not ended;
+//! - `backstop_consecutive_failures`: the /stats value (requests that failed in a row).
+
+mod failure_log;
+mod families;
+mod labels;
+mod stats;
+mod status_page;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use http::StatusCode;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+pub use failure_log::FailureLogCounts;
+pub use families::{GenAiCall, Metrics};
+pub use labels::{
+    AttemptOutcome, CircuitState, Endpoint, ModelLabel, Operation, OperationError, Provider,
+    TokenType, UpstreamLabel, Vocabulary,
+};
+pub use stats::{LastError, Snapshot, Stats};
+pub use status_page::render as render_status;
+
+use crate::config::Config;
+use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict};
+use crate::retry::Outcome;
+use failure_log::FailureLogCollector;
+
+/// The `Observer` behind `/metrics`, `/stats` and `/status`.
+pub struct Recorder {
+    registry: Registry,
+    metrics: Metrics,
+    failure_log: FailureLogCollector,
+    stats: Stats,
+    vocabulary: ArcSwap<Vocabulary>,
+}
+
+impl Recorder {
+    /// Registers every family on `registry` and creates the series of `config`'s
+    /// upstreams. Fails only if `registry` already holds one of these names.
+    pub fn new(registry: &Registry, config: &Config) -> prometheus::Result<Recorder> {
+        let metrics = Metrics::register(registry)?;
+        let failure_log = FailureLogCollector::new()?;
+        registry.register(Box::new(failure_log.clone()))?;
+        let recorder = Recorder {
+            registry: registry.clone(),
+            metrics,
+            failure_log,
+            stats: Stats::default(),
+            vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
+        };
+        recorder.on_config(config);
+        Ok(recorder)
+    }
+
+    /// Takes a (re)loaded config: new upstreams get their series, the model allow-list
+    /// is replaced, `/stats` lists exactly the configured upstreams.
+    pub fn on_config(&self, config: &Config) {
+        let vocabulary = Vocabulary::new(config);
+        let models: Vec<ModelLabel> = vocabulary.models().collect();
+        for (upstream, provider) in vocabulary.upstreams() {
+            self.metrics.prepare_upstream(&upstream, &models, provider);
+        }
+        self.stats
+            .set_upstreams(config.upstreams.iter().map(|u| u.name.as_str()));
+        self.vocabulary.store(Arc::new(vocabulary));
+    }
+
+    /// Lets the failure log's own counters show as its three counter families.
+    pub fn attach_failure_log(&self, counts: Arc<dyn FailureLogCounts>) {
+        self.failure_log.attach(counts);
+    }
+
+    /// For the circuit breaker: its state per upstream, as gauge and in `/stats`.
+    pub fn set_circuit_state(&self, upstream: &str, state: CircuitState) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.metrics.set_circuit_state(&label, state);
+        self.stats.set_circuit(upstream, state);
+    }
+
+    /// For the local rate limiter: how long a request waited.
+    pub fn rate_limit_wait(&self, upstream: &str, waited: std::time::Duration) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.metrics.rate_limit_wait(&label, waited);
+    }
+
+    /// The Prometheus text exposition of the registry.
+    pub fn scrape(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> Snapshot {
+        self.stats.snapshot()
+    }
+}
+
+impl Observer for Recorder {
+    fn request_started(&self, upstream: &str) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.metrics.request_started(&label);
+    }
+
+    fn request_abandoned(&self, upstream: &str) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.metrics.request_finished(&label);
+    }
+
+    fn attempt(&self, e: &AttemptEvent) {
+        let up = self.vocabulary.load().upstream(Some(&e.upstream));
+        let tag = e.meta.tag.as_ref();
+        let endpoint = Endpoint::from_path(&e.endpoint);
+        self.metrics
+            .attempt(&up, endpoint, AttemptOutcome::of(&e.outcome), e.duration);
+        match (e.verdict, e.give_up) {
+            (Verdict::Retry, _) => {
+                self.metrics.retry(&up, &e.outcome, e.delay);
+                self.stats.retry(&e.upstream, tag);
+            }
+            (Verdict::GiveUp, Some(why)) if matches!(e.outcome, Outcome::Retry { .. }) => {
+                self.metrics.retry_suppressed(&up, why);
+            }
+            _ => {}
+        }
+        if e.outcome.is_failure() {
+            let error = LastError {
+                error_type: error_type(&e.outcome, e.status),
+                code: e
+                    .error_code
+                    .clone()
+                    .or_else(|| e.status.map(|s| s.to_string())),
+                message: e.error_message.as_deref().map(stats::cut_message),
+                at: SystemTime::now(),
+            };
+            self.stats.error(Some(&e.upstream), tag, error);
+        }
+    }
+
+    fn circuit(&self, upstream: &str, state: CircuitState) {
+        self.set_circuit_state(upstream, state);
+    }
+
+    fn request(&self, e: &RequestEvent) {
+        let vocabulary = self.vocabulary.load();
+        let up = vocabulary.upstream(e.upstream.as_deref());
+        if e.upstream.is_some() {
+            self.metrics.rate_limit_wait(&up, e.queue_wait);
+        }
+        let endpoint = Endpoint::from_kind(e.endpoint_kind);
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        self.metrics.request(&up, endpoint, status, e.duration);
+        if e.upstream.is_some() {
+            self.metrics.request_finished(&up);
+        }
+
+        let interrupted = match e.end {
+            BodyEnd::Interrupted(why) => Some(why),
+            _ => None,
+        };
+        let failed = e.status >= 400 || interrupted.is_some();
+        let outcome_error = match interrupted {
+            Some(why) => OperationError::Interrupted(why),
+            None if failed => OperationError::Status(status),
+            None => OperationError::None,
+        };
+        if let (Some(operation), Some(provider)) =
+            (Operation::of(endpoint), vocabulary.provider(&up))
+        {
+            let model = vocabulary.model(e.meta.model.as_deref());
+            let call = GenAiCall {
+                operation,
+                provider,
+                model: &model,
+            };
+            let first_chunk = e.time_to_first_chunk.filter(|_| e.meta.stream);
+            self.metrics
+                .operation(&call, outcome_error, e.duration, first_chunk);
+            if let Some(usage) = e.usage {
+                self.metrics
+                    .tokens(&call, TokenType::Input, usage.input_tokens);
+                self.metrics
+                    .tokens(&call, TokenType::Output, usage.output_tokens);
+            }
+        }
+
+        let tag = e.meta.tag.as_ref();
+        // Errors without an attempt event: refused before any attempt (413, no route)
+        // or broken off after the response started.
+        if let Some(why) = interrupted {
+            let error = LastError {
+                error_type: why,
+                code: Some(why.to_owned()),
+                message: Some("the response broke off after it had started".to_owned()),
+                at: SystemTime::now(),
+            };
+            self.stats.error(e.upstream.as_deref(), tag, error);
+        } else if failed && e.attempts == 0 {
+            let error = LastError {
+                error_type: status_error_type(e.status),
+                code: Some(e.status.to_string()),
+                message: Some("refused by backstop before any attempt".to_owned()),
+                at: SystemTime::now(),
+            };
+            self.stats.error(e.upstream.as_deref(), tag, error);
+        }
+        if let Some(in_a_row) = self
+            .stats
+            .request(e.upstream.as_deref(), tag, failed, e.duration)
+        {
+            self.metrics.set_consecutive_failures(&up, in_a_row);
+        }
+    }
+}
+
+/// SPEC §3's `error_type` of a failed attempt.
+fn error_type(outcome: &Outcome, status: Option<u16>) -> &'static str {
+    match (outcome.reason(), status) {
+        ("quota_exhausted", _) => "quota_exhausted",
+        (_, Some(code)) => status_error_type(code),
+        ("connect_error" | "tls_certificate", None) => "connect_error",
+        ("timeout", None) => "timeout",
+        ("reset", None) => "reset",
+        (other, None) => other,
+    }
+}
+
+fn status_error_type(status: u16) -> &'static str {
+    match status {
+        429 => "rate_limited",
+        500.. => "server_error",
+        _ => "client_error",
+    }
+}
