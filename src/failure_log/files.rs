@@ -38,6 +38,13 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(Day, PathBuf)>> {
     Ok(files)
 }
 
+/// The days that have a file in `dir` (none when it cannot be read).
+pub fn list_days(dir: &Path) -> Vec<Day> {
+    list(dir)
+        .map(|files| files.into_iter().map(|(day, _)| day).collect())
+        .unwrap_or_default()
+}
+
 /// Deletes the files of days more than `keep_days` before `today`; only files named
 /// like the log's own are touched. Returns how many were deleted.
 pub fn remove_old(dir: &Path, today: Day, keep_days: u32) -> std::io::Result<usize> {

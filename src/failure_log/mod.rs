@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::config::FailureLogSettings;
 use crate::events::{AttemptEvent, Observer, RequestEvent};
 
-pub use files::{day_of, file_name, file_path, remove_old};
+pub use files::{day_of, file_name, file_path, list_days, remove_old};
 pub use record::{FailureRecord, RecordContext, Timestamp, error_type};
 pub use scrub::{MAX_MESSAGE_BYTES, clean_message};
 pub use stats::FailureLogStats;
