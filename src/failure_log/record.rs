@@ -143,7 +143,7 @@ impl FailureRecord {
             is_final: e.verdict == Verdict::GiveUp,
             error_type: error_type.to_owned(),
             status: e.status,
-            error_code: e.error_code.as_deref().map(|c| clean_message(c)),
+            error_code: e.error_code.as_deref().map(clean_message),
             error_message: e.error_message.as_deref().map(clean_message),
             decision: Some(e.verdict.as_str().to_owned()),
             reason: Some(reason.to_owned()),
