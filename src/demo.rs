@@ -1,6 +1,7 @@
 //! `backstop demo`: a flaky mock upstream, backstop in front of it, a burst of JSON and
 //! streaming requests through it, and a summary a newcomer can read. Everything runs
-//! in this process on 127.0.0.1 ephemeral ports; nothing is written to disk.
+//! in this process on 127.0.0.1 ephemeral ports. The failure log goes to a fresh temp
+//! directory, left in place at the end so its files can be read.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -13,10 +14,14 @@ use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::events::{AttemptEvent, RecordingObserver};
+use crate::failure_log::read::{Filter, read_days};
+use crate::failure_log::summary::Summary;
 use crate::mock::{MockOptions, MockUpstream};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,7 +64,8 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     let mock = MockUpstream::start_with(options)
         .await
         .map_err(|e| format!("cannot start the mock upstream: {e}"))?;
-    let config = demo_config(&mock.url())?;
+    let failure_dir = demo_failure_dir()?;
+    let config = demo_config(&mock.url(), &failure_dir)?;
     let recorder = Arc::new(RecordingObserver::default());
     let proxy = crate::start_with_observer(config, recorder.clone())
         .await
@@ -96,14 +102,51 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
 
     proxy.shutdown().await;
     mock.shutdown().await;
+    print!("{}", failure_log_report(&failure_dir));
     Ok(())
 }
 
-fn demo_config(mock_url: &str) -> Result<Config, String> {
+/// A new directory under the system temp dir for this run's failure log.
+fn demo_failure_dir() -> Result<PathBuf, String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("backstop-demo-{}-{nanos:09}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Where the failure log went and its `backstop failures --summary`.
+fn failure_log_report(dir: &Path) -> String {
+    let mut out = String::new();
+    let days = crate::failure_log::list_days(dir);
+    let read = match read_days(dir, &days, &Filter::default()) {
+        Ok(read) => read,
+        Err(e) => {
+            return format!(
+                "\nThe failure log in {} cannot be read: {e}\n",
+                dir.display()
+            );
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\nEvery failed attempt is in the failure log: {}\n  \
+         read it with `backstop failures --dir {} --since 1h` (or --json, --summary).\n",
+        dir.display(),
+        dir.display()
+    );
+    out.push_str(&Summary::of_entries(&read.entries).render());
+    out
+}
+
+fn demo_config(mock_url: &str, failure_dir: &Path) -> Result<Config, String> {
+    let dir = toml::Value::String(failure_dir.display().to_string());
     let text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
          [retry]\nbase_delay = \"50ms\"\nthrottle_base_delay = \"200ms\"\nmax_delay = \"2s\"\n\
          [metrics]\nmodels = [\"gpt-4o-mini\"]\n\
+         [failure_log]\ndir = {dir}\n\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{mock_url}\"\n"
     );
     Config::from_toml(&text, &|_| None).map_err(|e| format!("demo config: {e}"))

@@ -106,6 +106,10 @@ pub struct RequestEvent {
     /// Request start to the end of the response body.
     pub duration: Duration,
     pub end: BodyEnd,
+    /// Set when backstop refused the request itself before any attempt and no attempt
+    /// event says so (`no_route`, `request_too_large`, `bad_request_body`, …); circuit
+    /// and rate-limit refusals are attempt events, since they can also be fallback hops.
+    pub refused: Option<&'static str>,
     pub usage: Option<Usage>,
     pub meta: Arc<RequestMeta>,
 }

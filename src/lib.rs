@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod failure_log;
 pub mod limits;
 pub mod metrics;
 pub mod mock;
@@ -25,7 +26,7 @@ pub mod telemetry;
 use std::future::Future;
 
 pub use config::Config;
-pub use server::{Running, StartError, start, start_with_observer};
+pub use server::{Running, StartError, start, start_with_failure_log, start_with_observer};
 
 /// Serves `config` until `shutdown` completes, then drains (SPEC §5).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {

@@ -3,7 +3,8 @@
 //!
 //! Shutdown order: `/readyz` turns 503, the proxy listener stops accepting, open
 //! connections finish their in-flight requests (streams too) within `shutdown_grace`
-//! and are then cut; the admin listener goes last so probes see the draining state.
+//! and are then cut; the failure log writes and fsyncs what those requests recorded;
+//! the admin listener goes last so probes see the draining state.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,7 +27,8 @@ use crate::admin::{self, Admin, Phase, Readiness};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
-use crate::metrics::Recorder;
+use crate::failure_log::{self, FailureLog, FailureLogStats};
+use crate::metrics::{FailureLogCounts, Recorder};
 use crate::runtime::Runtime;
 use crate::stack;
 
@@ -55,6 +57,7 @@ pub struct Running {
     stop_admin: watch::Sender<bool>,
     proxy_task: tokio::task::JoinHandle<()>,
     admin_task: tokio::task::JoinHandle<()>,
+    failure_log: FailureLog,
 }
 
 /// Binds both listeners and starts serving. Nothing is bound if the config is refused.
@@ -67,9 +70,69 @@ pub async fn start_with_observer(
     config: Config,
     observer: Arc<dyn Observer>,
 ) -> Result<Running, StartError> {
+    let failure_log = FailureLog::start(&config.failure_log, failure_log::Options::default());
+    start_with_failure_log(config, observer, failure_log).await
+}
+
+/// `start_with_observer` with a failure log built by the caller (tests and the
+/// benchmark choose its clock and queue size). It is closed if starting fails.
+pub async fn start_with_failure_log(
+    config: Config,
+    observer: Arc<dyn Observer>,
+    failure_log: FailureLog,
+) -> Result<Running, StartError> {
+    match serve_both(config, observer, &failure_log).await {
+        Ok(parts) => Ok(parts.into_running(failure_log)),
+        Err(e) => {
+            failure_log.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// Everything of a `Running` but its failure log.
+struct Started {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    runtime: Arc<ArcSwap<Runtime>>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Recorder>,
+    stop_proxy: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    proxy_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+impl Started {
+    fn into_running(self, failure_log: FailureLog) -> Running {
+        Running {
+            proxy_addr: self.proxy_addr,
+            admin_addr: self.admin_addr,
+            runtime: self.runtime,
+            readiness: self.readiness,
+            metrics: self.metrics,
+            stop_proxy: self.stop_proxy,
+            stop_admin: self.stop_admin,
+            proxy_task: self.proxy_task,
+            admin_task: self.admin_task,
+            failure_log,
+        }
+    }
+}
+
+async fn serve_both(
+    config: Config,
+    observer: Arc<dyn Observer>,
+    failure_log: &FailureLog,
+) -> Result<Started, StartError> {
     // Each server has its own registry: no globals, so tests in one process do not mix.
     let metrics = Arc::new(Recorder::new(&prometheus::Registry::new(), &config)?);
-    let observer: Arc<dyn Observer> = Arc::new(Observers(vec![observer, metrics.clone()]));
+    metrics.attach_failure_log(Arc::new(failure_log.stats()));
+    let observer: Arc<dyn Observer> = Arc::new(Observers(vec![
+        failure_log.observer(),
+        metrics.clone(),
+        observer,
+    ]));
     let readiness = Arc::new(Readiness::default());
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
@@ -110,7 +173,7 @@ pub async fn start_with_observer(
 
     readiness.set(Phase::Ready);
     tracing::info!(%proxy_addr, %admin_addr, "backstop listening");
-    Ok(Running {
+    Ok(Started {
         proxy_addr,
         admin_addr,
         runtime,
@@ -144,10 +207,14 @@ impl Running {
         self.admin_addr
     }
 
-    /// Metrics, `/stats` and `/status`; also where the failure log and the limits
-    /// attach their counters.
+    /// Metrics, `/stats` and `/status`.
     pub fn metrics(&self) -> &Arc<Recorder> {
         &self.metrics
+    }
+
+    /// Counters of the failure log (records written, dropped, write errors).
+    pub fn failure_log_stats(&self) -> FailureLogStats {
+        self.failure_log.stats()
     }
 
     /// The config new requests use.
@@ -163,8 +230,13 @@ impl Running {
         {
             tracing::warn!("listen and admin_listen changes take effect only after a restart");
         }
+        let (new, old) = (&config.failure_log, &self.config().failure_log);
+        if new.dir != old.dir || new.retention_days != old.retention_days {
+            tracing::warn!("failure_log changes take effect only after a restart");
+        }
         let upstreams = config.upstreams.len();
-        self.runtime.store(Arc::new(Runtime::new(config, None)?));
+        let next = Runtime::new(config, Some(&self.runtime.load()))?;
+        self.runtime.store(Arc::new(next));
         self.metrics.on_config(&self.config());
         tracing::info!(upstreams, "config reloaded");
         Ok(())
@@ -178,6 +250,8 @@ impl Running {
         if let Err(e) = self.proxy_task.await {
             tracing::error!(error = %e, "proxy listener task failed");
         }
+        // Every request is over: write and fsync what they recorded.
+        self.failure_log.close().await;
         let _ = self.stop_admin.send(true);
         if let Err(e) = self.admin_task.await {
             tracing::error!(error = %e, "admin listener task failed");
@@ -246,4 +320,19 @@ async fn serve<F, Fut>(
         );
     }
     connections.shutdown().await;
+}
+
+/// The failure log's counters, read by the metrics at scrape time.
+impl FailureLogCounts for FailureLogStats {
+    fn records_written(&self) -> u64 {
+        FailureLogStats::records_written(self)
+    }
+
+    fn records_dropped(&self) -> u64 {
+        FailureLogStats::records_dropped(self)
+    }
+
+    fn write_errors(&self) -> u64 {
+        FailureLogStats::write_errors(self)
+    }
 }

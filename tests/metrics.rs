@@ -331,6 +331,7 @@ async fn token_usage_and_first_chunk_time_come_from_a_stream_with_include_usage(
         mock,
         client,
         proxy,
+        failure_dir: tempfile::tempdir().expect("temp dir"),
     };
     let model = [
         ("gen_ai_request_model", "gpt-4o-mini"),
@@ -476,6 +477,7 @@ async fn unrouted_requests_count_under_upstream_none() {
         mock,
         client,
         proxy,
+        failure_dir: tempfile::tempdir().expect("temp dir"),
     };
     let none = [
         ("upstream", "none"),

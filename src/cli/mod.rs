@@ -1,6 +1,8 @@
-//! The command line: `serve` (the default), `check-config`, `mock-upstream`, `demo`.
+//! The command line: `serve` (the default), `check-config`, `failures`, `mock-upstream`,
+//! `demo`.
 
 mod check_config;
+pub mod failures;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +47,9 @@ enum Command {
     Serve,
     /// Validate the config and print the effective config (every default filled in).
     CheckConfig,
+    /// Read the failure log: a table of today's failures (UTC), or --date / --since,
+    /// filtered by --upstream / --tag / --error-type; --json or --summary.
+    Failures(failures::FailuresArgs),
     /// Run an OpenAI-compatible upstream with injectable faults, for demos and tests.
     MockUpstream(crate::mock::cli::MockArgs),
     /// Start a flaky mock upstream and backstop in front of it, send a burst of
@@ -57,7 +62,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Some(Command::Demo(_))) {
+    let default_level = if matches!(cli.command, Some(Command::Demo(_) | Command::Failures(_))) {
         "warn"
     } else {
         "info"
@@ -66,6 +71,7 @@ pub fn main() -> ExitCode {
     let source = Source::from_option(cli.config.as_deref());
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config::run(&source),
+        Command::Failures(args) => failures::run(&args, cli.config.as_deref()),
         Command::Serve => block_on(serve::run(source)),
         Command::Demo(args) => block_on(async move {
             match crate::demo::run(args).await {

@@ -72,6 +72,7 @@ pub async fn handle(
         .give_up
         .is_some_and(GiveUp::spent_retries)
         .then_some("false");
+    let mut refused = None;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -80,7 +81,7 @@ pub async fn handle(
                 ProxyError::CircuitOpen { .. } => should_retry = Some("false"),
                 // Never reached the upstream: a retry after `retry-after` costs it nothing.
                 ProxyError::RateLimited { .. } => should_retry = Some("true"),
-                _ => {}
+                _ => refused = Some(error.code()),
             }
             error.into_response()
         }
@@ -120,6 +121,7 @@ pub async fn handle(
         time_to_first_chunk: None,
         duration: Duration::ZERO,
         end: BodyEnd::Complete,
+        refused,
         usage: None,
         meta: served.meta,
     };

@@ -6,6 +6,8 @@ pub mod process;
 pub mod scrape;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use backstop::mock::MockUpstream;
@@ -19,8 +21,27 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A `[failure_log]` table pointing at `dir`.
+pub fn failure_log_toml(dir: &Path) -> String {
+    format!("[failure_log]\ndir = {:?}\n", dir.display().to_string())
+}
+
+/// Where configs without their own `[failure_log]` write: one temp dir per test
+/// process, so no test ever writes into the repository.
+fn shared_failure_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("backstop-test-failures-")
+            .tempdir()
+            .expect("temp dir for failure logs")
+    })
+    .path()
+}
+
 /// A config with both listeners on ephemeral ports and one upstream at `base_url`;
 /// `extra` is TOML placed before the upstream table (top-level keys, `[retry]`).
+/// Without a `[failure_log]` table in `extra`, the failure log goes to a temp dir.
 pub fn config(base_url: &str, extra: &str) -> Config {
     config_with_env(base_url, extra, "", &|_| None)
 }
@@ -32,8 +53,13 @@ pub fn config_with_env(
     upstream_extra: &str,
     env: backstop::config::EnvLookup<'_>,
 ) -> Config {
+    let failure_log = if extra.contains("[failure_log]") {
+        String::new()
+    } else {
+        failure_log_toml(shared_failure_dir())
+    };
     let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n\
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n{failure_log}\
          [[upstream]]\nname = \"mock\"\nbase_url = \"{base_url}\"\n{upstream_extra}\n"
     );
     Config::from_toml(&text, env).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
@@ -44,6 +70,8 @@ pub struct Harness {
     pub mock: MockUpstream,
     pub proxy: Running,
     pub client: TestClient,
+    /// This test's own failure-log directory (unless `extra` named one).
+    pub failure_dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -53,13 +81,20 @@ impl Harness {
 
     pub async fn start_with(extra: &str) -> Harness {
         let mock = MockUpstream::start().await.expect("mock starts");
-        let proxy = backstop::start(config(&mock.url(), extra))
+        let failure_dir = tempfile::tempdir().expect("temp dir");
+        let extra = if extra.contains("[failure_log]") {
+            extra.to_owned()
+        } else {
+            format!("{extra}\n{}", failure_log_toml(failure_dir.path()))
+        };
+        let proxy = backstop::start(config(&mock.url(), &extra))
             .await
             .expect("backstop starts");
         Harness {
             mock,
             client: TestClient::new(proxy.proxy_addr()),
             proxy,
+            failure_dir,
         }
     }
 

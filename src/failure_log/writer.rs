@@ -1,0 +1,188 @@
+//! The one background task that owns the files. Records arrive on a bounded channel;
+//! they are encoded into a batch and handed to the OS every `flush_every` (or sooner
+//! when the batch grows past `FLUSH_BYTES`), fsynced every `fsync_every`, and on close
+//! everything still queued is written and fsynced before the task ends. File work runs
+//! on the blocking pool so a slow disk never stalls the proxy's worker threads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::files;
+use super::record::FailureRecord;
+use super::sink::Sink;
+use super::stats::FailureLogStats;
+use super::time::{Clock, Day, Micros};
+
+/// A batch this large is written without waiting for the next tick.
+const FLUSH_BYTES: usize = 64 * 1024;
+/// Records taken off the channel at once.
+const RECV_BATCH: usize = 256;
+
+pub struct Writer {
+    pub(super) rx: mpsc::Receiver<Box<FailureRecord>>,
+    pub(super) stop: oneshot::Receiver<()>,
+    pub(super) dir: PathBuf,
+    pub(super) retention_days: u32,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) flush_every: Duration,
+    pub(super) fsync_every: Duration,
+    pub(super) stats: FailureLogStats,
+}
+
+/// Encoded lines of one day.
+struct Chunk {
+    day: Day,
+    lines: Vec<u8>,
+    records: u64,
+}
+
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Chunk>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, record: &FailureRecord, stats: &FailureLogStats) {
+        let day = record.timestamp.0.day();
+        if self.chunks.last().is_none_or(|c| c.day != day) {
+            self.chunks.push(Chunk {
+                day,
+                lines: Vec::with_capacity(FLUSH_BYTES),
+                records: 0,
+            });
+        }
+        let Some(chunk) = self.chunks.last_mut() else {
+            return;
+        };
+        let before = chunk.lines.len();
+        match serde_json::to_writer(&mut chunk.lines, record) {
+            Ok(()) => {
+                chunk.lines.push(b'\n');
+                chunk.records += 1;
+                self.bytes += chunk.lines.len() - before;
+            }
+            Err(error) => {
+                // Cannot happen for this type; never leave half a line behind if it does.
+                chunk.lines.truncate(before);
+                stats.add_dropped(1);
+                tracing::error!(%error, "failure record not encodable");
+            }
+        }
+    }
+}
+
+/// What one trip to the blocking pool should do.
+struct Work {
+    batch: Batch,
+    sync: bool,
+    /// Run retention for this day.
+    retention: Option<Day>,
+}
+
+impl Writer {
+    pub async fn run(mut self) {
+        let mut sink = Some(Sink::new(self.dir.clone(), self.stats.clone()));
+        let mut retention_day = self.today();
+        self.trip(
+            &mut sink,
+            Work {
+                batch: Batch::default(),
+                sync: false,
+                retention: Some(retention_day),
+            },
+        )
+        .await;
+
+        let mut tick = tokio::time::interval(self.flush_every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_sync = Instant::now();
+        let mut batch = Batch::default();
+        let mut received = Vec::with_capacity(RECV_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut self.stop => break,
+                _ = tick.tick() => {
+                    let sync = last_sync.elapsed() >= self.fsync_every;
+                    if sync {
+                        last_sync = Instant::now();
+                    }
+                    let today = self.today();
+                    let retention = (today != retention_day).then_some(today);
+                    retention_day = today;
+                    let batch = std::mem::take(&mut batch);
+                    self.trip(&mut sink, Work { batch, sync, retention }).await;
+                }
+                n = self.rx.recv_many(&mut received, RECV_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for record in received.drain(..) {
+                        batch.push(&record, &self.stats);
+                    }
+                    if batch.bytes >= FLUSH_BYTES {
+                        let batch = std::mem::take(&mut batch);
+                        self.trip(&mut sink, Work { batch, sync: false, retention: None }).await;
+                    }
+                }
+            }
+        }
+        // Closing: refuse new records, write what is queued, make it durable.
+        self.rx.close();
+        while let Ok(record) = self.rx.try_recv() {
+            batch.push(&record, &self.stats);
+        }
+        self.trip(
+            &mut sink,
+            Work {
+                batch,
+                sync: true,
+                retention: None,
+            },
+        )
+        .await;
+    }
+
+    fn today(&self) -> Day {
+        Micros::from_system(self.clock.now()).day()
+    }
+
+    /// Does `work` on the blocking pool and takes the sink back.
+    async fn trip(&self, sink: &mut Option<Sink>, work: Work) {
+        if work.batch.chunks.is_empty() && !work.sync && work.retention.is_none() {
+            return;
+        }
+        let mut owned = sink
+            .take()
+            .unwrap_or_else(|| Sink::new(self.dir.clone(), self.stats.clone()));
+        let (dir, keep_days) = (self.dir.clone(), self.retention_days);
+        let done = tokio::task::spawn_blocking(move || {
+            for chunk in work.batch.chunks {
+                owned.append(chunk.day, &chunk.lines, chunk.records);
+            }
+            if work.sync {
+                owned.sync();
+            }
+            if let Some(today) = work.retention
+                && let Err(e) = files::remove_old(&dir, today, keep_days)
+            {
+                owned.retention_failed(&e);
+            }
+            owned
+        })
+        .await;
+        match done {
+            Ok(back) => *sink = Some(back),
+            Err(error) => {
+                // A panic in file code: count it, start over with a fresh sink next time.
+                self.stats.add_error();
+                tracing::error!(%error, "failure log write task failed");
+            }
+        }
+    }
+}
