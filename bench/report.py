@@ -2,6 +2,8 @@
 
 import statistics
 
+NAMES = ("direct", "nginx", "backstop")
+
 FAIL_RATE = 0.3
 MIB = 1024
 
@@ -28,13 +30,15 @@ def cpu_per_10k(r, successes=False):
 def summarize(R):
     S = {}
     lat = R["latency"]
-    for n, runs in lat.items():
+    for n in NAMES:
+        runs = lat[n]
         S[f"lat_{n}"] = {p: med([r.get(f"{p}_ms") for r in runs]) for p in ("p50", "p90", "p99")}
         if n != "direct":
             S[f"added_{n}"] = {p: per_round(runs, lat["direct"], lambda a, b: a[f"{p}_ms"] - b[f"{p}_ms"])
                                for p in ("p50", "p90", "p99")}
     for c in ("c32", "c256"):
-        for n, runs in R[c].items():
+        for n in NAMES:
+            runs = R[c][n]
             S[f"{c}_{n}"] = {
                 "rps": med([r["rps"] for r in runs]),
                 "vs_direct": per_round(runs, R[c]["direct"], lambda a, b: a["rps"] / b["rps"]),
@@ -47,7 +51,8 @@ def summarize(R):
         S[f"{c}_cpu_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"],
                                         lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
     d = R["sse"]["direct"]
-    for n, probes in R["sse"].items():
+    for n in NAMES:
+        probes = R["sse"][n]
         S[f"sse_{n}"] = {
             "headers": med([p["headers_ms"] for p in probes]),
             "first": med([p["first_event_ms"] for p in probes]),
@@ -58,7 +63,8 @@ def summarize(R):
             "events": min(p["events"] for p in probes),
             "total": med([p["total_ms"] for p in probes]),
         }
-    for n, runs in R["fail"].items():
+    for n in NAMES:
+        runs = R["fail"][n]
         ok = sum(r["requests"] - r["non2xx"] for r in runs)
         total = sum(r["requests"] for r in runs)
         S[f"fail_{n}"] = {
@@ -116,11 +122,27 @@ def render(R, M):
     add(f"- {M['cpu']}, {M['memory']}, {M['os']}, kernel {M['kernel']}; nginx {M['nginx']}, {M['wrk']}")
     add(f"- proxies pinned to CPU {m['proxy_cpus']}; upstreams, wrk ({c['wrk_threads']} thread) and "
         f"the SSE client on CPU {m['load_cpus']}; nginx proxy and upstream: 1 worker each")
-    add(f"- {c['rounds']} interleaved rounds, {c['seconds']} s per wrk run, {c['probes']} SSE "
-        "probes per contestant per round; each figure is the median over rounds")
+    add(f"- {c['rounds']} interleaved rounds kept per phase (the quietest, when noisy rounds forced "
+        f"extra ones), {c['seconds']} s per wrk run, {c['probes']} SSE probes per contestant per "
+        "round; each figure is the median over the kept rounds")
     add(f"- load average at start {' '.join(m['loadavg_start'])}, at end {' '.join(m['loadavg_end'])}; "
         f"CPU used by processes outside the bench during the run: {m['foreign_busy_s']} core-s "
-        f"of {m['busy_s']} busy core-s\n")
+        f"of {m['busy_s']} busy core-s")
+    phases = [("latency", "latency"), ("c32", "32 conns"), ("c256", "256 conns"), ("sse", "SSE"),
+              ("fail", "failure path")]
+    parts = []
+    worst_all = 0.0
+    for key, label in phases:
+        ph = R[key]
+        worst = max(r.get("noise_cores", 0.0) for n in NAMES for r in ph[n])
+        worst_all = max(worst_all, worst)
+        parts.append(f"{label} {ph['rounds_run']} run / {ph['rounds_noisy']} noisy / worst kept {worst:.2f}")
+    add("- rounds per phase (run / noisy / worst other-process load in a kept run, in cores): "
+        + "; ".join(parts) + "\n")
+    if worst_all >= 0.2:
+        add("> **Warning: other processes used the machine during kept runs** (up to "
+            f"{worst_all:.2f} cores). Absolute numbers and throughput are depressed; CPU per "
+            "request and same-round ratios are the least affected. Re-run on a quiet machine.\n")
     add("## Targets\n")
     add(targets(R, S) + "\n")
 
@@ -175,7 +197,8 @@ def render(R, M):
     add("## Open SSE streams (long, idle-ish streams: one event every 5 s)\n")
     add(f"Asked for {m['streams_asked']} streams; the descriptor limit here is {m['nofile_hard']} "
         "(hard, cannot be raised without privileges) and a proxy holds two per stream, so at most "
-        f"{(m['nofile_hard'] - 200) // 2} were attempted.\n")
+        f"{(m['nofile_hard'] - 200) // 2} were attempted. nginx also keeps its idle keep-alive "
+        "upstream connections (up to 256 per upstream) open, which take descriptors from the same budget.\n")
     add("| proxy | open | failed | time to open | RSS before | RSS with all open | RSS per stream | second half only | RSS after closing |")
     add("|---|---|---|---|---|---|---|---|---|")
     for n in ("backstop", "nginx"):
