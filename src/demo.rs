@@ -310,7 +310,7 @@ fn report(outcomes: &[Outcome], events: &[AttemptEvent], upstream_attempts: usiz
     );
     let _ = writeln!(
         out,
-        "  Without backstop, every attempt that got a 503 would have been an error in your app."
+        "  Without backstop, those {retried} requests would have been errors in your app."
     );
     if failed > 0 {
         let _ = writeln!(

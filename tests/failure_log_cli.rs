@@ -89,7 +89,7 @@ async fn summary_counts_by_upstream_error_type_tag_and_hour() {
     let (code, out, _err) = on_fixture(&["--summary"]).await;
     assert_eq!(code, 0);
     let expected = "\
-4 failed attempts, 2 requests failed in the end
+failed attempts: 4; requests that failed in the end: 2
 
 upstream  attempts  requests
 openai           3         1
@@ -129,7 +129,7 @@ async fn reads_the_directory_named_in_the_config() {
     let (code, out, err) =
         failures(&["--config", &config, "--date", "2026-05-01", "--summary"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("4 failed attempts"), "{out}");
+    assert!(out.starts_with("failed attempts: 4;"), "{out}");
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ impl Summary {
         let t = self.total;
         let _ = writeln!(
             out,
-            "{} failed attempts, {} requests failed in the end",
+            "failed attempts: {}; requests that failed in the end: {}",
             t.records, t.failed_requests
         );
         section(&mut out, "upstream", sorted(&self.by_upstream));
@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(s.by_hour.len(), 2);
         let text = s.render();
         assert!(
-            text.starts_with("3 failed attempts, 2 requests failed in the end\n"),
+            text.starts_with("failed attempts: 3; requests that failed in the end: 2\n"),
             "{text}"
         );
         assert!(text.contains("\nupstream  attempts  requests\nopenai           2         1\nazure            1         1\n"), "{text}");
