@@ -22,6 +22,8 @@
 //! A client that disconnects drops this future, which cancels the attempt or backoff.
 
 mod attempt;
+mod fallback;
+mod served;
 mod watch;
 
 use std::sync::Arc;
@@ -34,19 +36,19 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::Body;
-use crate::config::{Upstream, UpstreamKind};
 use crate::error::ProxyError;
 use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict, endpoint_kind};
 use crate::limits::{NotAdmitted, UpstreamLimits, estimate_tokens};
 use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
 use crate::proxy::request_body::{BodyLimits, RequestBody};
-use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
 use crate::retry::Outcome;
 use crate::retry::driver::drive;
 use crate::retry::{GiveUp, RetryBudget, RetryPolicy};
 use crate::runtime::Runtime;
+use fallback::{chain, falls_back, rewritten_path};
 use http_body_util::BodyExt;
+use served::{InFlight, Served};
 use watch::WatchedBody;
 
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
@@ -138,115 +140,11 @@ pub async fn handle(
     Response::from_parts(parts, body.boxed())
 }
 
-/// What `forward` learned, kept even when it fails part-way.
-struct Served {
-    attempts: u32,
-    give_up: Option<GiveUp>,
-    /// The upstream that answered (or refused).
-    upstream: Option<Arc<str>>,
-    meta: Arc<RequestMeta>,
-    fate: Arc<StreamFate>,
-    queue_wait: Duration,
-    /// Settles the token estimate when `usage` is known.
-    limits: Option<(Arc<UpstreamLimits>, u64)>,
-    /// Set once routed: tells the observer if the client leaves before the response.
-    in_flight: Option<InFlight>,
-}
-
-impl Served {
-    fn new() -> Served {
-        Served {
-            attempts: 0,
-            give_up: None,
-            upstream: None,
-            meta: Arc::default(),
-            fate: Arc::default(),
-            queue_wait: Duration::ZERO,
-            limits: None,
-            in_flight: None,
-        }
-    }
-}
-
-/// A routed request whose response has not been built yet. Dropped armed (the client
-/// left and this future was dropped), it reports `request_abandoned`; once the
-/// response exists its `RequestEvent` ends the request instead.
-struct InFlight {
-    observer: Arc<dyn Observer>,
-    upstream: Option<Arc<str>>,
-}
-
-impl InFlight {
-    fn start(observer: &Arc<dyn Observer>, upstream: &Arc<str>) -> InFlight {
-        observer.request_started(upstream);
-        InFlight {
-            observer: observer.clone(),
-            upstream: Some(upstream.clone()),
-        }
-    }
-
-    fn disarm(mut self) {
-        self.upstream = None;
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(upstream) = self.upstream.take() {
-            self.observer.request_abandoned(&upstream);
-        }
-    }
-}
-
 fn usage_endpoint(path: &str) -> bool {
     matches!(
         endpoint_kind(path),
         "chat_completions" | "completions" | "embeddings" | "responses"
     )
-}
-
-/// Whether a request an upstream gave up on goes on to the next fallback: only when the
-/// failure was the upstream's (retries or budget spent on retryable failures, a delay
-/// too long to wait, an open circuit) — never for a 400 or a quota error.
-fn falls_back(give_up: Option<GiveUp>, reason: &str) -> bool {
-    matches!(
-        give_up,
-        Some(GiveUp::RetriesExhausted | GiveUp::BudgetExhausted | GiveUp::ServerDelayTooLong)
-    ) || reason == "circuit_open"
-}
-
-/// The primary and its fallbacks, in order, never the same host twice.
-fn chain<'r>(runtime: &'r Runtime, primary: &'r Arc<Upstream>) -> Vec<&'r Arc<Upstream>> {
-    let mut chain = vec![primary];
-    for name in &primary.fallbacks {
-        if let Some(next) = runtime.router.by_name(name)
-            && chain
-                .iter()
-                .all(|u| u.base_url.authority != next.base_url.authority)
-        {
-            chain.push(next);
-        }
-    }
-    chain
-}
-
-/// For a fallback to an Azure upstream with a `deployment` map: the request path with
-/// its deployment segment replaced (`/openai/deployments/{d}/…`), keyed by the request's
-/// `model`, else by the deployment name it was sent with.
-fn rewritten_path(
-    upstream: &Upstream,
-    path_and_query: &str,
-    model: Option<&str>,
-) -> Option<String> {
-    if upstream.kind != UpstreamKind::Azure || upstream.deployment.is_empty() {
-        return None;
-    }
-    let rest = path_and_query.strip_prefix("/openai/deployments/")?;
-    let (deployment, tail) = rest.split_once('/')?;
-    let target = model
-        .and_then(|m| upstream.deployment.get(m))
-        .or_else(|| upstream.deployment.get(deployment))?;
-    Some(format!("/openai/deployments/{target}/{tail}"))
 }
 
 async fn forward(
