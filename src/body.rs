@@ -18,3 +18,13 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
+
+/// The size of `prefix` bytes already read, followed by a body hinting `rest`.
+pub fn hint_after(prefix: u64, rest: http_body::SizeHint) -> http_body::SizeHint {
+    let mut hint = http_body::SizeHint::new();
+    hint.set_lower(prefix + rest.lower());
+    if let Some(upper) = rest.upper() {
+        hint.set_upper(prefix + upper);
+    }
+    hint
+}

@@ -48,15 +48,7 @@ pub enum StartError {
 
 /// A started backstop: both listeners bound and serving.
 pub struct Running {
-    proxy_addr: SocketAddr,
-    admin_addr: SocketAddr,
-    runtime: Arc<ArcSwap<Runtime>>,
-    readiness: Arc<Readiness>,
-    metrics: Arc<Recorder>,
-    stop_proxy: watch::Sender<bool>,
-    stop_admin: watch::Sender<bool>,
-    proxy_task: tokio::task::JoinHandle<()>,
-    admin_task: tokio::task::JoinHandle<()>,
+    started: Started,
     failure_log: FailureLog,
 }
 
@@ -82,7 +74,10 @@ pub async fn start_with_failure_log(
     failure_log: FailureLog,
 ) -> Result<Running, StartError> {
     match serve_both(config, observer, &failure_log).await {
-        Ok(parts) => Ok(parts.into_running(failure_log)),
+        Ok(started) => Ok(Running {
+            started,
+            failure_log,
+        }),
         Err(e) => {
             failure_log.close().await;
             Err(e)
@@ -101,23 +96,6 @@ struct Started {
     stop_admin: watch::Sender<bool>,
     proxy_task: tokio::task::JoinHandle<()>,
     admin_task: tokio::task::JoinHandle<()>,
-}
-
-impl Started {
-    fn into_running(self, failure_log: FailureLog) -> Running {
-        Running {
-            proxy_addr: self.proxy_addr,
-            admin_addr: self.admin_addr,
-            runtime: self.runtime,
-            readiness: self.readiness,
-            metrics: self.metrics,
-            stop_proxy: self.stop_proxy,
-            stop_admin: self.stop_admin,
-            proxy_task: self.proxy_task,
-            admin_task: self.admin_task,
-            failure_log,
-        }
-    }
 }
 
 async fn serve_both(
@@ -200,16 +178,16 @@ fn local_addr(
 
 impl Running {
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy_addr
+        self.started.proxy_addr
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+        self.started.admin_addr
     }
 
     /// Metrics, `/stats` and `/status`.
     pub fn metrics(&self) -> &Arc<Recorder> {
-        &self.metrics
+        &self.started.metrics
     }
 
     /// Counters of the failure log (records written, dropped, write errors).
@@ -219,7 +197,7 @@ impl Running {
 
     /// The config new requests use.
     pub fn config(&self) -> Arc<Config> {
-        self.runtime.load().config.clone()
+        self.started.runtime.load().config.clone()
     }
 
     /// Swaps in a new config for new requests; in-flight requests keep the old one.
@@ -235,9 +213,9 @@ impl Running {
             tracing::warn!("failure_log changes take effect only after a restart");
         }
         let upstreams = config.upstreams.len();
-        let next = Runtime::new(config, Some(&self.runtime.load()))?;
-        self.runtime.store(Arc::new(next));
-        self.metrics.on_config(&self.config());
+        let next = Runtime::new(config, Some(&self.started.runtime.load()))?;
+        self.started.runtime.store(Arc::new(next));
+        self.started.metrics.on_config(&self.config());
         tracing::info!(upstreams, "config reloaded");
         Ok(())
     }
@@ -245,15 +223,15 @@ impl Running {
     /// Drains and stops: see the module doc for the order.
     pub async fn shutdown(self) {
         tracing::info!("draining");
-        self.readiness.set(Phase::Draining);
-        let _ = self.stop_proxy.send(true);
-        if let Err(e) = self.proxy_task.await {
+        self.started.readiness.set(Phase::Draining);
+        let _ = self.started.stop_proxy.send(true);
+        if let Err(e) = self.started.proxy_task.await {
             tracing::error!(error = %e, "proxy listener task failed");
         }
         // Every request is over: write and fsync what they recorded.
         self.failure_log.close().await;
-        let _ = self.stop_admin.send(true);
-        if let Err(e) = self.admin_task.await {
+        let _ = self.started.stop_admin.send(true);
+        if let Err(e) = self.started.admin_task.await {
             tracing::error!(error = %e, "admin listener task failed");
         }
         tracing::info!("stopped");

@@ -164,12 +164,6 @@ impl HttpBody for StreamingBody {
 
     fn size_hint(&self) -> SizeHint {
         let queued: u64 = self.prefix.iter().map(|c| c.len() as u64).sum();
-        let rest = self.rest.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(queued + rest.lower());
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(queued + upper);
-        }
-        hint
+        body::hint_after(queued, self.rest.size_hint())
     }
 }

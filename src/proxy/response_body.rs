@@ -160,15 +160,7 @@ impl HttpBody for GuardedBody {
             // An error event may be added to a stream: never promise an exact length.
             _ if self.sse => SizeHint::new(),
             None => SizeHint::with_exact(prefix),
-            Some(inner) => {
-                let rest = inner.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(prefix + rest.lower());
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(prefix + upper);
-                }
-                hint
-            }
+            Some(inner) => crate::body::hint_after(prefix, inner.size_hint()),
         }
     }
 }
