@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::limits::CircuitState;
+use crate::limits::pacing::PaceView;
 use crate::request_meta::RequestMeta;
 use crate::retry::{Decision, GiveUp, Outcome};
 
@@ -175,6 +176,11 @@ pub trait Observer: Send + Sync + 'static {
         let _ = (upstream, state);
     }
 
+    /// An upstream's pacing after its latest response.
+    fn pacing(&self, upstream: &str, view: PaceView) {
+        let _ = (upstream, view);
+    }
+
     /// The request is over (its response body ended or the client left).
     fn request(&self, event: &RequestEvent) {
         let _ = event;
@@ -206,6 +212,12 @@ impl Observer for Observers {
     fn circuit(&self, upstream: &str, state: CircuitState) {
         for o in &self.0 {
             o.circuit(upstream, state);
+        }
+    }
+
+    fn pacing(&self, upstream: &str, view: PaceView) {
+        for o in &self.0 {
+            o.pacing(upstream, view);
         }
     }
 

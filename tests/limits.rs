@@ -410,3 +410,25 @@ async fn the_deadline_covers_every_fallback() {
     );
     assert_eq!(response.header("x-should-retry"), Some("false"));
 }
+
+#[tokio::test]
+async fn pacing_state_is_visible_in_stats() {
+    let mock = MockUpstream::start().await.expect("mock");
+    let toml = format!(
+        "[retry]\nmax_retries = 0\n[[upstream]]\nname = \"m\"\nbase_url = \"{}\"\n",
+        mock.url()
+    );
+    let (running, client, _) = proxy(&toml, &[]).await;
+    let admin = TestClient::new(running.admin_addr());
+    client.post_json("/v1/chat/completions", chat(10)).await;
+    let stats = admin.get("/stats").await.json();
+    assert_eq!(stats["upstreams"][0]["pacing"]["factor"], 1.0, "{stats}");
+
+    mock.push(Fault::RateLimited(backstop::mock::RetryAfter::Ms(50)));
+    client.post_json("/v1/chat/completions", chat(10)).await;
+    let stats = admin.get("/stats").await.json();
+    assert_eq!(
+        stats["upstreams"][0]["pacing"]["factor"], 0.5,
+        "a 429 halves the rate: {stats}"
+    );
+}

@@ -168,6 +168,10 @@ impl Observer for Recorder {
         self.set_circuit_state(upstream, state);
     }
 
+    fn pacing(&self, upstream: &str, view: crate::limits::pacing::PaceView) {
+        self.stats.set_pacing(upstream, view);
+    }
+
     fn request(&self, e: &RequestEvent) {
         let vocabulary = self.vocabulary.load();
         let up = vocabulary.upstream(e.upstream.as_deref());

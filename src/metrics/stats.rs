@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use super::labels::CircuitState;
+use crate::limits::pacing::PaceView;
 
 /// Distinct tags kept before the rest count as `other`.
 pub const MAX_TAGS: usize = 256;
@@ -41,6 +42,7 @@ struct Tally {
     last_error: Option<LastError>,
     latencies_ms: VecDeque<u32>,
     circuit: CircuitState,
+    pacing: Option<PacingView>,
 }
 
 impl Tally {
@@ -192,6 +194,18 @@ impl Stats {
         }
     }
 
+    pub fn set_pacing(&self, upstream: &str, view: PaceView) {
+        if let Ok(mut t) = self.tallies.lock()
+            && let Some(tally) = t.upstreams.get_mut(upstream)
+        {
+            tally.pacing = Some(PacingView {
+                factor: (view.factor * 100.0).round() / 100.0,
+                remaining: view.remaining,
+                paused_ms: u64::try_from(view.paused_for.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let now = SystemTime::now();
         let (upstreams, tags) = match self.tallies.lock() {
@@ -201,6 +215,7 @@ impl Stats {
                     .map(|(name, tally)| UpstreamRow {
                         name: name.to_string(),
                         circuit: tally.circuit.as_str(),
+                        pacing: tally.pacing,
                         row: tally.row(now),
                     })
                     .collect(),
@@ -236,8 +251,19 @@ pub struct Snapshot {
 pub struct UpstreamRow {
     pub name: String,
     pub circuit: &'static str,
+    /// Proactive pacing, once the upstream has answered: the rate factor (1 = full
+    /// speed, halved per 429), requests it reports left, and any pause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<PacingView>,
     #[serde(flatten)]
     pub row: Row,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PacingView {
+    pub factor: f64,
+    pub remaining: Option<f64>,
+    pub paused_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

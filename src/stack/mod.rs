@@ -311,6 +311,9 @@ async fn forward(
                     }
                     observer.circuit(&upstream.name, breaker.state(Instant::now()));
                 }
+                if let Some(pacer) = &limits.pacer {
+                    observer.pacing(&upstream.name, pacer.view());
+                }
                 let (mut verdict, give_up, delay) = AttemptEvent::verdict_of(decision);
                 if verdict == Verdict::GiveUp
                     && has_next
