@@ -452,7 +452,8 @@ def main():
 
     os.makedirs(a.out, exist_ok=True)
     stamp = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if a.quick else "")
-    md = report.render(R, machine_info(a.source))
+    R["about"] = machine_info(a.source)
+    md = report.render(R, R["about"])
     with open(os.path.join(a.out, f"{stamp}.md"), "w") as f:
         f.write(md)
     with open(os.path.join(a.out, f"{stamp}.json"), "w") as f:
