@@ -35,6 +35,8 @@ struct State {
     next_slot: Instant,
     /// 1.0 = no slowdown; halves per 429, floor 0.1.
     factor: f64,
+    /// The factor last handed out by `changed_view` (NaN: never).
+    reported_factor: f64,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,7 @@ impl Default for Pacer {
             limit: None,
             next_slot: Instant::now(),
             factor: 1.0,
+            reported_factor: f64::NAN,
         }))
     }
 }
@@ -162,6 +165,18 @@ impl Pacer {
             tokio::time::sleep(wait).await;
         }
         Ok(wait)
+    }
+
+    /// The view, if the rate factor moved since the last time this returned one (so
+    /// `/stats` is told of changes, not of every response).
+    pub fn changed_view(&self) -> Option<PaceView> {
+        let changed = {
+            let mut s = self.0.lock().ok()?;
+            let changed = s.factor != s.reported_factor;
+            s.reported_factor = s.factor;
+            changed
+        };
+        changed.then(|| self.view())
     }
 
     pub fn view(&self) -> PaceView {

@@ -200,7 +200,6 @@ impl Stats {
         {
             tally.pacing = Some(PacingView {
                 factor: (view.factor * 100.0).round() / 100.0,
-                remaining: view.remaining,
                 paused_ms: u64::try_from(view.paused_for.as_millis()).unwrap_or(u64::MAX),
             });
         }
@@ -252,7 +251,7 @@ pub struct UpstreamRow {
     pub name: String,
     pub circuit: &'static str,
     /// Proactive pacing, once the upstream has answered: the rate factor (1 = full
-    /// speed, halved per 429), requests it reports left, and any pause.
+    /// speed, halved per 429, recovering by 0.1 per success).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<PacingView>,
     #[serde(flatten)]
@@ -262,7 +261,7 @@ pub struct UpstreamRow {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PacingView {
     pub factor: f64,
-    pub remaining: Option<f64>,
+    /// A pause (after a 429, or tokens nearly spent) left when the factor last changed.
     pub paused_ms: u64,
 }
 

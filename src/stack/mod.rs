@@ -217,7 +217,7 @@ async fn forward(
                 server_delay: None,
                 duration: Duration::ZERO,
                 upstream_request_id: None,
-                error_code: Some(outcome.reason().to_owned()),
+                error_code: None,
                 error_message: None,
                 meta: meta.clone(),
             }
@@ -250,6 +250,7 @@ async fn forward(
                     verdict,
                     None,
                 );
+                e.error_code = Some(error.code().to_owned());
                 e.error_message = Some(error.to_string());
                 observer.attempt(&e);
                 if has_next {
@@ -271,6 +272,7 @@ async fn forward(
                     Verdict::GiveUp,
                     None,
                 );
+                e.error_code = Some(error.code().to_owned());
                 e.error_message = Some(error.to_string());
                 observer.attempt(&e);
                 return Err(error);
@@ -311,8 +313,8 @@ async fn forward(
                     }
                     observer.circuit(&upstream.name, breaker.state(Instant::now()));
                 }
-                if let Some(pacer) = &limits.pacer {
-                    observer.pacing(&upstream.name, pacer.view());
+                if let Some(view) = limits.pacer.as_ref().and_then(|p| p.changed_view()) {
+                    observer.pacing(&upstream.name, view);
                 }
                 let (mut verdict, give_up, delay) = AttemptEvent::verdict_of(decision);
                 if verdict == Verdict::GiveUp

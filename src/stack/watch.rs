@@ -160,15 +160,15 @@ impl HttpBody for WatchedBody {
 }
 
 /// The last `usage` object in `tail`: prompt/input and completion/output tokens.
+/// Works on bytes: no UTF-8 check or copy of the tail (it is on every response).
 pub fn usage_in(tail: &[u8]) -> Option<Usage> {
-    let text = String::from_utf8_lossy(tail);
-    let at = text.rfind("\"usage\"")?;
-    let rest = &text[at..];
+    let at = rfind(tail, b"\"usage\"")?;
+    let rest = &tail[at..];
     let rest = &rest[..rest.len().min(2048)];
-    let input = number_after(rest, "\"prompt_tokens\"")
-        .or_else(|| number_after(rest, "\"input_tokens\""))?;
-    let output = number_after(rest, "\"completion_tokens\"")
-        .or_else(|| number_after(rest, "\"output_tokens\""))
+    let input = number_after(rest, b"\"prompt_tokens\"")
+        .or_else(|| number_after(rest, b"\"input_tokens\""))?;
+    let output = number_after(rest, b"\"completion_tokens\"")
+        .or_else(|| number_after(rest, b"\"output_tokens\""))
         .unwrap_or(0);
     Some(Usage {
         input_tokens: input,
@@ -176,13 +176,18 @@ pub fn usage_in(tail: &[u8]) -> Option<Usage> {
     })
 }
 
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(key)? + key.len();
-    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..digits].parse().ok()
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
+    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = text[at..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 #[cfg(test)]
