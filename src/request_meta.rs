@@ -8,6 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
+
+use crate::proxy::headers::{BACKSTOP_TAG, STAINLESS_RETRY_COUNT};
 use serde::de::IgnoredAny;
 
 /// Longest tag kept; longer ones are cut. Tags name a caller's purpose, not data.
@@ -56,11 +58,11 @@ impl RequestMeta {
         let mut meta = RequestMeta {
             body_bytes,
             tag: headers
-                .get("x-backstop-tag")
+                .get(BACKSTOP_TAG)
                 .and_then(|v| v.to_str().ok())
                 .and_then(sanitize_tag),
             client_retry_count: headers
-                .get("x-stainless-retry-count")
+                .get(STAINLESS_RETRY_COUNT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
             ..RequestMeta::default()

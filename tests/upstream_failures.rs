@@ -84,7 +84,7 @@ async fn upstream_error_status_is_passed_back_unchanged() {
 }
 
 #[tokio::test]
-async fn stalled_stream_ends_with_an_error_event() {
+async fn ends_stalled_stream_with_error_event() {
     let h = Harness::start_with("[retry]\nidle_timeout = \"300ms\"").await;
     h.mock.push(Fault::Stream(StreamScript {
         chunks: 10,

@@ -19,11 +19,19 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 
 use super::rate::Refused;
 use crate::retry::server_delay::go_duration;
+
+// Constants: read on every response, so no header-name parsing at run time.
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
 
 #[derive(Debug)]
 struct State {
@@ -80,23 +88,22 @@ impl Pacer {
         } else if status < 400 {
             s.factor = (s.factor + 0.1).min(1.0);
         }
-        let number = |name: &str| {
+        let number = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
         };
-        let reset = |name: &str| {
+        let reset = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| go_duration(v.trim()))
         };
 
-        if let (Some(remaining), Some(window)) = (
-            number("x-ratelimit-remaining-requests"),
-            reset("x-ratelimit-reset-requests"),
-        ) {
+        if let (Some(remaining), Some(window)) =
+            (number(&REMAINING_REQUESTS), reset(&RESET_REQUESTS))
+        {
             // The smaller count wins: ours already subtracts requests still in flight.
             s.remaining = Some(
                 s.remaining
@@ -104,14 +111,12 @@ impl Pacer {
                     .max(0.0),
             );
             s.resets_at = Some(now + window);
-            s.limit = number("x-ratelimit-limit-requests")
-                .filter(|l| *l > 0.0)
-                .or(s.limit);
+            s.limit = number(&LIMIT_REQUESTS).filter(|l| *l > 0.0).or(s.limit);
         }
         if let (Some(remaining), Some(limit), Some(window)) = (
-            number("x-ratelimit-remaining-tokens"),
-            number("x-ratelimit-limit-tokens"),
-            reset("x-ratelimit-reset-tokens"),
+            number(&REMAINING_TOKENS),
+            number(&LIMIT_TOKENS),
+            reset(&RESET_TOKENS),
         ) && limit > 0.0
             && remaining <= limit * 0.05
         {

@@ -6,22 +6,28 @@ use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
 
 use crate::config::{ApiKey, UpstreamKind};
 
-/// RFC 9110 §7.6.1, plus the legacy names proxies have always dropped.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// RFC 9110 §7.6.1, plus the legacy names proxies have always dropped. Constants, so
+/// removing them hashes no strings at run time (this runs twice per request).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-backstop-request-id");
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-backstop-attempts");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const APIM_REQUEST_ID: HeaderName = HeaderName::from_static("apim-request-id");
+pub const STAINLESS_READ_TIMEOUT: HeaderName = HeaderName::from_static("x-stainless-read-timeout");
+pub const STAINLESS_RETRY_COUNT: HeaderName = HeaderName::from_static("x-stainless-retry-count");
+pub const BACKSTOP_TAG: HeaderName = HeaderName::from_static("x-backstop-tag");
 
 /// Removes hop-by-hop headers, including any named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -37,7 +43,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }

@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
 use crate::limits::UpstreamLimits;
-use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::headers::{APIM_REQUEST_ID, X_REQUEST_ID, strip_hop_by_hop};
 use crate::proxy::peek::{self, PeekEnd, error_prefix_full, has_first_event};
 use crate::proxy::request_body::RequestBody;
 use crate::proxy::response_body::{GuardedBody, StreamFate};
@@ -279,9 +279,9 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "apim-request-id"].iter().find_map(|name| {
+    [X_REQUEST_ID, APIM_REQUEST_ID].iter().find_map(|name| {
         headers
-            .get(*name)
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     })

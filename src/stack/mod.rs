@@ -39,7 +39,7 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict, endpoint_kind};
 use crate::limits::{NotAdmitted, UpstreamLimits, estimate_tokens};
-use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
+use crate::proxy::headers::{ATTEMPTS, REQUEST_ID, STAINLESS_READ_TIMEOUT};
 use crate::proxy::request_body::{BodyLimits, RequestBody};
 use crate::request_meta::RequestMeta;
 use crate::retry::Outcome;
@@ -67,9 +67,15 @@ pub async fn handle(
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %request_id, %method, path = %endpoint);
     let mut served = Served::new();
-    let result = forward(&runtime, &observer, request, &request_id, &mut served)
-        .instrument(span.clone())
-        .await;
+    let result = forward(
+        &runtime,
+        &observer,
+        request,
+        (&request_id, &endpoint),
+        &mut served,
+    )
+    .instrument(span.clone())
+    .await;
     let mut should_retry = served
         .give_up
         .is_some_and(GiveUp::spent_retries)
@@ -151,7 +157,7 @@ async fn forward(
     runtime: &Runtime,
     observer: &Arc<dyn Observer>,
     request: Request<Incoming>,
-    request_id: &Arc<str>,
+    (request_id, endpoint): (&Arc<str>, &Arc<str>),
     served: &mut Served,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, incoming) = request.into_parts();
@@ -190,7 +196,6 @@ async fn forward(
     let deadline = Instant::now() + client_deadline(&parts.headers, primary.retry.deadline);
     let replayable = body.is_replayable();
     let mut body = attempt::Bodies::new(body);
-    let endpoint: Arc<str> = parts.uri.path().into();
     let client_path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let chain = chain(runtime, primary);
 
@@ -362,7 +367,7 @@ async fn forward(
 /// timeout (`x-stainless-read-timeout`, seconds) when that is shorter.
 fn client_deadline(headers: &http::HeaderMap, configured: Duration) -> Duration {
     headers
-        .get("x-stainless-read-timeout")
+        .get(STAINLESS_READ_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
