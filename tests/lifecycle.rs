@@ -188,3 +188,53 @@ fn config_text(base_url: &str) -> String {
          [[upstream]]\nname = \"mock\"\nbase_url = \"{base_url}\"\n"
     )
 }
+
+#[tokio::test]
+async fn debug_logs_never_contain_keys_or_prompt_text() {
+    let mock = MockUpstream::start().await.expect("mock");
+    mock.push(Fault::ServerError(503));
+    mock.push(Fault::Respond {
+        status: 400,
+        headers: vec![],
+        body: r#"{"error":{"message":"bad","code":"invalid"}}"#.into(),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backstop.toml");
+    let text = format!(
+        "{}[retry]\nbase_delay = \"1ms\"\n[failure_log]\ndir = \"{}\"\n",
+        config_text(&mock.url()),
+        dir.path().join("failures").display()
+    );
+    std::fs::write(&file, text).expect("write config");
+    let mut proxy = common::process::spawn_serve_logging(&file, "debug").await;
+    let client = TestClient::new(proxy.proxy_addr);
+    for _ in 0..2 {
+        let request = client
+            .request(Method::POST, "/v1/chat/completions?key=sk-MARKER-query-key")
+            .header("authorization", "Bearer sk-MARKER-bearer-key")
+            .header("api-key", "sk-MARKER-api-key")
+            .body(Full::new(Bytes::from(
+                r#"{"model":"m","messages":[{"role":"user","content":"PROMPT-MARKER secret text"}]}"#,
+            )))
+            .expect("request");
+        client.call(request).await;
+    }
+    signal(&proxy.child, "TERM");
+    within(Duration::from_secs(10), proxy.child.wait())
+        .await
+        .expect("exit");
+    let mut logged = String::new();
+    // The reader task ends at EOF; take every line it read.
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(2), proxy.logs.recv()).await
+    {
+        logged.push_str(&line.to_string());
+        logged.push('\n');
+    }
+    assert!(logged.contains("retrying"), "debug logs were on: {logged}");
+    for marker in ["MARKER"] {
+        assert!(
+            !logged.contains(marker),
+            "a secret or prompt reached the logs:\n{logged}"
+        );
+    }
+}

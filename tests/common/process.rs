@@ -21,10 +21,15 @@ pub struct Proxy {
 
 /// Starts `backstop serve --config FILE` with JSON logs and waits until it listens.
 pub async fn spawn_serve(config_file: &Path) -> Proxy {
+    spawn_serve_logging(config_file, "info").await
+}
+
+/// `spawn_serve` with the given `BACKSTOP_LOG` filter (e.g. `debug`).
+pub async fn spawn_serve_logging(config_file: &Path, level: &str) -> Proxy {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config_file)
-        .env("BACKSTOP_LOG", "info")
+        .env("BACKSTOP_LOG", level)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
