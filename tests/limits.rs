@@ -245,12 +245,7 @@ async fn breaker_opens_fails_fast_half_opens_and_closes() {
 
 #[tokio::test]
 async fn falls_back_to_a_second_upstream_with_its_own_key() {
-    let primary = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let primary = common::always_503().await;
     let backup = MockUpstream::start().await.expect("mock");
     let toml = format!(
         "[retry]\nbase_delay = \"5ms\"\nthrottle_base_delay = \"5ms\"\nmax_delay = \"20ms\"\n\
@@ -286,12 +281,7 @@ async fn falls_back_to_a_second_upstream_with_its_own_key() {
 
 #[tokio::test]
 async fn azure_fallback_rewrites_the_deployment_and_sends_its_api_key() {
-    let primary = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let primary = common::always_503().await;
     let backup = MockUpstream::start().await.expect("mock");
     let toml = format!(
         "[retry]\nmax_retries = 0\n\
@@ -320,12 +310,7 @@ async fn azure_fallback_rewrites_the_deployment_and_sends_its_api_key() {
 
 #[tokio::test]
 async fn a_fallback_chain_never_repeats_a_host() {
-    let first = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let first = common::always_503().await;
     let second = MockUpstream::start().await.expect("mock");
     let toml = format!(
         "[retry]\nmax_retries = 0\n\
@@ -349,12 +334,7 @@ async fn a_fallback_chain_never_repeats_a_host() {
 
 #[tokio::test]
 async fn an_open_circuit_sends_requests_straight_to_the_fallback() {
-    let primary = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let primary = common::always_503().await;
     let backup = MockUpstream::start().await.expect("mock");
     let toml = format!(
         "[retry]\nmax_retries = 0\n\
@@ -379,12 +359,7 @@ async fn an_open_circuit_sends_requests_straight_to_the_fallback() {
 
 #[tokio::test]
 async fn the_deadline_covers_every_fallback() {
-    let primary = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let primary = common::always_503().await;
     let backup = MockUpstream::start().await.expect("mock");
     backup.push(Fault::Stall(Duration::from_secs(10)));
     let toml = format!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use backstop::events::{RecordingObserver, Verdict};
-use backstop::mock::{Fault, MockOptions, MockUpstream, RetryAfter, StreamEnd, StreamScript};
+use backstop::mock::{Fault, MockUpstream, RetryAfter, StreamEnd, StreamScript};
 use bytes::Bytes;
 use common::{Harness, TestClient, config, sse_data, timed_frames};
 use http::{Method, StatusCode};
@@ -375,12 +375,7 @@ async fn stops_at_deadline_from_x_stainless_read_timeout() {
 
 #[tokio::test]
 async fn budget_caps_retries_under_a_503_storm() {
-    let mock = MockUpstream::start_with(MockOptions {
-        fail_rate: 1.0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("mock");
+    let mock = common::always_503().await;
     let extra = format!("{FAST}\nbudget_ratio = 0.1\nbudget_min_per_second = 0");
     let proxy = backstop::start(config(&mock.url(), &extra))
         .await

@@ -154,43 +154,18 @@ pub(super) fn metrics_summary(scrape: &str, admin: &str) -> String {
     };
     let mut out = String::new();
     let _ = writeln!(out, "\nFrom backstop's own scrape ({admin}/metrics):");
-    let _ = writeln!(
-        out,
-        "  backstop_requests_total by status            {}",
-        line(sum_by(scrape, "backstop_requests_total", "status"))
-    );
-    let _ = writeln!(
-        out,
-        "  backstop_upstream_attempts_total by outcome  {}",
-        line(sum_by(
-            scrape,
-            "backstop_upstream_attempts_total",
-            "outcome"
-        ))
-    );
-    let _ = writeln!(
-        out,
-        "  backstop_retries_total by reason             {}",
-        line(sum_by(scrape, "backstop_retries_total", "reason"))
-    );
-    let _ = writeln!(
-        out,
-        "  backstop_retries_suppressed_total by reason  {}",
-        line(sum_by(
-            scrape,
-            "backstop_retries_suppressed_total",
-            "reason"
-        ))
-    );
-    let _ = writeln!(
-        out,
-        "  gen_ai_client_token_usage_sum by token type  {}",
-        line(sum_by(
-            scrape,
-            "gen_ai_client_token_usage_sum",
-            "gen_ai_token_type"
-        ))
-    );
+    let rows = [
+        ("backstop_requests_total", "status"),
+        ("backstop_upstream_attempts_total", "outcome"),
+        ("backstop_retries_total", "reason"),
+        ("backstop_retries_suppressed_total", "reason"),
+        ("gen_ai_client_token_usage_sum", "gen_ai_token_type"),
+    ];
+    for (family, by) in rows {
+        let by_label = by.trim_start_matches("gen_ai_").replace('_', " ");
+        let title = format!("{family} by {by_label}");
+        let _ = writeln!(out, "  {title:<45}{}", line(sum_by(scrape, family, by)));
+    }
     let _ = writeln!(
         out,
         "  A running backstop serves the same on its admin port: /metrics, /stats (JSON per\n  \

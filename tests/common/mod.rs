@@ -65,6 +65,17 @@ pub fn config_with_env(
     Config::from_toml(&text, env).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
 }
 
+/// A mock upstream that answers every request with 503.
+pub async fn always_503() -> MockUpstream {
+    let options = backstop::mock::MockOptions {
+        fail_rate: 1.0,
+        ..backstop::mock::MockOptions::default()
+    };
+    MockUpstream::start_with(options)
+        .await
+        .expect("mock starts")
+}
+
 /// A mock upstream and a backstop in front of it.
 pub struct Harness {
     pub mock: MockUpstream,
