@@ -43,8 +43,12 @@ pin_project_lite::pin_project! {
         prefix: Option<Bytes>,
         #[pin]
         inner: Option<Incoming>,
+        // Armed only when the upstream makes us wait (`Pending`), so bodies that are
+        // already buffered never touch the timer wheel; `armed_for` is its deadline.
         #[pin]
-        idle: Sleep,
+        idle: Option<Sleep>,
+        armed_for: Option<Instant>,
+        last_frame: Instant,
         idle_timeout: Duration,
         sse: bool,
         // The last bytes sent ended an SSE event ("\n\n"), so an error event can follow.
@@ -69,7 +73,9 @@ impl GuardedBody {
             fate: None,
             prefix: (!prefix.is_empty()).then_some(prefix),
             inner,
-            idle: tokio::time::sleep(idle_timeout),
+            idle: None,
+            armed_for: None,
+            last_frame: Instant::now(),
             idle_timeout,
             sse,
             at_event_boundary: true,
@@ -114,9 +120,7 @@ impl HttpBody for GuardedBody {
         };
         let failure = match inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.idle
-                    .as_mut()
-                    .reset(Instant::now() + *this.idle_timeout);
+                *this.last_frame = Instant::now();
                 if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
                     *this.at_event_boundary =
                         data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
@@ -128,10 +132,20 @@ impl HttpBody for GuardedBody {
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
-            Poll::Pending => match this.idle.poll(cx) {
-                Poll::Ready(()) => StreamError::Idle(*this.idle_timeout),
-                Poll::Pending => return Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = *this.last_frame + *this.idle_timeout;
+                if *this.armed_for != Some(deadline) {
+                    match this.idle.as_mut().as_pin_mut() {
+                        Some(sleep) => sleep.reset(deadline),
+                        None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+                    }
+                    *this.armed_for = Some(deadline);
+                }
+                match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                    Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
+                    _ => return Poll::Pending,
+                }
+            }
         };
         *this.done = true;
         tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
