@@ -16,7 +16,7 @@ use super::raw::RawConfig;
 pub struct Config {
     /// Where apps connect (SPEC `listen`, default 127.0.0.1:8080).
     pub listen: SocketAddr,
-    /// Where /healthz, /readyz (and later /metrics) are served (default 127.0.0.1:9090).
+    /// Where /healthz, /readyz, /metrics, /stats and /status are served (default 127.0.0.1:9090).
     pub admin_listen: SocketAddr,
     /// How long in-flight requests may run after SIGTERM (default 30 s).
     pub shutdown_grace: Duration,
