@@ -240,6 +240,18 @@ impl Observer for LogObserver {
                 id = %e.request_id, upstream = %e.upstream, attempt = e.attempt, reason,
                 status = e.status, delay_ms = e.delay.map(|d| d.as_millis() as u64), "retrying"
             ),
+            // The client's own mistakes (a 4xx passed back as it was) are the client's to
+            // report; logging each at warn would let a misbehaving app flood the logs. A
+            // quota 429 is not one of them: it stays a warning.
+            Verdict::GiveUp
+                if e.give_up == Some(GiveUp::NotRetryable)
+                    && e.status
+                        .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                tracing::debug!(
+                    id = %e.request_id, upstream = %e.upstream, reason, status = e.status, "client error passed back"
+                )
+            }
             Verdict::GiveUp if e.outcome.is_failure() => tracing::warn!(
                 id = %e.request_id, upstream = %e.upstream, attempt = e.attempt, reason,
                 status = e.status, why = e.give_up.map(GiveUp::reason), "request failed"
