@@ -1,0 +1,209 @@
+//! Raw config → trusted config. Every check names the key path it is about.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::raw::{RawConfig, RawMetrics, RawRetry, RawRetryOverride};
+use super::typed::{Config, FailureLogSettings, MetricsSettings, RetrySettings, TlsSettings};
+
+/// Reads an environment variable; injected so tests need not touch the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+mod upstream;
+
+use upstream::{check_upstream_set, upstream};
+
+pub fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    if raw.listen == raw.admin_listen && raw.listen.port() != 0 {
+        return Err(invalid(
+            "admin_listen",
+            format!("must differ from listen ({})", raw.listen),
+        ));
+    }
+    if raw.max_body_bytes == 0 {
+        return Err(invalid("max_body_bytes", "must be greater than 0"));
+    }
+    if raw.retry_buffer_bytes > raw.max_body_bytes {
+        return Err(invalid(
+            "retry_buffer_bytes",
+            format!(
+                "must be at most max_body_bytes ({}), got {}",
+                raw.max_body_bytes, raw.retry_buffer_bytes
+            ),
+        ));
+    }
+    non_zero("shutdown_grace", raw.shutdown_grace)?;
+    non_zero("connect_timeout", raw.connect_timeout)?;
+    non_zero("pool_idle_timeout", raw.pool_idle_timeout)?;
+    let retry = retry_settings("retry", &raw.retry)?;
+
+    let retention_days = NonZeroU32::new(raw.failure_log.retention_days)
+        .ok_or_else(|| invalid("failure_log.retention_days", "must be at least 1"))?;
+    if raw.failure_log.dir.as_os_str().is_empty() {
+        return Err(invalid("failure_log.dir", "must not be empty"));
+    }
+    for (i, file) in raw.tls.extra_ca_files.iter().enumerate() {
+        if !file.is_file() {
+            return Err(invalid(
+                format!("tls.extra_ca_files[{i}]"),
+                format!("{} is not a readable file", file.display()),
+            ));
+        }
+    }
+    let metrics = metrics(&raw.metrics)?;
+
+    if raw.upstreams.is_empty() {
+        return Err(invalid(
+            "upstream",
+            "at least one [[upstream]] table is required",
+        ));
+    }
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    for (i, up) in raw.upstreams.iter().enumerate() {
+        upstreams.push(upstream(i, up, &raw.retry, env)?);
+    }
+    check_upstream_set(&upstreams)?;
+
+    Ok(Config {
+        listen: raw.listen,
+        admin_listen: raw.admin_listen,
+        shutdown_grace: raw.shutdown_grace,
+        max_body_bytes: raw.max_body_bytes,
+        retry_buffer_bytes: raw.retry_buffer_bytes,
+        connect_timeout: raw.connect_timeout,
+        pool_idle_timeout: raw.pool_idle_timeout,
+        retry,
+        failure_log: FailureLogSettings {
+            dir: raw.failure_log.dir.clone(),
+            retention_days,
+        },
+        tls: TlsSettings {
+            native_roots: raw.tls.native_roots,
+            extra_ca_files: raw.tls.extra_ca_files.clone(),
+        },
+        metrics,
+        upstreams,
+        raw,
+    })
+}
+
+fn metrics(raw: &RawMetrics) -> Result<MetricsSettings, ConfigError> {
+    if raw.models.len() > MetricsSettings::MAX_MODELS {
+        return Err(invalid(
+            "metrics.models",
+            format!(
+                "at most {} models (each is a label value), got {}",
+                MetricsSettings::MAX_MODELS,
+                raw.models.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, model) in raw.models.iter().enumerate() {
+        let key = format!("metrics.models[{i}]");
+        if model.is_empty() || model.chars().count() > 128 || model.chars().any(char::is_control) {
+            return Err(invalid(
+                key,
+                format!("{model:?} must be 1-128 printable characters"),
+            ));
+        }
+        if !seen.insert(model.as_str()) {
+            return Err(invalid(key, format!("{model:?} is listed twice")));
+        }
+    }
+    Ok(MetricsSettings {
+        models: raw.models.clone(),
+    })
+}
+
+pub(super) fn non_zero(key: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+pub(super) fn retry_settings(prefix: &str, r: &RawRetry) -> Result<RetrySettings, ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    for (name, value) in [
+        ("base_delay", r.base_delay),
+        ("throttle_base_delay", r.throttle_base_delay),
+        ("max_delay", r.max_delay),
+        ("attempt_timeout", r.attempt_timeout),
+        ("first_event_timeout", r.first_event_timeout),
+        ("idle_timeout", r.idle_timeout),
+        ("deadline", r.deadline),
+    ] {
+        non_zero(&key(name), value)?;
+    }
+    for (name, base) in [
+        ("base_delay", r.base_delay),
+        ("throttle_base_delay", r.throttle_base_delay),
+    ] {
+        if base > r.max_delay {
+            return Err(invalid(
+                key(name),
+                format!(
+                    "must be at most max_delay ({}), got {}",
+                    humantime::format_duration(r.max_delay),
+                    humantime::format_duration(base)
+                ),
+            ));
+        }
+    }
+    if r.max_retries > 20 {
+        return Err(invalid(
+            key("max_retries"),
+            format!("must be at most 20, got {}", r.max_retries),
+        ));
+    }
+    // tower's TpsBudget takes a percentage in 0..=1000, i.e. a ratio in 0..=10.
+    if !r.budget_ratio.is_finite() || !(0.0..=10.0).contains(&r.budget_ratio) {
+        return Err(invalid(
+            key("budget_ratio"),
+            format!("must be a number from 0 to 10, got {}", r.budget_ratio),
+        ));
+    }
+    Ok(RetrySettings {
+        max_retries: r.max_retries,
+        base_delay: r.base_delay,
+        throttle_base_delay: r.throttle_base_delay,
+        max_delay: r.max_delay,
+        max_server_delay: r.max_server_delay,
+        attempt_timeout: r.attempt_timeout,
+        first_event_timeout: r.first_event_timeout,
+        idle_timeout: r.idle_timeout,
+        deadline: r.deadline,
+        retry_ambiguous: r.retry_ambiguous,
+        budget_ratio: r.budget_ratio,
+        budget_min_per_second: r.budget_min_per_second,
+    })
+}
+
+pub(super) fn merged_retry(base: &RawRetry, o: &RawRetryOverride) -> RawRetry {
+    RawRetry {
+        max_retries: o.max_retries.unwrap_or(base.max_retries),
+        base_delay: o.base_delay.unwrap_or(base.base_delay),
+        throttle_base_delay: o.throttle_base_delay.unwrap_or(base.throttle_base_delay),
+        max_delay: o.max_delay.unwrap_or(base.max_delay),
+        max_server_delay: o.max_server_delay.unwrap_or(base.max_server_delay),
+        attempt_timeout: o.attempt_timeout.unwrap_or(base.attempt_timeout),
+        first_event_timeout: o.first_event_timeout.unwrap_or(base.first_event_timeout),
+        idle_timeout: o.idle_timeout.unwrap_or(base.idle_timeout),
+        deadline: o.deadline.unwrap_or(base.deadline),
+        retry_ambiguous: o.retry_ambiguous.unwrap_or(base.retry_ambiguous),
+        budget_ratio: o.budget_ratio.unwrap_or(base.budget_ratio),
+        budget_min_per_second: o
+            .budget_min_per_second
+            .unwrap_or(base.budget_min_per_second),
+    }
+}

@@ -1,0 +1,210 @@
+//! The `[[upstream]]` tables: each one on its own, then the set (unique names and
+//! prefixes, fallbacks that exist).
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+
+use http::HeaderValue;
+use http::uri::{Scheme, Uri};
+
+use super::{EnvLookup, invalid, merged_retry, non_zero, retry_settings};
+use crate::config::ConfigError;
+use crate::config::raw::{RawKind, RawRetry, RawUpstream};
+use crate::config::typed::{
+    ApiKey, CircuitBreaker, RateLimit, Upstream, UpstreamKind, UpstreamUrl,
+};
+
+pub(super) fn upstream(
+    i: usize,
+    up: &RawUpstream,
+    retry: &RawRetry,
+    env: EnvLookup<'_>,
+) -> Result<Upstream, ConfigError> {
+    let key = |k: &str| format!("upstream[{i}].{k}");
+    let name_ok = !up.name.is_empty()
+        && up.name.len() <= 64
+        && up
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !name_ok {
+        return Err(invalid(
+            key("name"),
+            format!(
+                "{:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                up.name
+            ),
+        ));
+    }
+    let base_url = upstream_url(&up.base_url).map_err(|reason| invalid(key("base_url"), reason))?;
+    if !up.path_prefix.starts_with('/') {
+        return Err(invalid(
+            key("path_prefix"),
+            format!("must start with '/', got {:?}", up.path_prefix),
+        ));
+    }
+    let kind = match up.kind {
+        RawKind::Openai => UpstreamKind::OpenAi,
+        RawKind::Azure => UpstreamKind::Azure,
+    };
+    let api_key = match &up.api_key_env {
+        None => None,
+        Some(var) => Some(api_key(var, env).map_err(|reason| invalid(key("api_key_env"), reason))?),
+    };
+    let rate_limit = rate_limit(up).map_err(|(k, reason)| invalid(key(k), reason))?;
+    let merged = match &up.retry {
+        Some(o) => merged_retry(retry, o),
+        None => retry.clone(),
+    };
+    let retry = retry_settings(&key("retry"), &merged)?;
+    let circuit_breaker = match &up.circuit_breaker {
+        None => None,
+        Some(cb) => {
+            let consecutive_failures =
+                NonZeroU32::new(cb.consecutive_failures).ok_or_else(|| {
+                    invalid(
+                        key("circuit_breaker.consecutive_failures"),
+                        "must be at least 1",
+                    )
+                })?;
+            non_zero(&key("circuit_breaker.open_for"), cb.open_for)?;
+            Some(CircuitBreaker {
+                consecutive_failures,
+                open_for: cb.open_for,
+            })
+        }
+    };
+    non_zero(&key("max_queue_wait"), up.max_queue_wait)?;
+    for (model, deployment) in &up.deployment {
+        let ok = !deployment.is_empty()
+            && deployment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(invalid(
+                format!("upstream[{i}].deployment.{model}"),
+                format!(
+                    "{deployment:?} is not a valid deployment name (letters, digits, '-', '_', '.')"
+                ),
+            ));
+        }
+    }
+    Ok(Upstream {
+        name: up.name.clone(),
+        kind,
+        base_url,
+        path_prefix: up.path_prefix.clone(),
+        api_key,
+        fallbacks: up.fallbacks.clone(),
+        rate_limit,
+        max_queue_wait: up.max_queue_wait,
+        pacing: up.pacing,
+        default_max_tokens: up.default_max_tokens,
+        deployment: up.deployment.clone(),
+        retry,
+        circuit_breaker,
+    })
+}
+
+fn upstream_url(s: &str) -> Result<UpstreamUrl, String> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
+    let scheme = match uri.scheme() {
+        Some(sc) if *sc == Scheme::HTTP || *sc == Scheme::HTTPS => sc.clone(),
+        _ => return Err(format!("{s:?} must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("{s:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{s:?} must not carry credentials; use api_key_env"));
+    }
+    if uri.query().is_some() {
+        return Err(format!(
+            "{s:?} must not have a query string; clients send their own"
+        ));
+    }
+    let path = uri.path().trim_end_matches('/').to_owned();
+    Ok(UpstreamUrl {
+        scheme,
+        authority,
+        path,
+    })
+}
+
+fn api_key(var: &str, env: EnvLookup<'_>) -> Result<ApiKey, String> {
+    if var.is_empty() {
+        return Err("must name an environment variable".to_owned());
+    }
+    let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+    if value.trim().is_empty() {
+        return Err(format!("environment variable {var} is empty"));
+    }
+    let mut header_value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        format!("environment variable {var} holds characters not allowed in a header")
+    })?;
+    header_value.set_sensitive(true);
+    Ok(ApiKey {
+        env: var.to_owned(),
+        header_value,
+    })
+}
+
+fn rate_limit(up: &RawUpstream) -> Result<Option<RateLimit>, (&'static str, String)> {
+    let nz = |k: &'static str, v: Option<u32>| match v {
+        None => Ok(None),
+        Some(n) => NonZeroU32::new(n)
+            .map(Some)
+            .ok_or((k, "must be at least 1".to_owned())),
+    };
+    let requests_per_minute = nz("requests_per_minute", up.requests_per_minute)?;
+    let requests_burst = nz("requests_burst", up.requests_burst)?;
+    let tokens_per_minute = nz("tokens_per_minute", up.tokens_per_minute)?;
+    if requests_burst.is_some() && requests_per_minute.is_none() {
+        return Err((
+            "requests_burst",
+            "needs requests_per_minute to be set".to_owned(),
+        ));
+    }
+    if requests_per_minute.is_none() && tokens_per_minute.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(RateLimit {
+        requests_per_minute,
+        requests_burst,
+        tokens_per_minute,
+    }))
+}
+
+pub(super) fn check_upstream_set(upstreams: &[Upstream]) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    for (i, up) in upstreams.iter().enumerate() {
+        if !names.insert(up.name.as_str()) {
+            return Err(invalid(
+                format!("upstream[{i}].name"),
+                format!("{:?} is used by an earlier upstream", up.name),
+            ));
+        }
+        if !prefixes.insert(up.path_prefix.as_str()) {
+            return Err(invalid(
+                format!("upstream[{i}].path_prefix"),
+                format!("{:?} is used by an earlier upstream", up.path_prefix),
+            ));
+        }
+    }
+    for (i, up) in upstreams.iter().enumerate() {
+        for (j, fb) in up.fallbacks.iter().enumerate() {
+            let key = format!("upstream[{i}].fallbacks[{j}]");
+            if fb == &up.name {
+                return Err(invalid(key, "an upstream cannot be its own fallback"));
+            }
+            if !names.contains(fb.as_str()) {
+                return Err(invalid(key, format!("no upstream is named {fb:?}")));
+            }
+        }
+    }
+    Ok(())
+}
