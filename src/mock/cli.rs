@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{MockOptions, MockUpstream};
+use super::{MockOptions, MockRateLimit, MockUpstream};
 
 /// Runs an OpenAI-compatible upstream with injectable faults.
 #[derive(clap::Args, Debug, Clone)]
@@ -30,6 +30,28 @@ pub struct MockArgs {
     /// Seed for the random failures, for reproducible runs.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Enforce a provider-style limit, e.g. `60/1m` or `5/500ms`: answers carry
+    /// `x-ratelimit-*` headers and requests over the limit get 429 with `retry-after-ms`.
+    #[arg(long, value_parser = parse_rate_limit, value_name = "N/DURATION")]
+    pub rate_limit: Option<MockRateLimit>,
+}
+
+fn parse_rate_limit(value: &str) -> Result<MockRateLimit, String> {
+    let (n, window) = value
+        .split_once('/')
+        .ok_or_else(|| format!("`{value}` should look like 60/1m (requests/window)"))?;
+    let requests: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{n}` is not a positive number of requests"))?;
+    let window =
+        humantime::parse_duration(window.trim()).map_err(|e| format!("`{window}`: {e}"))?;
+    if window.is_zero() {
+        return Err("the window must be longer than 0".to_owned());
+    }
+    Ok(MockRateLimit { requests, window })
 }
 
 fn parse_fail_rate(value: &str) -> Result<f64, String> {
@@ -53,7 +75,7 @@ impl From<&MockArgs> for MockOptions {
             stream_chunks: args.stream_chunks,
             stream_gap: args.stream_gap,
             seed: args.seed,
-            rate_limit: None,
+            rate_limit: args.rate_limit,
         }
     }
 }
@@ -117,6 +139,21 @@ mod tests {
         assert_eq!(opts.stream_chunks, 5);
         assert_eq!(opts.stream_gap, Duration::from_millis(10));
         assert_eq!(opts.seed, None);
+    }
+
+    #[test]
+    fn parses_a_rate_limit_and_rejects_bad_ones() {
+        let args = parse(&["--rate-limit", "5/500ms"]).expect("valid");
+        assert_eq!(
+            MockOptions::from(&args).rate_limit,
+            Some(MockRateLimit {
+                requests: 5,
+                window: Duration::from_millis(500)
+            })
+        );
+        for bad in ["5", "0/1s", "x/1s", "5/soon", "5/0s"] {
+            assert!(parse(&["--rate-limit", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]
