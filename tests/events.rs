@@ -37,6 +37,13 @@ async fn setup() -> Setup {
     }
 }
 
+fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
+    client
+        .request(Method::POST, "/v1/chat/completions")
+        .body(Full::new(Bytes::from(r#"{"model":"m","stream":true}"#)))
+        .expect("request")
+}
+
 async fn one_request(observer: &RecordingObserver) -> RequestEvent {
     assert!(
         eventually(Duration::from_secs(5), || observer.requests().len() == 1).await,
@@ -107,12 +114,7 @@ async fn a_stream_broken_after_commit_is_reported_as_interrupted() {
         end: StreamEnd::DieAfter(2),
         ..StreamScript::default()
     }));
-    let request = s
-        .client
-        .request(Method::POST, "/v1/chat/completions")
-        .body(Full::new(Bytes::from(r#"{"model":"m","stream":true}"#)))
-        .expect("request");
-    let response = s.client.send(request).await;
+    let response = s.client.send(stream_request(&s.client)).await;
     timed_frames(response.into_body(), Duration::from_secs(10)).await;
     let event = one_request(&s.observer).await;
     assert_eq!(event.end, BodyEnd::Interrupted("stream_interrupted"));
@@ -126,12 +128,7 @@ async fn a_client_that_leaves_mid_stream_is_reported() {
         gap: Duration::from_millis(50),
         ..StreamScript::default()
     }));
-    let request = s
-        .client
-        .request(Method::POST, "/v1/chat/completions")
-        .body(Full::new(Bytes::from(r#"{"model":"m","stream":true}"#)))
-        .expect("request");
-    let response = s.client.send(request).await;
+    let response = s.client.send(stream_request(&s.client)).await;
     drop(response);
     let event = one_request(&s.observer).await;
     assert_eq!(event.end, BodyEnd::ClientGone);

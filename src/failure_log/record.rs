@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::scrub::clean_message;
 use super::time::Micros;
 use crate::events::{AttemptEvent, BodyEnd, RequestEvent, Verdict};
+use crate::request_meta::RequestMeta;
 use crate::retry::GiveUp;
 
 /// One failed attempt, or one request that failed without an attempt or after commit.
@@ -132,7 +133,6 @@ impl FailureRecord {
             }
             Some(why) => why.reason(),
         };
-        let meta = &e.meta;
         Some(FailureRecord {
             timestamp: Timestamp(at),
             request_id: Some(e.request_id.to_string()),
@@ -150,15 +150,23 @@ impl FailureRecord {
             delay_ms: e.delay.map(millis),
             server_delay_ms: e.server_delay.map(millis),
             upstream_request_id: e.upstream_request_id.as_deref().map(clean_message),
+            duration_ms: Some(millis(e.duration)),
+            ..FailureRecord::about(&e.meta)
+        })
+    }
+
+    /// The fields every record takes from the request: model, stream, tag, counts.
+    fn about(meta: &RequestMeta) -> FailureRecord {
+        FailureRecord {
             model: meta.model.as_deref().map(str::to_owned),
             stream: Some(meta.stream),
             tag: meta.tag.as_deref().map(str::to_owned),
-            duration_ms: Some(millis(e.duration)),
             context: RecordContext {
                 messages_count: meta.messages_count,
                 client_retry_count: meta.client_retry_count,
             },
-        })
+            ..FailureRecord::default()
+        }
     }
 
     /// The final record of a request that failed without any attempt (refused) or
@@ -179,7 +187,6 @@ impl FailureRecord {
                 "refused by backstop before any attempt",
             ),
         };
-        let meta = &e.meta;
         Some(FailureRecord {
             timestamp: Timestamp(at),
             request_id: Some(e.request_id.to_string()),
@@ -194,15 +201,8 @@ impl FailureRecord {
             error_message: Some(message.to_owned()),
             decision: Some(Verdict::GiveUp.as_str().to_owned()),
             reason: Some(reason.to_owned()),
-            model: meta.model.as_deref().map(str::to_owned),
-            stream: Some(meta.stream),
-            tag: meta.tag.as_deref().map(str::to_owned),
             duration_ms: Some(millis(e.duration)),
-            context: RecordContext {
-                messages_count: meta.messages_count,
-                client_retry_count: meta.client_retry_count,
-            },
-            ..FailureRecord::default()
+            ..FailureRecord::about(&e.meta)
         })
     }
 }
