@@ -14,6 +14,7 @@ pub mod failure_log;
 pub mod limits;
 pub mod metrics;
 pub mod mock;
+pub mod names;
 pub mod proxy;
 pub mod request_meta;
 pub mod retry;

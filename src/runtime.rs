@@ -1,11 +1,11 @@
 //! Everything a request needs that comes from the config: swapped as a whole on SIGHUP,
 //! so a request sees one consistent config from start to end.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, RetrySettings, Upstream};
 use crate::limits::UpstreamLimits;
+use crate::names::NameMap;
 use crate::proxy::{UpstreamClient, client};
 use crate::retry::RetryBudget;
 use crate::routing::Router;
@@ -14,10 +14,19 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub router: Router,
     pub client: UpstreamClient,
-    /// Per upstream name; kept across a reload when the budget settings are unchanged.
-    budgets: HashMap<String, (BudgetKey, Arc<RetryBudget>)>,
-    /// Per upstream name; kept across a reload when the limit settings are unchanged.
-    limits: HashMap<String, (LimitsKey, Arc<UpstreamLimits>)>,
+    upstreams: NameMap<Shared>,
+}
+
+/// What requests to one upstream share, found with one lookup by name.
+pub struct Shared {
+    /// The upstream's name, for events and labels without a copy per request.
+    pub name: Arc<str>,
+    /// Kept across a reload when the budget settings are unchanged.
+    pub budget: Arc<RetryBudget>,
+    /// Kept across a reload when the limit settings are unchanged.
+    pub limits: Arc<UpstreamLimits>,
+    budget_key: BudgetKey,
+    limits_key: LimitsKey,
 }
 
 type LimitsKey = String;
@@ -41,48 +50,41 @@ impl Runtime {
     pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
         let client = client::build(&config)?;
         let router = Router::new(&config.upstreams);
-        let budgets = config
+        let upstreams = config
             .upstreams
             .iter()
             .map(|u| {
-                let key = budget_key(&u.retry);
-                let kept = previous
-                    .and_then(|p| p.budgets.get(&u.name))
-                    .filter(|(old_key, _)| *old_key == key)
-                    .map(|(_, b)| b.clone());
-                let budget = kept.unwrap_or_else(|| Arc::new(RetryBudget::new(&u.retry)));
-                (u.name.clone(), (key, budget))
-            })
-            .collect();
-        let limits = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                let key = limits_key(u);
-                let kept = previous
-                    .and_then(|p| p.limits.get(&u.name))
-                    .filter(|(old_key, _)| *old_key == key)
-                    .map(|(_, l)| l.clone());
-                let limits = kept.unwrap_or_else(|| Arc::new(UpstreamLimits::new(u)));
-                (u.name.clone(), (key, limits))
+                let name: Arc<str> = u.name.as_str().into();
+                let old = previous.and_then(|p| p.upstreams.get(&name));
+                let budget_key = budget_key(&u.retry);
+                let budget = old.filter(|o| o.budget_key == budget_key).map_or_else(
+                    || Arc::new(RetryBudget::new(&u.retry)),
+                    |o| o.budget.clone(),
+                );
+                let limits_key = limits_key(u);
+                let limits = old
+                    .filter(|o| o.limits_key == limits_key)
+                    .map_or_else(|| Arc::new(UpstreamLimits::new(u)), |o| o.limits.clone());
+                let shared = Shared {
+                    name: name.clone(),
+                    budget,
+                    limits,
+                    budget_key,
+                    limits_key,
+                };
+                (name, shared)
             })
             .collect();
         Ok(Runtime {
             config: Arc::new(config),
             router,
             client,
-            budgets,
-            limits,
+            upstreams,
         })
     }
 
-    /// The rate limits, pacing and circuit breaker of the upstream with this name.
-    pub fn limits(&self, upstream: &str) -> Option<Arc<UpstreamLimits>> {
-        self.limits.get(upstream).map(|(_, l)| l.clone())
-    }
-
-    /// The retry budget of the upstream with this name.
-    pub fn budget(&self, upstream: &str) -> Option<Arc<RetryBudget>> {
-        self.budgets.get(upstream).map(|(_, b)| b.clone())
+    /// The name, retry budget, rate limits, pacing and circuit breaker of an upstream.
+    pub fn upstream(&self, name: &str) -> Option<&Shared> {
+        self.upstreams.get(name)
     }
 }

@@ -2,17 +2,19 @@
 //! Each method takes typed labels (see `labels`), so the label arity the prometheus
 //! crate checks at run time is right by construction.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::StatusCode;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use super::labels::{
     AttemptOutcome, CircuitState, Endpoint, ModelLabel, Operation, OperationError, Provider,
     TokenType, UpstreamLabel,
 };
+use super::series::CallSeries;
 use crate::retry::{GiveUp, Outcome};
 
 /// 10 ms … ~11 min, doubling: LLM calls range from a cached embedding to a long
@@ -255,11 +257,19 @@ impl Metrics {
         status: StatusCode,
         duration: Duration,
     ) {
-        self.requests
-            .with_label_values(&[up.as_str(), ep.as_str(), status.as_str()])
-            .inc();
-        self.request_duration
-            .with_label_values(&[up.as_str(), ep.as_str()])
+        let series = up.series.endpoint(ep);
+        let labels = [up.as_str(), ep.as_str(), status.as_str()];
+        if status == StatusCode::OK {
+            series
+                .ok
+                .get_or_init(|| self.requests.with_label_values(&labels))
+                .inc();
+        } else {
+            self.requests.with_label_values(&labels).inc();
+        }
+        series
+            .request_duration
+            .get_or_init(|| self.request_duration.with_label_values(&labels[..2]))
             .observe(duration.as_secs_f64());
     }
 
@@ -270,11 +280,14 @@ impl Metrics {
         outcome: AttemptOutcome,
         duration: Duration,
     ) {
-        self.attempts
-            .with_label_values(&[up.as_str(), ep.as_str(), outcome.as_str()])
+        let series = up.series.endpoint(ep);
+        let labels = [up.as_str(), ep.as_str(), outcome.as_str()];
+        series.attempts[outcome as usize]
+            .get_or_init(|| self.attempts.with_label_values(&labels))
             .inc();
-        self.attempt_duration
-            .with_label_values(&[up.as_str(), ep.as_str()])
+        series
+            .attempt_duration
+            .get_or_init(|| self.attempt_duration.with_label_values(&labels[..2]))
             .observe(duration.as_secs_f64());
     }
 
@@ -298,16 +311,23 @@ impl Metrics {
     }
 
     pub fn request_started(&self, up: &UpstreamLabel) {
-        self.in_flight.with_label_values(&[up.as_str()]).inc();
+        self.in_flight(up).inc();
     }
 
     pub fn request_finished(&self, up: &UpstreamLabel) {
-        self.in_flight.with_label_values(&[up.as_str()]).dec();
+        self.in_flight(up).dec();
+    }
+
+    fn in_flight<'a>(&self, up: &'a UpstreamLabel) -> &'a IntGauge {
+        up.series
+            .in_flight
+            .get_or_init(|| self.in_flight.with_label_values(&[up.as_str()]))
     }
 
     pub fn set_consecutive_failures(&self, up: &UpstreamLabel, n: u64) {
-        self.consecutive_failures
-            .with_label_values(&[up.as_str()])
+        up.series
+            .consecutive_failures
+            .get_or_init(|| self.consecutive_failures.with_label_values(&[up.as_str()]))
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -318,19 +338,21 @@ impl Metrics {
     }
 
     pub fn rate_limit_wait(&self, up: &UpstreamLabel, waited: Duration) {
-        self.rate_limit_wait
-            .with_label_values(&[up.as_str()])
+        up.series
+            .rate_limit_wait
+            .get_or_init(|| self.rate_limit_wait.with_label_values(&[up.as_str()]))
             .observe(waited.as_secs_f64());
     }
 
     pub fn tokens(&self, call: &GenAiCall<'_>, kind: TokenType, tokens: u64) {
-        self.token_usage
-            .with_label_values(&[
-                call.operation.as_str(),
-                call.provider.as_str(),
-                call.model.as_str(),
-                kind.as_str(),
-            ])
+        let labels = [
+            call.operation.as_str(),
+            call.provider.as_str(),
+            call.model.as_str(),
+            kind.as_str(),
+        ];
+        call.series().tokens[kind as usize]
+            .get_or_init(|| self.token_usage.with_label_values(&labels))
             .observe(tokens as f64);
     }
 
@@ -342,6 +364,7 @@ impl Metrics {
         duration: Duration,
         first_chunk: Option<Duration>,
     ) {
+        let succeeded = error == OperationError::None;
         let error = error.label();
         let labels = [
             call.operation.as_str(),
@@ -349,13 +372,20 @@ impl Metrics {
             call.model.as_str(),
             &error,
         ];
-        self.operation_duration
-            .with_label_values(&labels)
-            .observe(duration.as_secs_f64());
+        let series = call.series();
+        let observe = |slot: &OnceLock<Histogram>, family: &HistogramVec, value: Duration| {
+            if succeeded {
+                slot.get_or_init(|| family.with_label_values(&labels))
+                    .observe(value.as_secs_f64());
+            } else {
+                family
+                    .with_label_values(&labels)
+                    .observe(value.as_secs_f64());
+            }
+        };
+        observe(&series.duration, &self.operation_duration, duration);
         if let Some(first) = first_chunk {
-            self.time_to_first_chunk
-                .with_label_values(&labels)
-                .observe(first.as_secs_f64());
+            observe(&series.first_chunk, &self.time_to_first_chunk, first);
         }
     }
 }
@@ -365,4 +395,10 @@ pub struct GenAiCall<'a> {
     pub operation: Operation,
     pub provider: Provider,
     pub model: &'a ModelLabel,
+}
+
+impl GenAiCall<'_> {
+    fn series(&self) -> &CallSeries {
+        self.model.series.call(self.provider, self.operation)
+    }
 }

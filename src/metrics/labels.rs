@@ -2,14 +2,16 @@
 //! site cannot pass a wrong number of labels or an unbounded value (a raw path, a model
 //! name a client made up, an upstream that is not configured).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::StatusCode;
 
 use crate::config::{Config, UpstreamKind};
 use crate::events::endpoint_kind;
+use crate::names::NameMap;
 use crate::retry::Outcome;
+
+use super::series::{ModelSeries, UpstreamSeries};
 
 /// SPEC §4's fixed `endpoint` set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +28,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const COUNT: usize = 9;
+
     /// From `events::endpoint_kind`'s label (anything unknown is `Other`).
     pub fn from_kind(kind: &str) -> Endpoint {
         match kind {
@@ -104,6 +108,8 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const COUNT: usize = 2;
+
     pub fn of(kind: UpstreamKind) -> Provider {
         match kind {
             UpstreamKind::OpenAi => Provider::OpenAi,
@@ -129,6 +135,8 @@ pub enum Operation {
 }
 
 impl Operation {
+    pub const COUNT: usize = 3;
+
     /// `None` for endpoints that are not model calls (models, files, …).
     pub fn of(endpoint: Endpoint) -> Option<Operation> {
         match endpoint {
@@ -188,25 +196,80 @@ impl OperationError {
 /// The circuit breaker's state, as `limits` keeps it (`gauge()`: 0 closed, 1 half-open, 2 open).
 pub use crate::limits::CircuitState;
 
-/// An `upstream` label: a configured upstream's name, or `none` (request not routed).
-/// Only `Vocabulary::upstream` makes one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpstreamLabel(Arc<str>);
+/// An `upstream` label: a configured upstream's name, or `none` (request not routed),
+/// with its provider and the series resolved for it. Only `Vocabulary` makes one.
+#[derive(Clone)]
+pub struct UpstreamLabel {
+    name: Arc<str>,
+    provider: Option<Provider>,
+    pub(super) series: Arc<UpstreamSeries>,
+}
 
 impl UpstreamLabel {
+    fn new(name: &str, provider: Option<Provider>) -> UpstreamLabel {
+        UpstreamLabel {
+            name: Arc::from(name),
+            provider,
+            series: Arc::default(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The provider of a configured upstream; `None` for `none`.
+    pub fn provider(&self) -> Option<Provider> {
+        self.provider
     }
 }
 
-/// A `gen_ai_request_model` label: a model in `[metrics] models`, or `other`.
-/// Only `Vocabulary::model` makes one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ModelLabel(Arc<str>);
+impl PartialEq for UpstreamLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for UpstreamLabel {}
+
+impl std::fmt::Debug for UpstreamLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UpstreamLabel").field(&self.name).finish()
+    }
+}
+
+/// A `gen_ai_request_model` label: a model in `[metrics] models`, or `other`, with the
+/// series resolved for it. Only `Vocabulary` makes one.
+#[derive(Clone)]
+pub struct ModelLabel {
+    name: Arc<str>,
+    pub(super) series: Arc<ModelSeries>,
+}
 
 impl ModelLabel {
+    fn new(name: &str) -> ModelLabel {
+        ModelLabel {
+            name: Arc::from(name),
+            series: Arc::default(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+}
+
+impl PartialEq for ModelLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ModelLabel {}
+
+impl std::fmt::Debug for ModelLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ModelLabel").field(&self.name).finish()
     }
 }
 
@@ -214,65 +277,57 @@ impl ModelLabel {
 /// model allow-list. Rebuilt on every reload.
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
-    upstreams: HashMap<Arc<str>, Provider>,
-    models: HashSet<Arc<str>>,
-    none: Arc<str>,
-    other: Arc<str>,
+    upstreams: NameMap<UpstreamLabel>,
+    models: NameMap<ModelLabel>,
+    none: UpstreamLabel,
+    other: ModelLabel,
 }
 
 impl Vocabulary {
     pub fn new(config: &Config) -> Vocabulary {
+        let upstreams = config.upstreams.iter().map(|u| {
+            let label = UpstreamLabel::new(&u.name, Some(Provider::of(u.kind)));
+            (label.name.clone(), label)
+        });
+        let models = config.metrics.models.iter().map(|m| {
+            let label = ModelLabel::new(m);
+            (label.name.clone(), label)
+        });
         Vocabulary {
-            upstreams: config
-                .upstreams
-                .iter()
-                .map(|u| (Arc::from(u.name.as_str()), Provider::of(u.kind)))
-                .collect(),
-            models: config
-                .metrics
-                .models
-                .iter()
-                .map(|m| Arc::from(m.as_str()))
-                .collect(),
-            none: Arc::from("none"),
-            other: Arc::from("other"),
+            upstreams: upstreams.collect(),
+            models: models.collect(),
+            none: UpstreamLabel::new("none", None),
+            other: ModelLabel::new("other"),
         }
     }
 
     /// The label for an upstream name: itself if configured, else `none`.
     pub fn upstream(&self, name: Option<&str>) -> UpstreamLabel {
-        match name.and_then(|n| self.upstreams.get_key_value(n)) {
-            Some((known, _)) => UpstreamLabel(known.clone()),
-            None => UpstreamLabel(self.none.clone()),
-        }
-    }
-
-    /// The provider of a configured upstream.
-    pub fn provider(&self, upstream: &UpstreamLabel) -> Option<Provider> {
-        self.upstreams.get(upstream.as_str()).copied()
+        name.and_then(|n| self.upstreams.get(n))
+            .unwrap_or(&self.none)
+            .clone()
     }
 
     /// The label for a requested model: itself if allow-listed, else `other`.
     pub fn model(&self, model: Option<&str>) -> ModelLabel {
-        match model.and_then(|m| self.models.get(m)) {
-            Some(known) => ModelLabel(known.clone()),
-            None => ModelLabel(self.other.clone()),
-        }
+        model
+            .and_then(|m| self.models.get(m))
+            .unwrap_or(&self.other)
+            .clone()
     }
 
     /// Every configured upstream with its provider, for pre-creating series.
     pub fn upstreams(&self) -> impl Iterator<Item = (UpstreamLabel, Provider)> + '_ {
         self.upstreams
-            .iter()
-            .map(|(name, p)| (UpstreamLabel(name.clone()), *p))
+            .values()
+            .filter_map(|label| Some((label.clone(), label.provider?)))
     }
 
     /// The allow-listed models plus `other`.
     pub fn models(&self) -> impl Iterator<Item = ModelLabel> + '_ {
         self.models
-            .iter()
+            .values()
             .cloned()
             .chain(std::iter::once(self.other.clone()))
-            .map(ModelLabel)
     }
 }

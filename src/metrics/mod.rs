@@ -27,6 +27,7 @@
 mod failure_log;
 mod families;
 mod labels;
+mod series;
 mod stats;
 mod status_page;
 
@@ -195,9 +196,7 @@ impl Observer for Recorder {
             None if failed => OperationError::Status(status),
             None => OperationError::None,
         };
-        if let (Some(operation), Some(provider)) =
-            (Operation::of(endpoint), vocabulary.provider(&up))
-        {
+        if let (Some(operation), Some(provider)) = (Operation::of(endpoint), up.provider()) {
             let model = vocabulary.model(e.meta.model.as_deref());
             let call = GenAiCall {
                 operation,

@@ -45,7 +45,18 @@ pub fn outbound_request(
 ) -> Result<Request<Body>, ProxyError> {
     let mut request = Request::new(body);
     *request.method_mut() = client.method.clone();
-    *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
+    *request.uri_mut() = match client.uri.path_and_query() {
+        // The client's path as it is (the usual case): already parsed, no copy.
+        Some(pq) if upstream.base_url.path.is_empty() && pq.as_str() == path_and_query => {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(upstream.base_url.scheme.clone());
+            uri.authority = Some(upstream.base_url.authority.clone());
+            uri.path_and_query = Some(pq.clone());
+            Uri::from_parts(uri)
+                .map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))?
+        }
+        _ => upstream_uri(upstream, path_and_query)?,
+    };
     // The legacy client refuses an HTTP/2-versioned request on an HTTP/1 connection;
     // ALPN still picks h2 where the upstream offers it.
     *request.version_mut() = Version::HTTP_11;
@@ -182,5 +193,32 @@ mod tests {
             upstream_uri(&up, client).expect("uri").to_string(),
             "http://gw.local/llm/v1/models"
         );
+    }
+
+    #[test]
+    fn outbound_request_takes_the_upstream_host_with_or_without_a_base_path() {
+        let client_uri: Uri = "http://forged.example/v1/chat/completions?api-version=1"
+            .parse()
+            .expect("uri");
+        let (parts, ()) = Request::builder()
+            .uri(client_uri)
+            .body(())
+            .expect("request")
+            .into_parts();
+        let pq = "/v1/chat/completions?api-version=1";
+        for (base, want) in [
+            (
+                "http://127.0.0.1:9",
+                "http://127.0.0.1:9/v1/chat/completions?api-version=1",
+            ),
+            (
+                "http://gw.local/llm",
+                "http://gw.local/llm/v1/chat/completions?api-version=1",
+            ),
+        ] {
+            let body = crate::body::full(bytes::Bytes::new());
+            let request = outbound_request(&upstream(base), &parts, pq, body).expect("request");
+            assert_eq!(request.uri().to_string(), want);
+        }
     }
 }

@@ -23,23 +23,25 @@
 
 mod attempt;
 mod fallback;
+mod response_head;
 mod served;
 mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::Body;
+use crate::config::Upstream;
 use crate::error::ProxyError;
 use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict, endpoint_kind};
 use crate::limits::{NotAdmitted, UpstreamLimits, estimate_tokens};
-use crate::proxy::headers::{ATTEMPTS, REQUEST_ID, STAINLESS_READ_TIMEOUT};
+use crate::proxy::headers::STAINLESS_READ_TIMEOUT;
 use crate::proxy::request_body::{BodyLimits, RequestBody};
 use crate::request_meta::RequestMeta;
 use crate::retry::Outcome;
@@ -51,9 +53,6 @@ use http_body_util::BodyExt;
 use served::{InFlight, Served};
 use watch::WatchedBody;
 
-const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
-const UPSTREAM: HeaderName = HeaderName::from_static("x-backstop-upstream");
-
 /// Handles one client request end to end. Never fails: errors become responses.
 pub async fn handle(
     runtime: Arc<Runtime>,
@@ -61,7 +60,8 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let request_id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+    let mut id = uuid::Uuid::encode_buffer();
+    let request_id: Arc<str> = Arc::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut id));
     let method = request.method().clone();
     let endpoint: Arc<str> = request.uri().path().into();
     // The path only: a query may carry `key=` credentials.
@@ -94,21 +94,13 @@ pub async fn handle(
             error.into_response()
         }
     };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
-    headers.insert(ATTEMPTS, HeaderValue::from(served.attempts));
-    if let Some(value) = should_retry {
-        headers.insert(SHOULD_RETRY, HeaderValue::from_static(value));
-    }
-    if let Some(name) = served
-        .upstream
-        .as_deref()
-        .and_then(|n| HeaderValue::from_str(n).ok())
-    {
-        headers.insert(UPSTREAM, name);
-    }
+    response_head::add(
+        response.headers_mut(),
+        &request_id,
+        served.attempts,
+        should_retry,
+        served.upstream.as_deref(),
+    );
 
     if let Some(in_flight) = served.in_flight.take() {
         in_flight.disarm();
@@ -168,7 +160,7 @@ async fn forward(
             path: parts.uri.path().to_owned(),
         })?;
     tracing::debug!(upstream = %primary.name, "routed");
-    let primary_name: Arc<str> = primary.name.as_str().into();
+    let primary_name = shared_name(runtime, primary);
     served.upstream = Some(primary_name.clone());
     served.in_flight = Some(InFlight::start(observer, &primary_name));
 
@@ -202,11 +194,13 @@ async fn forward(
     let mut last_error = None;
     for (hop, upstream) in chain.iter().enumerate() {
         let has_next = hop + 1 < chain.len() && replayable;
-        let name: Arc<str> = upstream.name.as_str().into();
+        let shared = runtime.upstream(&upstream.name);
+        let name = shared.map_or_else(|| upstream.name.as_str().into(), |s| s.name.clone());
         served.upstream = Some(name.clone());
-        let limits = runtime
-            .limits(&upstream.name)
-            .unwrap_or_else(|| Arc::new(UpstreamLimits::new(upstream)));
+        let limits = shared.map_or_else(
+            || Arc::new(UpstreamLimits::new(upstream)),
+            |s| s.limits.clone(),
+        );
         let event = |attempt: u32, outcome: Outcome, verdict: Verdict, give_up: Option<GiveUp>| {
             AttemptEvent {
                 request_id: request_id.clone(),
@@ -290,9 +284,10 @@ async fn forward(
         let rewritten = (hop > 0)
             .then(|| rewritten_path(upstream, client_path, meta.model.as_deref()))
             .flatten();
-        let budget = runtime
-            .budget(&upstream.name)
-            .unwrap_or_else(|| Arc::new(RetryBudget::new(&upstream.retry)));
+        let budget = shared.map_or_else(
+            || Arc::new(RetryBudget::new(&upstream.retry)),
+            |s| s.budget.clone(),
+        );
         let mut policy = RetryPolicy::new(upstream.retry.clone(), budget, deadline, replayable);
         let ctx = attempt::Context {
             runtime,
@@ -363,6 +358,13 @@ async fn forward(
     }))
 }
 
+/// The upstream's name as the runtime shares it (no copy per request).
+fn shared_name(runtime: &Runtime, upstream: &Upstream) -> Arc<str> {
+    runtime
+        .upstream(&upstream.name)
+        .map_or_else(|| upstream.name.as_str().into(), |s| s.name.clone())
+}
+
 /// The request's deadline: the configured one, shortened by the OpenAI SDK's own read
 /// timeout (`x-stainless-read-timeout`, seconds) when that is shorter.
 fn client_deadline(headers: &http::HeaderMap, configured: Duration) -> Duration {
@@ -378,6 +380,7 @@ fn client_deadline(headers: &http::HeaderMap, configured: Duration) -> Duration 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn client_read_timeout_shortens_the_deadline_only() {

@@ -31,13 +31,19 @@ impl Served {
             attempts: 0,
             give_up: None,
             upstream: None,
-            meta: Arc::default(),
+            meta: no_meta(),
             fate: Arc::default(),
             queue_wait: Duration::ZERO,
             limits: None,
             in_flight: None,
         }
     }
+}
+
+/// Until the request has been read: one shared empty value, not an allocation each.
+fn no_meta() -> Arc<RequestMeta> {
+    static NONE: std::sync::LazyLock<Arc<RequestMeta>> = std::sync::LazyLock::new(Arc::default);
+    NONE.clone()
 }
 
 /// A routed request whose response has not been built yet. Dropped armed (the client

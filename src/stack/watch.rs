@@ -176,18 +176,31 @@ pub fn usage_in(tail: &[u8]) -> Option<Usage> {
     })
 }
 
+// Every key starts with a quote, so only quotes are candidates: cheaper on a short
+// tail than building a general substring searcher per call.
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    let first = *needle.first()?;
+    memchr::memrchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    memchr::memchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
 }
 
 fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let at = find(text, key)? + key.len();
     let rest = text[at..]
         .trim_ascii_start()
         .strip_prefix(b":")?
         .trim_ascii_start();
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    if digits == 0 {
+        return None;
+    }
+    rest[..digits].iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -244,5 +257,8 @@ mod tests {
     fn no_usage_no_numbers() {
         assert_eq!(usage_in(b"data: {\"usage\":null}\n\n"), None);
         assert_eq!(usage_in(b"{}"), None);
+        let too_big =
+            br#"{"usage":{"prompt_tokens":99999999999999999999999,"completion_tokens":1}}"#;
+        assert_eq!(usage_in(too_big), None);
     }
 }
