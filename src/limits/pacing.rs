@@ -88,6 +88,12 @@ impl Pacer {
         } else if status < 400 {
             s.factor = (s.factor + 0.1).min(1.0);
         }
+        if !headers
+            .keys()
+            .any(|name| name.as_str().starts_with("x-ratelimit-"))
+        {
+            return;
+        }
         let number = |name: &HeaderName| {
             headers
                 .get(name)

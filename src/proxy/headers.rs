@@ -31,27 +31,36 @@ pub const BACKSTOP_TAG: HeaderName = HeaderName::from_static("x-backstop-tag");
 
 /// Removes hop-by-hop headers, including any named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
+    // One look at each name, and removals only for what is there: most messages carry
+    // none of these, or just `Connection: keep-alive`.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    let listed = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    for token in listed {
+        let known = HOP_BY_HOP
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
+            .find(|h| h.as_str().eq_ignore_ascii_case(token))
+            .cloned();
+        if let Some(name) = known.or_else(|| HeaderName::from_bytes(token.as_bytes()).ok())
+            && !doomed.contains(&name)
+            && headers.contains_key(&name)
+        {
+            doomed.push(name);
         }
     }
-    // Most messages carry none of them: one look at each name, not nine removals.
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
-/// Turns the client's headers into the upstream request's headers, in place.
 pub fn prepare_outbound(headers: &mut HeaderMap, kind: UpstreamKind, key: Option<&ApiKey>) {
     strip_hop_by_hop(headers);
     // The client built for its own view of the host; hyper sets Host from the upstream URI.
@@ -119,6 +128,23 @@ mod tests {
         }
         assert_eq!(h["authorization"], "Bearer sk-client");
         assert_eq!(h["openai-organization"], "org-1");
+    }
+
+    #[test]
+    fn connection_tokens_match_any_case_and_leave_other_headers_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("Keep-Alive, X-Private-Hop, close"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-private-hop", HeaderValue::from_static("1"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("x-request-id", HeaderValue::from_static("req_1"));
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-request-id"]);
     }
 
     #[test]
