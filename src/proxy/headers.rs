@@ -8,7 +8,7 @@ use crate::config::{ApiKey, UpstreamKind};
 
 /// RFC 9110 §7.6.1, plus the legacy names proxies have always dropped. Constants, so
 /// removing them hashes no strings at run time (this runs twice per request).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
