@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""backstop benchmark: direct vs nginx vs backstop, interleaved, one report.
+"""backstop benchmark: direct vs nginx vs hyper-floor vs backstop, interleaved, one report.
 
-Started by bench/run (which installs the tools and builds the binary). Every process
+Started by bench/run (which installs the tools and builds the binaries). hyper-floor
+(examples/hyper_floor.rs) is the minimal proxy on backstop's HTTP stack: it shows how
+much of backstop's cost is that stack and how much is backstop's own. Every process
 listens on 127.0.0.1; the proxies are pinned to PROXY_CPUS, everything else (upstreams,
 wrk, this script) to LOAD_CPUS. See docs/benchmarks.md for what each number means.
 """
@@ -28,16 +30,18 @@ import sse
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
-CONTESTANTS = ["direct", "nginx", "backstop"]
-PROXIES = ["nginx", "backstop"]
-# Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x).
-# x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
+FLOOR = "hyper-floor"
+CONTESTANTS = ["direct", "nginx", FLOOR, "backstop"]  # FLOOR is dropped if not built
+# Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x), hyper-floor
+# 1838x. x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
 UP = {"json": 18081, "sse": 18082, "fail": 18083, "idle": 18084}
 PORTS = {
     "direct": UP,
     "nginx": {k: v + 100 for k, v in UP.items()},
     "backstop": {k: v + 200 for k, v in UP.items()},
+    FLOOR: {k: v + 300 for k, v in UP.items()},
 }
+FLOOR_KINDS = ["json", "sse", "idle"]  # not "fail": it does not retry, so nothing to compare
 FAIL_RATE = 0.3
 procs = []  # every process we started, stopped in reverse order at exit
 
@@ -162,8 +166,8 @@ def wait_quiet(max_wait):
     return time.monotonic() - t0
 
 
-def run_rounds(rounds, extra, max_wait, one):
-    """Runs one(name) -> [results] for every contestant, interleaved and rotated, for
+def run_rounds(names, rounds, extra, max_wait, one):
+    """Runs one(name) -> [results] for every name, interleaved and rotated, for
     `rounds` rounds plus up to `extra` more while some rounds were noisy; keeps the
     quietest `rounds` rounds. Each result gets the noise (foreign cores) of its run."""
     done = []  # (round index, worst noise, {name: [results]})
@@ -172,7 +176,7 @@ def run_rounds(rounds, extra, max_wait, one):
             break
         wait_quiet(max_wait)
         res, worst = {}, 0.0
-        for n in rotate(CONTESTANTS, i):
+        for n in rotate(names, i):
             meter = Noise()
             res[n] = one(n)
             noise = meter.cores()
@@ -181,7 +185,7 @@ def run_rounds(rounds, extra, max_wait, one):
                 r["noise_cores"] = round(noise, 3)
         done.append((i, worst, res))
     keep = sorted(sorted(done, key=lambda d: d[1])[:rounds])
-    out = {n: [r for _, _, res in keep for r in res[n]] for n in CONTESTANTS}
+    out = {n: [r for _, _, res in keep for r in res[n]] for n in names}
     out["rounds_run"], out["rounds_noisy"] = len(done), sum(d[1] >= NOISY for d in done)
     return out
 
@@ -328,6 +332,7 @@ def rotate(names, i):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backstop", required=True, help="release binary")
+    ap.add_argument("--floor", help="hyper_floor example binary (none: contestant skipped)")
     ap.add_argument("--quick", action="store_true", help="short run to check the setup")
     ap.add_argument("--rounds", type=int, help="interleaved rounds per measurement")
     ap.add_argument("--seconds", type=int, help="length of each wrk run")
@@ -358,6 +363,10 @@ def main():
     load0 = open("/proc/loadavg").read().split()[:3]
     busy0, self0 = busy_seconds(), os.times()
     log(f"tmp {tmp}; proxies on CPU {proxy_cpus}, load on CPU {load_cpus}; {rounds} rounds")
+    names = [n for n in CONTESTANTS if n != FLOOR or a.floor]
+    if not a.floor:
+        log(f"no hyper_floor binary: the {FLOOR} contestant is skipped")
+    proxies = [n for n in names if n != "direct"]
 
     # Upstreams (load CPUs): nginx for JSON, the mock for SSE / failures / long streams.
     d, conf = nginx_conf(tmp, "upstream-nginx", upstream_nginx_body())
@@ -383,10 +392,17 @@ def main():
     for kind in UP:
         bs[kind] = start([a.backstop, "serve", "--config", backstop_conf(tmp, kind)],
                          f"backstop-{kind}", tmp, proxy_cpus)
+    floor = {}
+    if a.floor:  # one process per upstream, like backstop
+        for kind in FLOOR_KINDS:
+            floor[kind] = start([a.floor, f"127.0.0.1:{PORTS[FLOOR][kind]}",
+                                 f"http://127.0.0.1:{UP[kind]}"], f"{FLOOR}-{kind}", tmp, proxy_cpus)
     for kind in UP:
         wait_port(PORTS["nginx"][kind], px_nginx)
         wait_port(PORTS["backstop"][kind] + 1000, bs[kind])
         wait_port(PORTS["backstop"][kind], bs[kind])
+    for kind, p in floor.items():
+        wait_port(PORTS[FLOOR][kind], p)
     time.sleep(0.5)
 
     def pids(name, kind):
@@ -394,22 +410,24 @@ def main():
             return [px_nginx.pid] + children(px_nginx.pid)
         if name == "backstop":
             return [bs[kind].pid]
+        if name == FLOOR:
+            return [floor[kind].pid]
         return []
 
     def url(name, kind):
         return f"http://127.0.0.1:{PORTS[name][kind]}/v1/chat/completions"
 
-    R = {"rss_idle_kib": {n: sse.rss_kib(pids(n, "json")) for n in PROXIES}}
+    R = {"contestants": names, "rss_idle_kib": {n: sse.rss_kib(pids(n, "json")) for n in proxies}}
 
     log("warm-up")
-    for n in CONTESTANTS:
+    for n in names:
         wrk(url(n, "json"), 32, 1, threads, [])
         sse.probe(PORTS[n]["sse"])
 
     extra, max_wait = (0, 2) if a.quick else (2, 8)
 
-    def phase(one):
-        return run_rounds(rounds, extra, max_wait, one)
+    def phase(one, among=names):
+        return run_rounds(among, rounds, extra, max_wait, one)
 
     log("latency at 1 connection")
     R["latency"] = phase(lambda n: [wrk(url(n, "json"), 1, secs, 1, pids(n, "json"))])
@@ -419,12 +437,13 @@ def main():
     log("SSE through each contestant")
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
-    R["fail"] = phase(lambda n: [wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail"))])
+    R["fail"] = phase(lambda n: [wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail"))],
+                      [n for n in names if n != FLOOR])
 
-    R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in PROXIES}
+    R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in proxies}
 
     R["hold"] = {}
-    for n in ["backstop", "nginx"]:
+    for n in [n for n in ["backstop", FLOOR, "nginx"] if n in names]:
         log(f"{streams_possible} open SSE streams through {n}")
         wait_quiet(max_wait)
         meter = Noise()
@@ -447,7 +466,7 @@ def main():
     }
     R["config"] = {"rounds": rounds, "seconds": secs, "probes": probes, "quick": a.quick,
                    "wrk_threads": threads, "binary": a.backstop,
-                   "binary_bytes": os.path.getsize(a.backstop)}
+                   "binary_bytes": os.path.getsize(a.backstop), "floor_binary": a.floor}
     stop_all()
 
     os.makedirs(a.out, exist_ok=True)

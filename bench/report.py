@@ -2,7 +2,9 @@
 
 import statistics
 
-NAMES = ("direct", "nginx", "backstop")
+FLOOR = "hyper-floor"
+# Reports of runs before hyper-floor existed have no "contestants" list: these three.
+OLD_NAMES = ["direct", "nginx", "backstop"]
 
 FAIL_RATE = 0.3
 MIB = 1024
@@ -27,17 +29,23 @@ def cpu_per_10k(r, successes=False):
     return r["cpu_s"] / n * 1e4 if n else None
 
 
+def names(R, phase=None):
+    """Contestants of the run, or of one phase (the failure path has no hyper-floor)."""
+    all_ = R.get("contestants", OLD_NAMES)
+    return all_ if phase is None else [n for n in all_ if n in R[phase]]
+
+
 def summarize(R):
     S = {}
     lat = R["latency"]
-    for n in NAMES:
+    for n in names(R):
         runs = lat[n]
         S[f"lat_{n}"] = {p: med([r.get(f"{p}_ms") for r in runs]) for p in ("p50", "p90", "p99")}
         if n != "direct":
             S[f"added_{n}"] = {p: per_round(runs, lat["direct"], lambda a, b: a[f"{p}_ms"] - b[f"{p}_ms"])
                                for p in ("p50", "p90", "p99")}
     for c in ("c32", "c256"):
-        for n in NAMES:
+        for n in names(R):
             runs = R[c][n]
             S[f"{c}_{n}"] = {
                 "rps": med([r["rps"] for r in runs]),
@@ -50,8 +58,14 @@ def summarize(R):
         S[f"{c}_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"], lambda a, b: a["rps"] / b["rps"])
         S[f"{c}_cpu_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"],
                                         lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
+        if FLOOR in R[c]:  # the split of the gap: (floor / nginx) x (backstop / floor)
+            for key, (x, y) in {"floor_nginx": (FLOOR, "nginx"),
+                                "backstop_floor": ("backstop", FLOOR)}.items():
+                S[f"{c}_ratio_{key}"] = per_round(R[c][x], R[c][y], lambda a, b: a["rps"] / b["rps"])
+                S[f"{c}_cpu_ratio_{key}"] = per_round(R[c][x], R[c][y],
+                                                      lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
     d = R["sse"]["direct"]
-    for n in NAMES:
+    for n in names(R):
         probes = R["sse"][n]
         S[f"sse_{n}"] = {
             "headers": med([p["headers_ms"] for p in probes]),
@@ -63,7 +77,7 @@ def summarize(R):
             "events": min(p["events"] for p in probes),
             "total": med([p["total_ms"] for p in probes]),
         }
-    for n in NAMES:
+    for n in names(R, "fail"):
         runs = R["fail"][n]
         ok = sum(r["requests"] - r["non2xx"] for r in runs)
         total = sum(r["requests"] for r in runs)
@@ -108,6 +122,35 @@ def targets(R, S):
     return "\n".join(out)
 
 
+def gap(R, S):
+    """backstop / nginx split into what the HTTP stack costs and what backstop adds."""
+    L = ["## Where the gap is\n",
+         f"{FLOOR} is the smallest proxy on backstop's HTTP stack (`examples/hyper_floor.rs`: "
+         "the same hyper / hyper-util server and pooled client, request body buffered, headers "
+         "copied, response streamed; nothing else). backstop / nginx = "
+         f"({FLOOR} / nginx) × (backstop / {FLOOR}): the first factor is what the stack costs "
+         "against nginx, the second what backstop's own work (retries, classification, "
+         "metrics, failure log, limits) costs on top. Each ratio is the median over rounds of "
+         "same-round ratios, so the product is close to, not exactly, the left column.\n",
+         f"| measure | backstop / nginx | = {FLOOR} / nginx | × backstop / {FLOOR} |",
+         "|---|---|---|---|"]
+    for c in ("c32", "c256"):
+        L.append(f"| CPU per request, {c[1:]} connections | {f(S[f'{c}_cpu_ratio'])}× | "
+                 f"{f(S[f'{c}_cpu_ratio_floor_nginx'])}× | {f(S[f'{c}_cpu_ratio_backstop_floor'])}× |")
+    for c in ("c32", "c256"):
+        L.append(f"| throughput, {c[1:]} connections | {f(S[f'{c}_ratio'])}× | "
+                 f"{f(S[f'{c}_ratio_floor_nginx'])}× | {f(S[f'{c}_ratio_backstop_floor'])}× |")
+    n, fl, b = (S[f"c32_{x}"]["cpu10k"] for x in ("nginx", FLOOR, "backstop"))
+    if None not in (n, fl, b):
+        L.append(f"\nIn CPU-s per 10k requests at 32 connections: nginx {f(n, 3)}, {FLOOR} {f(fl, 3)}, "
+                 f"backstop {f(b, 3)}.")
+        if n <= fl <= b and b > n:  # shares only make sense when the floor is in between
+            L[-1] += (f" Of backstop's extra {f(b - n, 3)} over nginx, {f(fl - n, 3)} "
+                      f"({f((fl - n) / (b - n) * 100, 0)} %) is the HTTP stack and {f(b - fl, 3)} "
+                      f"({f((b - fl) / (b - n) * 100, 0)} %) is backstop's own work.")
+    return "\n".join(L) + "\n"
+
+
 def render(R, M):
     S = summarize(R)
     m, c = R["machine"], R["config"]
@@ -122,6 +165,8 @@ def render(R, M):
     add(f"- {M['cpu']}, {M['memory']}, {M['os']}, kernel {M['kernel']}; nginx {M['nginx']}, {M['wrk']}")
     add(f"- proxies pinned to CPU {m['proxy_cpus']}; upstreams, wrk ({c['wrk_threads']} thread) and "
         f"the SSE client on CPU {m['load_cpus']}; nginx proxy and upstream: 1 worker each")
+    if FLOOR not in names(R):
+        add(f"- no {FLOOR} in this run (no binary, or a run from before it existed), so no split of the gap")
     add(f"- {c['rounds']} interleaved rounds kept per phase (the quietest, when noisy rounds forced "
         f"extra ones), {c['seconds']} s per wrk run, {c['probes']} SSE probes per contestant per "
         "round; each figure is the median over the kept rounds")
@@ -134,7 +179,7 @@ def render(R, M):
     worst_all = 0.0
     for key, label in phases:
         ph = R[key]
-        worst = max(r.get("noise_cores", 0.0) for n in NAMES for r in ph[n])
+        worst = max(r.get("noise_cores", 0.0) for n in names(R, key) for r in ph[n])
         worst_all = max(worst_all, worst)
         parts.append(f"{label} {ph['rounds_run']} run / {ph['rounds_noisy']} noisy / worst kept {worst:.2f}")
     add("- rounds per phase (run / noisy / worst other-process load in a kept run, in cores): "
@@ -145,11 +190,13 @@ def render(R, M):
             "request and same-round ratios are the least affected. Re-run on a quiet machine.\n")
     add("## Targets\n")
     add(targets(R, S) + "\n")
+    if FLOOR in names(R):
+        add(gap(R, S))
 
     add("## Latency at 1 connection (JSON completion, keep-alive)\n")
     add("| contestant | p50 | p90 | p99 | added p50 | added p90 | added p99 |")
     add("|---|---|---|---|---|---|---|")
-    for n in ("direct", "nginx", "backstop"):
+    for n in names(R):
         l, a = S[f"lat_{n}"], S.get(f"added_{n}", {})
         us = lambda v: f(v * 1e3 if v is not None else None, 0, " µs")
         add(f"| {n} | {us(l['p50'])} | {us(l['p90'])} | {us(l['p99'])} | "
@@ -159,7 +206,7 @@ def render(R, M):
     add("| connections | contestant | req/s | vs direct | CPU-s per 10k req | proxy core busy | RSS under load | errors |")
     add("|---|---|---|---|---|---|---|---|")
     for cc in ("c32", "c256"):
-        for n in ("direct", "nginx", "backstop"):
+        for n in names(R):
             s = S[f"{cc}_{n}"]
             rss = f(s["rss"] / MIB, 1, " MiB") if s["rss"] else "—"
             add(f"| {cc[1:]} | {n} | {f(s['rps'], 0)} | {f(s['vs_direct'], 2, '×')} | "
@@ -168,14 +215,14 @@ def render(R, M):
     add("")
     add(f"backstop / nginx: throughput {f(S['c32_ratio'])}× at 32, {f(S['c256_ratio'])}× at 256 "
         f"connections; CPU per request {f(S['c32_cpu_ratio'])}× at 32, {f(S['c256_cpu_ratio'])}× at 256.")
-    add(f"RSS idle: backstop {f(R['rss_idle_kib']['backstop'] / MIB, 1)} MiB fresh, "
-        f"{f(R['rss_after_load_kib']['backstop'] / MIB, 1)} MiB after the load; nginx (master + worker) "
-        f"{f(R['rss_idle_kib']['nginx'] / MIB, 1)} MiB fresh, {f(R['rss_after_load_kib']['nginx'] / MIB, 1)} MiB after.\n")
+    idle = [f"{'nginx (master + worker)' if n == 'nginx' else n} {f(R['rss_idle_kib'][n] / MIB, 1)} MiB fresh, "
+            f"{f(R['rss_after_load_kib'][n] / MIB, 1)} MiB after the load" for n in names(R) if n != "direct"]
+    add("RSS of the JSON proxy process: " + "; ".join(idle) + ".\n")
 
     add("## SSE (mock: 20 chunks, 20 ms apart)\n")
     add("| contestant | headers | first event | first-event overhead | headers overhead | max gap (worst / median) | stream total |")
     add("|---|---|---|---|---|---|---|")
-    for n in ("direct", "nginx", "backstop"):
+    for n in names(R):
         s = S[f"sse_{n}"]
         over = "—" if n == "direct" else f(s["first_over"], 3, " ms")
         hover = "—" if n == "direct" else f(s["headers_over"], 3, " ms")
@@ -183,13 +230,15 @@ def render(R, M):
             f"{f(s['gap_max'], 1)} / {f(s['gap_med'], 1)} ms | {f(s['total'], 0, ' ms')} |")
     add("")
     add(f"## Failure path (mock answers {FAIL_RATE:.0%} of requests with 503, 32 connections)\n")
+    if FLOOR in names(R):
+        add(f"{FLOOR} does not retry, so it is not measured here.\n")
     expect = 1 - FAIL_RATE ** 3
     add(f"Expectation with 3 attempts: success rate 1 − p³ = {expect:.1%}; without retries 1 − p = {1 - FAIL_RATE:.0%}. "
         "nginx retries via `proxy_next_upstream http_503 non_idempotent` over the same server listed "
         "3 times; backstop runs with `base_delay = throttle_base_delay = 5ms` and an unlimited budget.\n")
     add("| contestant | req/s | successful req/s | success rate | CPU-s per 10k successful |")
     add("|---|---|---|---|---|")
-    for n in ("direct", "nginx", "backstop"):
+    for n in names(R, "fail"):
         s = S[f"fail_{n}"]
         cpu = "—" if s["cpu10k_ok"] is None else f(s["cpu10k_ok"], 3)
         add(f"| {n} | {f(s['rps'], 0)} | {f(s['ok_rps'], 0)} | {f(s['success'] * 100, 1, ' %')} | {cpu} |")
@@ -201,12 +250,13 @@ def render(R, M):
         "upstream connections (up to 256 per upstream) open, which take descriptors from the same budget.\n")
     add("| proxy | open | failed | time to open | RSS before | RSS with all open | RSS per stream | second half only | RSS after closing |")
     add("|---|---|---|---|---|---|---|---|---|")
-    for n in ("backstop", "nginx"):
+    for n in R["hold"]:
         h = S[f"hold_{n}"]
         add(f"| {n} | {h['open']} | {h['failed']} | {h['open_seconds']} s | {f(h['rss_before_kib'] / MIB, 1, ' MiB')} | "
             f"{f(h['rss_open_kib'] / MIB, 1, ' MiB')} | {f(h['per_stream'], 1, ' KiB')} | {f(h['marginal'], 1, ' KiB')} | "
             f"{f(h['rss_after_close_kib'] / MIB, 1, ' MiB')} |")
     add("")
-    add(f"Binary: {f(c['binary_bytes'] / MIB / MIB, 2)} MiB (`{c['binary']}`).")
+    add(f"Binary: {f(c['binary_bytes'] / MIB / MIB, 2)} MiB (`{c['binary']}`)"
+        + (f"; {FLOOR}: `{c['floor_binary']}`." if c.get("floor_binary") else "."))
     add("Raw numbers: the `.json` file next to this report.")
     return "\n".join(L) + "\n"
