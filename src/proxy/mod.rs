@@ -1,13 +1,15 @@
-//! The upstream side of the request path: the pooled TLS client, outbound request
+//! The upstream side of the request path: the TLS client and its connection pools, outbound request
 //! building (headers, key injection), request body buffering and the guarded
 //! response body that streams back to the client.
 
 pub mod client;
 pub mod headers;
 pub mod peek;
+pub mod pool;
 pub mod request_body;
 pub mod response_body;
 pub mod send;
 
 pub use client::UpstreamClient;
+pub use pool::UpstreamBody;
 pub use request_body::RequestBody;

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use super::pool::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 /// Error bodies are read up to this much for classification.
@@ -17,7 +17,7 @@ pub struct Peeked {
     /// Everything read so far, to be sent first.
     pub prefix: Bytes,
     /// The unread rest; `None` when the body ended (or broke) while peeking.
-    pub rest: Option<Incoming>,
+    pub rest: Option<UpstreamBody>,
     pub end: PeekEnd,
 }
 
@@ -36,7 +36,7 @@ pub enum PeekEnd {
 /// Reads until `stop(prefix)` holds, the body ends, or `until` passes. The wait for each
 /// frame is also bounded by `idle`.
 pub async fn peek(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     stop: impl Fn(&[u8]) -> bool,
     until: Instant,
     idle: Duration,

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::pool::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
@@ -42,7 +42,7 @@ pin_project_lite::pin_project! {
         // Bytes already read from the upstream (while deciding), sent first.
         prefix: Option<Bytes>,
         #[pin]
-        inner: Option<Incoming>,
+        inner: Option<UpstreamBody>,
         // Armed only when the upstream makes us wait (`Pending`), so bodies that are
         // already buffered never touch the timer wheel; `armed_for` is its deadline.
         #[pin]
@@ -58,14 +58,14 @@ pin_project_lite::pin_project! {
 }
 
 impl GuardedBody {
-    pub fn new(inner: Incoming, idle_timeout: Duration, sse: bool) -> GuardedBody {
+    pub fn new(inner: UpstreamBody, idle_timeout: Duration, sse: bool) -> GuardedBody {
         GuardedBody::with_prefix(Bytes::new(), Some(inner), idle_timeout, sse)
     }
 
     /// `prefix` first, then the rest of the upstream body (if any is left).
     pub fn with_prefix(
         prefix: Bytes,
-        inner: Option<Incoming>,
+        inner: Option<UpstreamBody>,
         idle_timeout: Duration,
         sse: bool,
     ) -> GuardedBody {

@@ -5,11 +5,11 @@ use std::error::Error as StdError;
 
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::client::UpstreamClient;
+use super::client::{SendError, UpstreamClient};
 use super::headers::prepare_outbound;
+use super::pool::UpstreamBody;
 use super::request_body::BodyTooLarge;
 use crate::body::Body;
 use crate::config::Upstream;
@@ -79,9 +79,9 @@ pub async fn send(
     upstream: &Upstream,
     request: Request<Body>,
     until: Instant,
-) -> Result<Response<Incoming>, SendFailure> {
+) -> Result<Response<UpstreamBody>, SendFailure> {
     let started = Instant::now();
-    match tokio::time::timeout_at(until, client.request(request)).await {
+    match tokio::time::timeout_at(until, client.send(upstream, request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(failure(upstream, &e)),
         Err(_) => Err(SendFailure {
@@ -95,7 +95,7 @@ pub async fn send(
 }
 
 /// Names a client error by its type, never by its message text.
-fn failure(upstream: &Upstream, e: &hyper_util::client::legacy::Error) -> SendFailure {
+fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
     if let Some(too_large) = find_source::<BodyTooLarge>(e) {
         return SendFailure {
             outcome: Outcome::Fatal {

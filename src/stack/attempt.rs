@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::proxy::UpstreamBody;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -123,7 +123,7 @@ impl Context<'_> {
 
     async fn judge(
         &self,
-        response: Response<Incoming>,
+        response: Response<UpstreamBody>,
         started: Instant,
     ) -> Attempted<AttemptResult> {
         let settings = &self.upstream.retry;
