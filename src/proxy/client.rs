@@ -88,7 +88,9 @@ impl UpstreamClient {
                 Err(Unsent::Failed(e)) => return Err(e),
             }
         }
-        match self.connect(&request).await? {
+        // Boxed: connecting (TLS, HTTP/2 handshake) is a large future that would
+        // otherwise sit inside every request's future and be copied with it.
+        match Box::pin(self.connect(&request)).await? {
             Conn::H2(h2) => {
                 pool.set_h2(h2.clone());
                 send_h2(h2, request).await
