@@ -120,22 +120,14 @@ impl UpstreamClient {
                 .handshake(stream)
                 .await
                 .map_err(|e| SendError::Connect(e.into()))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream h2 connection ended");
-                }
-            });
+            drive(conn);
             return Ok(Conn::H2(sender));
         }
         let (sender, conn) = http1::Builder::new()
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
+        drive(conn);
         Ok(Conn::H1(sender))
     }
 
@@ -143,6 +135,18 @@ impl UpstreamClient {
     pub fn idle_connections(&self, upstream: &str) -> usize {
         self.pools.get(upstream).map_or(0, |pool| pool.idle_count())
     }
+}
+
+/// Runs a connection's I/O in its own task until it closes.
+fn drive<F>(conn: F)
+where
+    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
 }
 
 enum Unsent {
