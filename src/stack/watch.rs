@@ -18,7 +18,7 @@ use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 
 const USAGE_KEY: &[u8] = b"\"usage\"";
-/// How much of the body `usage_in` reads, from the `"usage"` key on: enough for the
+/// How much of the body `usage_at` reads, from the `"usage"` key on: enough for the
 /// object with its `*_tokens_details`.
 const USAGE_WINDOW: usize = 2048;
 
@@ -44,7 +44,7 @@ impl Watch {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
         };
-        event.usage = self.tail.as_ref().and_then(|t| usage_in(&t.kept));
+        event.usage = self.tail.as_ref().and_then(|t| usage_at(&t.kept));
         if let (Some((limits, estimate)), Some(usage)) = (&self.settle, event.usage)
             && let Some(rate) = &limits.rate
         {
@@ -68,7 +68,7 @@ impl Watch {
     }
 }
 
-/// What `usage_in` needs of a body, kept as it streams past: the first `USAGE_WINDOW`
+/// What `usage_at` needs of a body, kept as it streams past: the first `USAGE_WINDOW`
 /// bytes from the last `"usage"` key seen (a later key replaces them), so a long stream
 /// costs no more than a short one. Holds nothing until a key passes, but the last few
 /// bytes, in case a key is split between two chunks.
@@ -210,11 +210,16 @@ impl HttpBody for WatchedBody {
     }
 }
 
-/// The last `usage` object in `tail`: prompt/input and completion/output tokens.
-/// Works on bytes: no UTF-8 check or copy of the tail (it is on every response).
-pub fn usage_in(tail: &[u8]) -> Option<Usage> {
-    let at = rfind(tail, USAGE_KEY)?;
-    let rest = &tail[at..];
+/// The last `usage` object in a whole body: what `UsageTail` + `usage_at` must find
+/// from the body streamed in pieces (the tests hold them to it).
+#[cfg(test)]
+fn usage_in(body: &[u8]) -> Option<Usage> {
+    usage_at(&body[rfind(body, USAGE_KEY)?..])
+}
+
+/// Prompt/input and completion/output tokens of the `usage` object that `rest` starts
+/// with. Works on bytes: no UTF-8 check or copy (it is on every response).
+fn usage_at(rest: &[u8]) -> Option<Usage> {
     let rest = &rest[..rest.len().min(USAGE_WINDOW)];
     let input = number_after(rest, b"\"prompt_tokens\"")
         .or_else(|| number_after(rest, b"\"input_tokens\""))?;
@@ -227,12 +232,20 @@ pub fn usage_in(tail: &[u8]) -> Option<Usage> {
     })
 }
 
+/// The last `needle` in `haystack`, tried only where its first byte is (`memrchr`):
+/// cheaper than building a `memmem` finder for bodies this short.
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    memchr::memrchr_iter(first, haystack).find(|&at| haystack[at..].starts_with(needle))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    memchr::memchr_iter(first, haystack).find(|&at| haystack[at..].starts_with(needle))
 }
 
 fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let at = find(text, key)? + key.len();
     let rest = text[at..]
         .trim_ascii_start()
         .strip_prefix(b":")?
@@ -298,7 +311,7 @@ mod tests {
             tail.push(chunk);
         }
         assert!(tail.kept.len() <= USAGE_WINDOW);
-        usage_in(&tail.kept)
+        usage_at(&tail.kept)
     }
 
     #[test]
