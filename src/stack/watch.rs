@@ -1,8 +1,8 @@
 //! Watches the final response body on its way out, without holding it back: when the
 //! first bytes leave (time to first chunk), how it ended (complete, interrupted, client
-//! gone), and the `usage` it reported — read from a small rolling tail of the body (the
-//! JSON `usage` object and the final SSE usage chunk both sit at the end), never by
-//! collecting it. Emits the request's one `RequestEvent`.
+//! gone), and the `usage` it reported — read from the bytes after the last `"usage"`
+//! key that passed (`UsageTail`, ≤ 2 KiB however long the stream), never by collecting
+//! the body. Emits the request's one `RequestEvent`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +17,10 @@ use crate::events::{BodyEnd, Observer, RequestEvent, Usage};
 use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 
-/// Enough for a final SSE chunk or a JSON body's trailing `usage` object.
-const TAIL_BYTES: usize = 8 * 1024;
+const USAGE_KEY: &[u8] = b"\"usage\"";
+/// How much of the body `usage_at` reads, from the `"usage"` key on: enough for the
+/// object with its `*_tokens_details`.
+const USAGE_WINDOW: usize = 2048;
 
 struct Watch {
     observer: Arc<dyn Observer>,
@@ -26,7 +28,7 @@ struct Watch {
     started: Instant,
     fate: Arc<StreamFate>,
     /// `Some` when usage should be looked for.
-    tail: Option<Vec<u8>>,
+    tail: Option<UsageTail>,
     ended_clean: bool,
     /// Token limits to settle with the reported usage, and the estimate admitted.
     settle: Option<(Arc<UpstreamLimits>, u64)>,
@@ -42,7 +44,7 @@ impl Watch {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
         };
-        event.usage = self.tail.as_deref().and_then(usage_in);
+        event.usage = self.tail.as_ref().and_then(|t| usage_at(&t.kept));
         if let (Some((limits, estimate)), Some(usage)) = (&self.settle, event.usage)
             && let Some(rate) = &limits.rate
         {
@@ -61,14 +63,63 @@ impl Watch {
                 .get_or_insert_with(|| self.started.elapsed());
         }
         if let Some(tail) = &mut self.tail {
-            if data.len() >= TAIL_BYTES {
-                tail.clear();
-                tail.extend_from_slice(&data[data.len() - TAIL_BYTES..]);
-            } else {
-                let overflow = (tail.len() + data.len()).saturating_sub(TAIL_BYTES);
-                tail.drain(..overflow);
-                tail.extend_from_slice(data);
-            }
+            tail.push(data);
+        }
+    }
+}
+
+/// What `usage_at` needs of a body, kept as it streams past: the first `USAGE_WINDOW`
+/// bytes from the last `"usage"` key seen (a later key replaces them), so a long stream
+/// costs no more than a short one. Holds nothing until a key passes, but the last few
+/// bytes, in case a key is split between two chunks.
+#[derive(Default)]
+struct UsageTail {
+    /// Starts with the last key seen; empty before any.
+    kept: Vec<u8>,
+    /// The body's last `carry_len` bytes (fewer than a key).
+    carry: [u8; USAGE_KEY.len() - 1],
+    carry_len: usize,
+}
+
+impl UsageTail {
+    fn push(&mut self, data: &[u8]) {
+        let room = |kept: &Vec<u8>| USAGE_WINDOW.saturating_sub(kept.len());
+        if let Some(at) = rfind(data, USAGE_KEY) {
+            self.kept.clear();
+            let end = data.len().min(at + USAGE_WINDOW);
+            self.kept.extend_from_slice(&data[at..end]);
+        } else if let Some(at) = self.key_across(data) {
+            self.kept.clear();
+            self.kept.extend_from_slice(&self.carry[at..self.carry_len]);
+            let take = data.len().min(room(&self.kept));
+            self.kept.extend_from_slice(&data[..take]);
+        } else if !self.kept.is_empty() {
+            let take = data.len().min(room(&self.kept));
+            self.kept.extend_from_slice(&data[..take]);
+        }
+        self.keep_carry(data);
+    }
+
+    /// Where in `carry` a key starts that ends in `data`.
+    fn key_across(&self, data: &[u8]) -> Option<usize> {
+        let mut joint = [0u8; 2 * (USAGE_KEY.len() - 1)];
+        let head = data.len().min(USAGE_KEY.len() - 1);
+        joint[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
+        joint[self.carry_len..self.carry_len + head].copy_from_slice(&data[..head]);
+        rfind(&joint[..self.carry_len + head], USAGE_KEY).filter(|&at| at < self.carry_len)
+    }
+
+    fn keep_carry(&mut self, data: &[u8]) {
+        let cap = self.carry.len();
+        if data.len() >= cap {
+            self.carry.copy_from_slice(&data[data.len() - cap..]);
+            self.carry_len = cap;
+        } else {
+            let keep = self.carry_len.min(cap - data.len());
+            self.carry
+                .copy_within(self.carry_len - keep..self.carry_len, 0);
+            self.carry[keep..keep + data.len()].copy_from_slice(data);
+            self.carry_len = keep + data.len();
         }
     }
 }
@@ -103,7 +154,7 @@ impl WatchedBody {
         settle: Option<(Arc<UpstreamLimits>, u64)>,
     ) -> WatchedBody {
         let ended_clean = inner.is_end_stream();
-        let tail = (look_for_usage || settle.is_some()).then(Vec::new);
+        let tail = (look_for_usage || settle.is_some()).then(UsageTail::default);
         WatchedBody {
             inner,
             watch: Watch {
@@ -159,12 +210,17 @@ impl HttpBody for WatchedBody {
     }
 }
 
-/// The last `usage` object in `tail`: prompt/input and completion/output tokens.
-/// Works on bytes: no UTF-8 check or copy of the tail (it is on every response).
-pub fn usage_in(tail: &[u8]) -> Option<Usage> {
-    let at = rfind(tail, b"\"usage\"")?;
-    let rest = &tail[at..];
-    let rest = &rest[..rest.len().min(2048)];
+/// The last `usage` object in a whole body: what `UsageTail` + `usage_at` must find
+/// from the body streamed in pieces (the tests hold them to it).
+#[cfg(test)]
+fn usage_in(body: &[u8]) -> Option<Usage> {
+    usage_at(&body[rfind(body, USAGE_KEY)?..])
+}
+
+/// Prompt/input and completion/output tokens of the `usage` object that `rest` starts
+/// with. Works on bytes: no UTF-8 check or copy (it is on every response).
+fn usage_at(rest: &[u8]) -> Option<Usage> {
+    let rest = &rest[..rest.len().min(USAGE_WINDOW)];
     let input = number_after(rest, b"\"prompt_tokens\"")
         .or_else(|| number_after(rest, b"\"input_tokens\""))?;
     let output = number_after(rest, b"\"completion_tokens\"")
@@ -176,16 +232,16 @@ pub fn usage_in(tail: &[u8]) -> Option<Usage> {
     })
 }
 
-// Every key starts with a quote, so only quotes are candidates: cheaper on a short
-// tail than building a general substring searcher per call.
+/// The last `needle` in `haystack`, tried only where its first byte is (`memrchr`):
+/// cheaper than building a `memmem` finder for bodies this short.
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    memchr::memrchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
+    let (&first, _) = needle.split_first()?;
+    memchr::memrchr_iter(first, haystack).find(|&at| haystack[at..].starts_with(needle))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    memchr::memchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
+    let (&first, _) = needle.split_first()?;
+    memchr::memchr_iter(first, haystack).find(|&at| haystack[at..].starts_with(needle))
 }
 
 fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
@@ -195,12 +251,7 @@ fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
         .strip_prefix(b":")?
         .trim_ascii_start();
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    rest[..digits].iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -253,12 +304,47 @@ mod tests {
         );
     }
 
+    /// The usage `UsageTail` finds in `body` cut into `size`-byte chunks.
+    fn usage_streamed(body: &[u8], size: usize) -> Option<Usage> {
+        let mut tail = UsageTail::default();
+        for chunk in body.chunks(size) {
+            tail.push(chunk);
+        }
+        assert!(tail.kept.len() <= USAGE_WINDOW);
+        usage_at(&tail.kept)
+    }
+
+    #[test]
+    fn the_streamed_tail_finds_what_the_whole_body_holds_however_it_is_cut() {
+        let mut long =
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n".repeat(200);
+        long.extend_from_slice(
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}\n\n",
+        );
+        long.extend_from_slice(&b": padding after the usage chunk\n\n".repeat(100));
+        long.extend_from_slice(b"data: [DONE]\n\n");
+        let json = br#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":12,"completion_tokens":7}}"#;
+        for body in [&long[..], &json[..], b"{\"usage\":null}", b"no key at all"] {
+            for size in [1, 2, 3, 5, 6, 7, 8, 13, 64, 1000, 1 << 20] {
+                assert_eq!(
+                    usage_streamed(body, size),
+                    usage_in(body),
+                    "chunks of {size}"
+                );
+            }
+        }
+        assert_eq!(
+            usage_streamed(&long, 7),
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 5
+            })
+        );
+    }
+
     #[test]
     fn no_usage_no_numbers() {
         assert_eq!(usage_in(b"data: {\"usage\":null}\n\n"), None);
         assert_eq!(usage_in(b"{}"), None);
-        let too_big =
-            br#"{"usage":{"prompt_tokens":99999999999999999999999,"completion_tokens":1}}"#;
-        assert_eq!(usage_in(too_big), None);
     }
 }

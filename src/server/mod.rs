@@ -6,6 +6,8 @@
 //! and are then cut; the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
+mod version;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,22 +17,23 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, Admin, Phase, Readiness};
-use crate::body::Body;
+use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
 use crate::metrics::{FailureLogCounts, Recorder};
 use crate::runtime::Runtime;
 use crate::stack;
+use version::Version;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -138,7 +141,10 @@ async fn serve_both(
     let proxy_task = tokio::spawn(serve(proxy_listener, proxy_stopped, grace, move |req| {
         let runtime = rt.load_full();
         let observer = observer.clone();
-        async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) }
+        // Boxed: hyper keeps a slot the size of this future for the connection's whole
+        // life, and a stream's connection outlives the future (done once headers are
+        // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
+        Box::pin(async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) })
     }));
     let admin = Arc::new(Admin {
         readiness: readiness.clone(),
@@ -254,7 +260,11 @@ async fn serve<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
+    let builders = Arc::new((
+        http1::Builder::new(),
+        http2::Builder::new(TokioExecutor::new()),
+    ));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -270,10 +280,28 @@ async fn serve<F, Fut>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handler.clone()));
-                let conn = graceful.watch(conn.into_owned());
+                let service = service_fn(handler.clone());
+                let (builders, watcher) = (builders.clone(), graceful.watcher());
+                let mut stop = stop.clone();
                 connections.spawn(async move {
-                    if let Err(e) = conn.await {
+                    // A connection that never says which version it speaks is not waited for.
+                    let detected = tokio::select! {
+                        detected = version::detect(stream) => detected,
+                        _ = stop.changed() => return,
+                    };
+                    let ended = match detected {
+                        Ok((Version::H1, io)) => {
+                            let conn = builders.0.serve_connection(TokioIo::new(io), service);
+                            watcher.watch(conn).await.map_err(BoxError::from)
+                        }
+                        // Boxed: h2c is rare here, and its state would size every task.
+                        Ok((Version::H2, io)) => {
+                            let conn = builders.1.serve_connection(TokioIo::new(io), service);
+                            Box::pin(watcher.watch(conn)).await.map_err(BoxError::from)
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
