@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::net::TcpStream;
 use tower::Service;
 
 use super::pool::{Pool, UpstreamBody};
@@ -37,6 +38,9 @@ type Connector = HttpsConnector<HttpConnector>;
 /// Connections to every configured upstream.
 pub struct UpstreamClient {
     connector: Connector,
+    /// For `http://` upstreams: the same TCP connector without the TLS wrapper, so each
+    /// plain connection's task does not carry room for a TLS session it never uses.
+    plain: HttpConnector,
     pools: NameMap<Arc<Pool>>,
     idle_timeout: std::time::Duration,
 }
@@ -106,35 +110,55 @@ impl UpstreamClient {
     }
 
     async fn connect(&self, request: &Request<Body>) -> Result<Conn, SendError> {
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(SendError::Connect)?;
-        let stream: MaybeHttpsStream<TokioIo<tokio::net::TcpStream>> = connector
-            .call(request.uri().clone())
-            .await
-            .map_err(SendError::Connect)?;
-        if stream.connected().is_negotiated_h2() {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(stream)
-                .await
-                .map_err(|e| SendError::Connect(e.into()))?;
-            drive(conn);
-            return Ok(Conn::H2(sender));
+        let uri = request.uri().clone();
+        if uri.scheme() == Some(&Scheme::HTTP) {
+            let stream = connect_with(self.plain.clone(), uri).await?;
+            return handshake_h1(stream).await;
         }
-        let (sender, conn) = http1::Builder::new()
+        let stream: MaybeHttpsStream<TokioIo<TcpStream>> =
+            connect_with(self.connector.clone(), uri).await?;
+        if !stream.connected().is_negotiated_h2() {
+            return handshake_h1(stream).await;
+        }
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
         drive(conn);
-        Ok(Conn::H1(sender))
+        Ok(Conn::H2(sender))
     }
 
     /// Idle HTTP/1.1 connections kept for `upstream` (tests).
     pub fn idle_connections(&self, upstream: &str) -> usize {
         self.pools.get(upstream).map_or(0, |pool| pool.idle_count())
     }
+}
+
+async fn connect_with<C>(mut connector: C, uri: Uri) -> Result<C::Response, SendError>
+where
+    C: Service<Uri>,
+    C::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(|e| SendError::Connect(e.into()))?;
+    connector
+        .call(uri)
+        .await
+        .map_err(|e| SendError::Connect(e.into()))
+}
+
+async fn handshake_h1<T>(stream: T) -> Result<Conn, SendError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(stream)
+        .await
+        .map_err(|e| SendError::Connect(e.into()))?;
+    drive(conn);
+    Ok(Conn::H1(sender))
 }
 
 /// Runs a connection's I/O in its own task until it closes.
@@ -236,7 +260,7 @@ pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(http.clone());
 
     let pools = config
         .upstreams
@@ -245,6 +269,7 @@ pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
         .collect();
     Ok(UpstreamClient {
         connector,
+        plain: http,
         pools,
         idle_timeout: config.pool_idle_timeout,
     })
