@@ -1,8 +1,9 @@
 //! hyper-floor: the smallest reverse proxy that can be built from backstop's HTTP stack.
 //!
 //! A measuring stick for the benchmark (docs/benchmarks.md), not a product. It is wired
-//! the way backstop is: the hyper-util `auto` server (HTTP/1.1 + h2c) on a multi-thread
-//! tokio runtime, and backstop's own upstream client (`backstop::proxy::client`: hyper
+//! the way backstop is: hyper's HTTP/1.1 and h2c servers, told apart per connection by
+//! backstop's own `server::version`, on a multi-thread tokio runtime, and backstop's own
+//! upstream client (`backstop::proxy::client`: hyper
 //! connections pooled per upstream, the same connector and pool idle timeout). Per
 //! request it does only what any proxy in backstop's place must: buffer the request body
 //! (backstop keeps it to replay on a retry), drop `Host` and hop-by-hop headers (with
@@ -25,15 +26,16 @@ use backstop::body::{Body, BoxError};
 use backstop::config::{Config, Upstream};
 use backstop::proxy::UpstreamClient;
 use backstop::proxy::headers::strip_hop_by_hop;
+use backstop::server::version::{self, Version as Wire};
 use bytes::Bytes;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 fn main() {
@@ -60,7 +62,10 @@ async fn serve(listen: SocketAddr, config: Config) {
     let listener = TcpListener::bind(listen)
         .await
         .expect("LISTEN_ADDR is free");
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builders = Arc::new((
+        http1::Builder::new(),
+        http2::Builder::new(TokioExecutor::new()),
+    ));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -72,12 +77,21 @@ async fn serve(listen: SocketAddr, config: Config) {
         };
         let _ = stream.set_nodelay(true);
         let (client, upstream) = (client.clone(), upstream.clone());
-        let service = service_fn(move |request| forward(client.clone(), upstream.clone(), request));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        // Boxed as in backstop: the dispatcher keeps a slot the future's size.
+        let service =
+            service_fn(move |request| Box::pin(forward(client.clone(), upstream.clone(), request)));
+        let builders = builders.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            match version::detect(stream).await {
+                Ok((Wire::H1, io)) => {
+                    let _ = builders.0.serve_connection(TokioIo::new(io), service).await;
+                }
+                Ok((Wire::H2, io)) => {
+                    let conn = builders.1.serve_connection(TokioIo::new(io), service);
+                    let _ = Box::pin(conn).await;
+                }
+                Err(_) => {}
+            }
         });
     }
 }

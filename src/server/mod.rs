@@ -6,7 +6,7 @@
 //! and are then cut; the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
-mod version;
+pub mod version;
 
 use std::convert::Infallible;
 use std::future::Future;
