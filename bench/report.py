@@ -126,8 +126,9 @@ def gap(R, S):
     """backstop / nginx split into what the HTTP stack costs and what backstop adds."""
     L = ["## Where the gap is\n",
          f"{FLOOR} is the smallest proxy on backstop's HTTP stack (`examples/hyper_floor.rs`: "
-         "the same hyper / hyper-util server and pooled client, request body buffered, headers "
-         "copied, response streamed; nothing else). backstop / nginx = "
+         "hyper's servers and backstop's own connection handling and upstream client, request "
+         "body buffered, hop-by-hop headers dropped, response streamed; none of backstop's "
+         "features). backstop / nginx = "
          f"({FLOOR} / nginx) × (backstop / {FLOOR}): the first factor is what the stack costs "
          "against nginx, the second what backstop's own work (retries, classification, "
          "metrics, failure log, limits) costs on top. Each ratio is the median over rounds of "
@@ -260,3 +261,13 @@ def render(R, M):
         + (f"; {FLOOR}: `{c['floor_binary']}`." if c.get("floor_binary") else "."))
     add("Raw numbers: the `.json` file next to this report.")
     return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    # Re-render a report from its raw numbers: python3 bench/report.py RESULT.json > RESULT.md
+    import json
+    import sys
+
+    with open(sys.argv[1]) as fh:
+        raw = json.load(fh)
+    sys.stdout.write(render(raw, raw["about"]))
