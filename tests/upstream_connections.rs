@@ -182,3 +182,121 @@ async fn idle_connections_are_closed_after_pool_idle_timeout() {
     assert_eq!(chat(&client).await.status, 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
+
+/// An upstream that answers a request marked `x-early: 1` as soon as its head arrives,
+/// then reads the body it was sent; any other request is answered after its body.
+async fn early_answering_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let (a, o) = (accepted.clone(), open.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            o.fetch_add(1, Ordering::SeqCst);
+            let open = o.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                'conn: loop {
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => break 'conn,
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    buf.drain(..head_end);
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let early = head.contains("x-early: 1");
+                    let (status, body) = if early {
+                        (
+                            "400 Bad Request",
+                            r#"{"error":{"message":"no","type":"invalid_request_error"}}"#,
+                        )
+                    } else {
+                        ("200 OK", BODY)
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if early && stream.write_all(response.as_bytes()).await.is_err() {
+                        break;
+                    }
+                    while buf.len() < length {
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => break 'conn,
+                        }
+                    }
+                    buf.drain(..length);
+                    if !early && stream.write_all(response.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Upstream {
+        url,
+        accepted,
+        open,
+    }
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_a_request_body_is_not_lent_to_the_next_request() {
+    let up = early_answering_upstream().await;
+    let (proxy, client) = proxy(&up, "retry_buffer_bytes = 1000").await;
+
+    // A client streams a large body slowly; the upstream answers 400 after the head.
+    let mut slow = tokio::net::TcpStream::connect(proxy.proxy_addr())
+        .await
+        .expect("connect");
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: backstop\r\n\
+                content-type: application/json\r\nx-early: 1\r\ncontent-length: 100000\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.expect("head");
+    slow.write_all(&[b' '; 20_000]).await.expect("first part");
+    let mut answer = vec![0u8; 4096];
+    let n = common::within(Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    // The upstream connection is still busy with the first body: the next request must
+    // not wait for it.
+    let started = std::time::Instant::now();
+    let r = common::within(Duration::from_secs(5), chat(&client)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+
+    // Once the first body is done, its connection is reused.
+    slow.write_all(&[b' '; 80_000]).await.expect("rest");
+    assert!(
+        eventually(Duration::from_secs(5), || client_idle(&proxy) == 2).await,
+        "both connections back in the pool"
+    );
+}
+
+fn client_idle(proxy: &backstop::Running) -> usize {
+    proxy.idle_upstream_connections("mock")
+}

@@ -60,10 +60,25 @@ impl Pool {
     }
 
     /// Takes back a connection whose response has ended.
-    pub fn give_back(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
+    pub fn give_back(self: &Arc<Self>, mut sender: http1::SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
+        if !sender.is_ready() {
+            // Still busy, e.g. sending a request body the upstream answered early: lent
+            // out now, it would hold the next request back. It rejoins once free.
+            let pool = self.clone();
+            tokio::spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.put(sender);
+                }
+            });
+            return;
+        }
+        self.put(sender);
+    }
+
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };

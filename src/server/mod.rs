@@ -201,6 +201,15 @@ impl Running {
         self.failure_log.stats()
     }
 
+    /// Idle keep-alive connections to `upstream` waiting for a request (diagnostics, tests).
+    pub fn idle_upstream_connections(&self, upstream: &str) -> usize {
+        self.started
+            .runtime
+            .load()
+            .client
+            .idle_connections(upstream)
+    }
+
     /// The config new requests use.
     pub fn config(&self) -> Arc<Config> {
         self.started.runtime.load().config.clone()
