@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{TestClient, config, eventually};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[]}"#;
 
@@ -33,40 +33,24 @@ struct Upstream {
     open: Arc<AtomicUsize>,
 }
 
-async fn upstream(after: After) -> Upstream {
+/// Accepts connections, counting them, and serves each with `serve`.
+async fn counting_upstream<F, Fut>(serve: F) -> Upstream
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let accepted = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(AtomicUsize::new(0));
     let (a, o) = (accepted.clone(), open.clone());
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             a.fetch_add(1, Ordering::SeqCst);
             o.fetch_add(1, Ordering::SeqCst);
-            let open = o.clone();
+            let (open, served) = (o.clone(), serve(stream));
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = request_end(&buf) else {
-                        continue;
-                    };
-                    buf.drain(..end);
-                    let close = matches!(after, After::SayClose);
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n",
-                        BODY.len(),
-                        if close { "connection: close\r\n" } else { "" }
-                    );
-                    let sent = stream.write_all(format!("{head}{BODY}").as_bytes()).await;
-                    if sent.is_err() || !matches!(after, After::KeepAlive) {
-                        break;
-                    }
-                }
+                served.await;
                 open.fetch_sub(1, Ordering::SeqCst);
             });
         }
@@ -78,16 +62,49 @@ async fn upstream(after: After) -> Upstream {
     }
 }
 
+async fn upstream(after: After) -> Upstream {
+    counting_upstream(move |stream| answer_after_body(stream, after)).await
+}
+
+async fn answer_after_body(mut stream: TcpStream, after: After) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = request_end(&buf) else {
+            continue;
+        };
+        buf.drain(..end);
+        let close = matches!(after, After::SayClose);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n",
+            BODY.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        let sent = stream.write_all(format!("{head}{BODY}").as_bytes()).await;
+        if sent.is_err() || !matches!(after, After::KeepAlive) {
+            break;
+        }
+    }
+}
+
 /// The end of one request (head plus its content-length body) in `buf`.
 fn request_end(buf: &[u8]) -> Option<usize> {
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let length = head
-        .lines()
+    let length = content_length(&head);
+    (buf.len() >= head_end + length).then_some(head_end + length)
+}
+
+/// `content-length` of a lower-cased request head (0 without one).
+fn content_length(head: &str) -> usize {
+    head.lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    (buf.len() >= head_end + length).then_some(head_end + length)
+        .unwrap_or(0)
 }
 
 async fn proxy(up: &Upstream, extra: &str) -> (backstop::Running, TestClient) {
@@ -186,71 +203,51 @@ async fn idle_connections_are_closed_after_pool_idle_timeout() {
 /// An upstream that answers a request marked `x-early: 1` as soon as its head arrives,
 /// then reads the body it was sent; any other request is answered after its body.
 async fn early_answering_upstream() -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let open = Arc::new(AtomicUsize::new(0));
-    let (a, o) = (accepted.clone(), open.clone());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            a.fetch_add(1, Ordering::SeqCst);
-            o.fetch_add(1, Ordering::SeqCst);
-            let open = o.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                'conn: loop {
-                    let head_end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break at + 4;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                            _ => break 'conn,
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    buf.drain(..head_end);
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    let early = head.contains("x-early: 1");
-                    let (status, body) = if early {
-                        (
-                            "400 Bad Request",
-                            r#"{"error":{"message":"no","type":"invalid_request_error"}}"#,
-                        )
-                    } else {
-                        ("200 OK", BODY)
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if early && stream.write_all(response.as_bytes()).await.is_err() {
-                        break;
-                    }
-                    while buf.len() < length {
-                        match stream.read(&mut chunk).await {
-                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                            _ => break 'conn,
-                        }
-                    }
-                    buf.drain(..length);
-                    if !early && stream.write_all(response.as_bytes()).await.is_err() {
-                        break;
-                    }
-                }
-                open.fetch_sub(1, Ordering::SeqCst);
-            });
+    counting_upstream(answer_early_when_asked).await
+}
+
+async fn answer_early_when_asked(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    'conn: loop {
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break 'conn,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        buf.drain(..head_end);
+        let length = content_length(&head);
+        let early = head.contains("x-early: 1");
+        let (status, body) = if early {
+            (
+                "400 Bad Request",
+                r#"{"error":{"message":"no","type":"invalid_request_error"}}"#,
+            )
+        } else {
+            ("200 OK", BODY)
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if early && stream.write_all(response.as_bytes()).await.is_err() {
+            break;
         }
-    });
-    Upstream {
-        url,
-        accepted,
-        open,
+        while buf.len() < length {
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break 'conn,
+            }
+        }
+        buf.drain(..length);
+        if !early && stream.write_all(response.as_bytes()).await.is_err() {
+            break;
+        }
     }
 }
 
