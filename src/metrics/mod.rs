@@ -24,6 +24,7 @@
 //! - `backstop_in_flight_requests`: routed requests whose response has not ended;
 //! - `backstop_consecutive_failures`: the /stats value (requests that failed in a row).
 
+mod buckets;
 mod failure_log;
 mod families;
 mod labels;
