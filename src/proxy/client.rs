@@ -28,10 +28,12 @@ use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower::Service;
 
-use super::pool::{Pool, UpstreamBody};
+use super::UpstreamBody;
+use super::pool::Pool;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, TlsSettings, Upstream};
 use crate::names::NameMap;
+use crate::tasks::Tasks;
 
 type Connector = HttpsConnector<HttpConnector>;
 
@@ -43,6 +45,8 @@ pub struct UpstreamClient {
     plain: HttpConnector,
     pools: NameMap<Arc<Pool>>,
     idle_timeout: std::time::Duration,
+    /// Connection tasks, owned here so shutdown waits for them.
+    tasks: Arc<Tasks>,
 }
 
 /// Why a request got no response.
@@ -54,6 +58,9 @@ pub enum SendError {
     /// The connection failed while sending or waiting for the response head.
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    /// The exchange broke before a response head (any other transport).
+    #[error("the exchange broke: {0}")]
+    Broken(#[source] BoxError),
     #[error("bad upstream request: {0}")]
     BadRequest(&'static str),
 }
@@ -78,7 +85,7 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = match self.pools.get(upstream.name.as_str()) {
             Some(pool) => pool.clone(),
-            None => Pool::new(self.idle_timeout),
+            None => Pool::new(self.idle_timeout, self.tasks.clone()),
         };
         if let Some(h2) = pool.h2() {
             return send_h2(h2, request).await;
@@ -113,20 +120,58 @@ impl UpstreamClient {
         let uri = request.uri().clone();
         if uri.scheme() == Some(&Scheme::HTTP) {
             let stream = connect_with(self.plain.clone(), uri).await?;
-            return handshake_h1(stream).await;
+            return self.handshake_h1(stream).await;
         }
         let stream: MaybeHttpsStream<TokioIo<TcpStream>> =
             connect_with(self.connector.clone(), uri).await?;
         if !stream.connected().is_negotiated_h2() {
-            return handshake_h1(stream).await;
+            return self.handshake_h1(stream).await;
         }
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
-        drive(conn);
+        self.drive(conn);
         Ok(Conn::H2(sender))
+    }
+
+    async fn handshake_h1<T>(&self, stream: T) -> Result<Conn, SendError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(stream)
+            .await
+            .map_err(|e| SendError::Connect(e.into()))?;
+        self.drive(conn);
+        Ok(Conn::H1(sender))
+    }
+
+    /// Runs a connection's I/O in its own task, owned by this client, until it closes.
+    fn drive<F>(&self, conn: F)
+    where
+        F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        self.tasks.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+    }
+
+    /// Shutdown, once no request is left: closes idle connections, waits briefly for
+    /// connection tasks to end, and aborts the rest.
+    pub async fn shutdown(&self) {
+        for pool in self.pools.values() {
+            pool.close();
+        }
+        self.tasks.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+
+    /// The tasks that drive this client's connections.
+    pub fn tasks(&self) -> &Arc<Tasks> {
+        &self.tasks
     }
 
     /// Idle HTTP/1.1 connections kept for `upstream` (tests).
@@ -147,30 +192,6 @@ where
         .call(uri)
         .await
         .map_err(|e| SendError::Connect(e.into()))
-}
-
-async fn handshake_h1<T>(stream: T) -> Result<Conn, SendError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(stream)
-        .await
-        .map_err(|e| SendError::Connect(e.into()))?;
-    drive(conn);
-    Ok(Conn::H1(sender))
-}
-
-/// Runs a connection's I/O in its own task until it closes.
-fn drive<F>(conn: F)
-where
-    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended");
-        }
-    });
 }
 
 enum Unsent {
@@ -237,7 +258,8 @@ fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
     HeaderValue::from_str(host).ok()
 }
 
-pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
+/// The client for `config`'s upstreams; its connection tasks go to `tasks`.
+pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, ConfigError> {
     let roots = root_store(&config.tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -265,13 +287,17 @@ pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
     let pools = config
         .upstreams
         .iter()
-        .map(|u| (u.name.as_str().into(), Pool::new(config.pool_idle_timeout)))
+        .map(|u| {
+            let pool = Pool::new(config.pool_idle_timeout, tasks.clone());
+            (u.name.as_str().into(), pool)
+        })
         .collect();
     Ok(UpstreamClient {
         connector,
         plain: http,
         pools,
         idle_timeout: config.pool_idle_timeout,
+        tasks,
     })
 }
 

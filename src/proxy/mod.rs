@@ -9,7 +9,10 @@ pub mod pool;
 pub mod request_body;
 pub mod response_body;
 pub mod send;
+pub mod transport;
+pub mod upstream_body;
 
 pub use client::UpstreamClient;
-pub use pool::UpstreamBody;
 pub use request_body::RequestBody;
+pub use transport::Transport;
+pub use upstream_body::UpstreamBody;

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use super::pool::UpstreamBody;
+use super::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+
+use crate::body::BoxError;
 
 /// Error bodies are read up to this much for classification.
 pub const ERROR_PREFIX_BYTES: usize = 64 * 1024;
@@ -21,14 +23,14 @@ pub struct Peeked {
     pub end: PeekEnd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum PeekEnd {
     /// `stop` said enough was read.
     Enough,
     /// The body ended cleanly.
     Complete,
     /// The body broke off (reset, torn).
-    Broken,
+    Broken(BoxError),
     /// Nothing new arrived before `until`.
     TimedOut,
 }
@@ -66,11 +68,11 @@ pub async fn peek(
                     end: PeekEnd::Complete,
                 };
             }
-            Ok(Some(Err(_))) => {
+            Ok(Some(Err(e))) => {
                 return Peeked {
                     prefix: buf.freeze(),
                     rest: None,
-                    end: PeekEnd::Broken,
+                    end: PeekEnd::Broken(e),
                 };
             }
             Ok(Some(Ok(frame))) => {

@@ -10,9 +10,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BoxError, ClientBody};
 use crate::error::ProxyError;
 
 pub enum RequestBody {
@@ -33,8 +32,8 @@ pub struct BodyLimits {
 
 impl RequestBody {
     /// Reads the body until it ends or passes `retry_buffer_bytes`.
-    pub async fn read(
-        mut incoming: Incoming,
+    pub async fn read<B: ClientBody>(
+        mut incoming: B,
         content_length: Option<u64>,
         limits: BodyLimits,
     ) -> Result<RequestBody, ProxyError> {
@@ -54,7 +53,7 @@ impl RequestBody {
                     ProxyError::BadRequestBody("client stopped sending the body".into())
                 })?;
             let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.to_string()))?;
+            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.into().to_string()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -66,7 +65,7 @@ impl RequestBody {
             if total > limits.retry_buffer_bytes {
                 return Ok(RequestBody::Streaming(StreamingBody {
                     prefix: chunks.into(),
-                    rest: incoming,
+                    rest: incoming.map_err(Into::into).boxed(),
                     seen: total,
                     limit: limits.max_body_bytes,
                 }));
@@ -123,7 +122,7 @@ pin_project_lite::pin_project! {
     pub struct StreamingBody {
         prefix: VecDeque<Bytes>,
         #[pin]
-        rest: Incoming,
+        rest: Body,
         seen: u64,
         limit: u64,
     }
@@ -152,7 +151,7 @@ impl HttpBody for StreamingBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

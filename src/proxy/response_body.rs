@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::pool::UpstreamBody;
+use super::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
@@ -22,7 +22,7 @@ pub enum StreamError {
     #[error("upstream sent nothing for {0:?}")]
     Idle(Duration),
     #[error("upstream broke off the response: {0}")]
-    Broken(#[source] hyper::Error),
+    Broken(#[source] BoxError),
 }
 
 /// How the body of a request's final response failed, if it did: set by `GuardedBody`,
@@ -53,6 +53,10 @@ pin_project_lite::pin_project! {
         sse: bool,
         // The last bytes sent ended an SSE event ("\n\n"), so an error event can follow.
         at_event_boundary: bool,
+        // How the body fails once `prefix` is sent, when it broke while being peeked.
+        failure: Option<StreamError>,
+        // The prefix went out and the server has had a chance to flush it.
+        flushed: bool,
         done: bool,
     }
 }
@@ -79,8 +83,18 @@ impl GuardedBody {
             idle_timeout,
             sse,
             at_event_boundary: true,
+            failure: None,
+            flushed: false,
             done: false,
         }
+    }
+
+    /// `prefix`, then `failure`: a body that broke (or stalled) while being peeked
+    /// reaches the client as broken, never as a clean, shorter body.
+    pub fn failing_after(prefix: Bytes, failure: StreamError, sse: bool) -> GuardedBody {
+        let mut body = GuardedBody::with_prefix(prefix, None, Duration::ZERO, sse);
+        body.failure = Some(failure);
+        body
     }
 }
 
@@ -114,38 +128,49 @@ impl HttpBody for GuardedBody {
             *this.at_event_boundary = prefix.ends_with(b"\n\n") || prefix.ends_with(b"\r\n\r\n");
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            *this.done = true;
-            return Poll::Ready(None);
-        };
-        let failure = match inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                *this.last_frame = Instant::now();
-                if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
-                    *this.at_event_boundary =
-                        data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+        let failure = match this.inner.as_mut().as_pin_mut() {
+            // Once: give the server a turn to send what was read, then fail.
+            None if this.failure.is_some() && !*this.flushed => {
+                *this.flushed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            None => match this.failure.take() {
+                Some(failure) => failure,
+                None => {
+                    *this.done = true;
+                    return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            Poll::Ready(None) => {
-                *this.done = true;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
-            Poll::Pending => {
-                let deadline = *this.last_frame + *this.idle_timeout;
-                if *this.armed_for != Some(deadline) {
-                    match this.idle.as_mut().as_pin_mut() {
-                        Some(sleep) => sleep.reset(deadline),
-                        None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+            },
+            Some(inner) => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *this.last_frame = Instant::now();
+                    if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                        *this.at_event_boundary =
+                            data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
                     }
-                    *this.armed_for = Some(deadline);
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                    Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
-                    _ => return Poll::Pending,
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    return Poll::Ready(None);
                 }
-            }
+                Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
+                Poll::Pending => {
+                    let deadline = *this.last_frame + *this.idle_timeout;
+                    if *this.armed_for != Some(deadline) {
+                        match this.idle.as_mut().as_pin_mut() {
+                            Some(sleep) => sleep.reset(deadline),
+                            None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+                        }
+                        *this.armed_for = Some(deadline);
+                    }
+                    match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                        Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
+                        _ => return Poll::Pending,
+                    }
+                }
+            },
         };
         *this.done = true;
         tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
@@ -165,14 +190,17 @@ impl HttpBody for GuardedBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
-            || (self.prefix.is_none() && self.inner.as_ref().is_none_or(|i| i.is_end_stream()))
+            || (self.prefix.is_none()
+                && self.failure.is_none()
+                && self.inner.as_ref().is_none_or(|i| i.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
         let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
         match &self.inner {
-            // An error event may be added to a stream: never promise an exact length.
-            _ if self.sse => SizeHint::new(),
+            // An error event may be added to a stream, and a body that broke while
+            // being peeked will fail: never promise an exact length.
+            _ if self.sse || self.failure.is_some() => SizeHint::new(),
             None => SizeHint::with_exact(prefix),
             Some(inner) => crate::body::hint_after(prefix, inner.size_hint()),
         }
