@@ -106,6 +106,9 @@ pub struct RequestEvent {
     /// The bounded label for metrics (`chat_completions`, …, `other`).
     pub endpoint_kind: &'static str,
     pub status: u16,
+    /// The response is an SSE stream (`text/event-stream`): its time to first chunk is
+    /// the streaming latency the gen_ai metrics report.
+    pub streamed: bool,
     /// 0 when refused before any attempt (413, no route).
     pub attempts: u32,
     pub give_up: Option<GiveUp>,

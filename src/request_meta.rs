@@ -1,9 +1,12 @@
-//! What backstop notes about a request for its records and metrics: `model`, `stream`,
-//! message count and token hints from the JSON body (when it is buffered and parses; a
-//! body that does not is fine, the fields are just absent), the caller's
-//! `x-backstop-tag`, and the SDK's `x-stainless-retry-count`. Never prompt text.
+//! What backstop notes about a request for its records and metrics: the caller's
+//! `x-backstop-tag` and the SDK's `x-stainless-retry-count` (read at once, from
+//! headers), and `model`, `stream`, message count and token hints from the JSON body —
+//! read only when something asks (a failure record, a token limit, a model label, a
+//! fallback's model map), since most requests never need them and parsing the body is
+//! the largest cost backstop adds to a request. A body that does not parse is fine, the
+//! fields are just absent. Never prompt text.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -15,8 +18,24 @@ use serde::de::IgnoredAny;
 /// Longest tag kept; longer ones are cut. Tags name a caller's purpose, not data.
 pub const MAX_TAG_LEN: usize = 64;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A body larger than this is read for hints at once rather than kept until asked:
+/// a small request body is cheap to keep while its response streams.
+const KEEP_FOR_HINTS: usize = 16 * 1024;
+
+#[derive(Debug, Default)]
 pub struct RequestMeta {
+    /// Body size in bytes, a cheap upper bound of the prompt's size.
+    pub body_bytes: u64,
+    pub tag: Option<Arc<str>>,
+    pub client_retry_count: Option<u32>,
+    /// The buffered body, until its hints are read.
+    body: Option<Bytes>,
+    hints: OnceLock<BodyHints>,
+}
+
+/// What the JSON body says about the call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BodyHints {
     pub model: Option<Arc<str>>,
     /// The client asked for an SSE stream (`"stream": true`).
     pub stream: bool,
@@ -25,10 +44,6 @@ pub struct RequestMeta {
     pub messages_count: Option<u32>,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
-    /// Body size in bytes, a cheap upper bound of the prompt's size.
-    pub body_bytes: u64,
-    pub tag: Option<Arc<str>>,
-    pub client_retry_count: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +70,7 @@ struct StreamOptions {
 
 impl RequestMeta {
     pub fn read(headers: &HeaderMap, body: Option<&Bytes>, body_bytes: u64) -> RequestMeta {
-        let mut meta = RequestMeta {
+        let meta = RequestMeta {
             body_bytes,
             tag: headers
                 .get(BACKSTOP_TAG)
@@ -65,22 +80,53 @@ impl RequestMeta {
                 .get(STAINLESS_RETRY_COUNT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
-            ..RequestMeta::default()
+            body: body.filter(|b| b.first() == Some(&b'{')).cloned(),
+            hints: OnceLock::new(),
         };
-        let Some(body) = body.filter(|b| b.first().is_some_and(|c| *c == b'{')) else {
-            return meta;
-        };
-        if let Ok(hints) = serde_json::from_slice::<JsonHints<'_>>(body) {
-            meta.model = hints.model.map(|m| Arc::from(truncate(&m, 128)));
-            meta.stream = hints.stream.unwrap_or(false);
-            meta.include_usage = hints
-                .stream_options
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false);
-            meta.messages_count = hints.messages.map(|m| m.len() as u32);
-            meta.max_tokens = hints.max_completion_tokens.or(hints.max_tokens);
+        if meta.body.as_ref().is_some_and(|b| b.len() > KEEP_FOR_HINTS) {
+            meta.hints();
         }
         meta
+    }
+
+    /// A request with these hints already known (tests, benchmarks).
+    pub fn with_hints(hints: BodyHints) -> RequestMeta {
+        RequestMeta {
+            hints: OnceLock::from(hints),
+            ..RequestMeta::default()
+        }
+    }
+
+    /// The body's hints, read from it on first use.
+    pub fn hints(&self) -> &BodyHints {
+        self.hints
+            .get_or_init(|| self.body.as_ref().map(BodyHints::read).unwrap_or_default())
+    }
+
+    pub fn model(&self) -> Option<&str> {
+        self.hints().model.as_deref()
+    }
+
+    pub fn stream(&self) -> bool {
+        self.hints().stream
+    }
+}
+
+impl BodyHints {
+    fn read(body: &Bytes) -> BodyHints {
+        let Ok(hints) = serde_json::from_slice::<JsonHints<'_>>(body) else {
+            return BodyHints::default();
+        };
+        BodyHints {
+            model: hints.model.map(|m| Arc::from(truncate(&m, 128))),
+            stream: hints.stream.unwrap_or(false),
+            include_usage: hints
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            messages_count: hints.messages.map(|m| m.len() as u32),
+            max_tokens: hints.max_completion_tokens.or(hints.max_tokens),
+        }
     }
 }
 
@@ -115,11 +161,12 @@ mod tests {
                 "messages":[{"role":"system","content":"secret prompt"},{"role":"user","content":"hi"}]}"#,
         );
         let meta = RequestMeta::read(&HeaderMap::new(), Some(&body), body.len() as u64);
-        assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
-        assert!(meta.stream && meta.include_usage);
-        assert_eq!(meta.messages_count, Some(2));
-        assert_eq!(meta.max_tokens, Some(50));
-        assert!(!format!("{meta:?}").contains("secret"));
+        let hints = meta.hints();
+        assert_eq!(hints.model.as_deref(), Some("gpt-4o"));
+        assert!(hints.stream && hints.include_usage);
+        assert_eq!(hints.messages_count, Some(2));
+        assert_eq!(hints.max_tokens, Some(50));
+        assert!(!format!("{hints:?}").contains("secret"));
     }
 
     #[test]
@@ -132,7 +179,7 @@ mod tests {
         ] {
             let b = Bytes::copy_from_slice(body);
             let meta = RequestMeta::read(&HeaderMap::new(), Some(&b), 0);
-            assert_eq!(meta.model, None, "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(meta.model(), None, "{:?}", String::from_utf8_lossy(body));
         }
     }
 

@@ -69,9 +69,9 @@ async fn a_json_completion_reports_usage_model_and_tag() {
     assert_eq!(event.endpoint_kind, "chat_completions");
     assert_eq!(event.end, BodyEnd::Complete);
     assert_eq!(event.attempts, 1);
-    assert_eq!(event.meta.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(event.meta.model(), Some("gpt-4o"));
     assert_eq!(event.meta.tag.as_deref(), Some("quiz_generation"));
-    assert_eq!(event.meta.messages_count, Some(1));
+    assert_eq!(event.meta.hints().messages_count, Some(1));
     let usage = event.usage.expect("usage from the JSON body");
     assert!(
         usage.input_tokens > 0 && usage.output_tokens > 0,
@@ -91,7 +91,7 @@ async fn a_stream_with_include_usage_reports_usage_and_first_chunk_time() {
     let response = s.client.send(request).await;
     timed_frames(response.into_body(), Duration::from_secs(10)).await;
     let event = one_request(&s.observer).await;
-    assert!(event.meta.stream && event.meta.include_usage);
+    assert!(event.meta.stream() && event.meta.hints().include_usage);
     assert!(
         matches!(
             event.usage,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use backstop::events::{AttemptReport, LogObserver, Verdict};
 use backstop::failure_log::{FailureLog, Options};
 use backstop::mock::{MockOptions, MockUpstream};
-use backstop::request_meta::RequestMeta;
+use backstop::request_meta::{BodyHints, RequestMeta};
 use backstop::retry::{GiveUp, Outcome, Retryable};
 use common::{TestClient, config, failure_log_toml};
 use http::Method;
@@ -53,11 +53,14 @@ fn event(n: u32) -> AttemptReport {
              (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms."
                 .into(),
         ),
-        meta: Arc::new(RequestMeta {
-            model: Some("gpt-4o-mini".into()),
-            tag: Some("quiz_generation".into()),
-            messages_count: Some(3),
-            ..RequestMeta::default()
+        meta: Arc::new({
+            let mut meta = RequestMeta::with_hints(BodyHints {
+                model: Some("gpt-4o-mini".into()),
+                messages_count: Some(3),
+                ..BodyHints::default()
+            });
+            meta.tag = Some("quiz_generation".into());
+            meta
         }),
     }
 }

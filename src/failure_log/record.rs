@@ -158,11 +158,11 @@ impl FailureRecord {
     /// The fields every record takes from the request: model, stream, tag, counts.
     fn about(meta: &RequestMeta) -> FailureRecord {
         FailureRecord {
-            model: meta.model.as_deref().map(str::to_owned),
-            stream: Some(meta.stream),
+            model: meta.model().map(str::to_owned),
+            stream: Some(meta.stream()),
             tag: meta.tag.as_deref().map(str::to_owned),
             context: RecordContext {
-                messages_count: meta.messages_count,
+                messages_count: meta.hints().messages_count,
                 client_retry_count: meta.client_retry_count,
             },
             ..FailureRecord::default()

@@ -316,6 +316,15 @@ impl Vocabulary {
             .clone()
     }
 
+    /// The model label of a request; its body is read for the model only when there
+    /// is an allow-list to look it up in.
+    pub fn model_of(&self, meta: &crate::request_meta::RequestMeta) -> ModelLabel {
+        if self.models.is_empty() {
+            return self.other.clone();
+        }
+        self.model(meta.model())
+    }
+
     /// Every configured upstream with its provider, for pre-creating series.
     pub fn upstreams(&self) -> impl Iterator<Item = (UpstreamLabel, Provider)> + '_ {
         self.upstreams

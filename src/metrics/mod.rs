@@ -198,13 +198,13 @@ impl Observer for Recorder {
             None => OperationError::None,
         };
         if let (Some(operation), Some(provider)) = (Operation::of(endpoint), up.provider()) {
-            let model = vocabulary.model(e.meta.model.as_deref());
+            let model = vocabulary.model_of(&e.meta);
             let call = GenAiCall {
                 operation,
                 provider,
                 model: &model,
             };
-            let first_chunk = e.time_to_first_chunk.filter(|_| e.meta.stream);
+            let first_chunk = e.time_to_first_chunk.filter(|_| e.streamed);
             self.metrics
                 .operation(&call, outcome_error, e.duration, first_chunk);
             if let Some(usage) = e.usage {

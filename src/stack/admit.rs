@@ -37,11 +37,14 @@ pub(super) async fn admit(
 ) -> Result<Admitted, Refused> {
     let hop = reporter.hop;
     let limits = &hop.limits;
-    let estimate = estimate_tokens(
-        call.meta.body_bytes,
-        call.meta.max_tokens,
-        limits.default_max_tokens,
-    );
+    // Tokens are estimated (from the body's hints) only for an upstream that limits them.
+    let limits_tokens = limits.rate.as_ref().is_some_and(|r| r.limits_tokens());
+    let estimate = if limits_tokens {
+        let max_tokens = call.meta.hints().max_tokens;
+        estimate_tokens(call.meta.body_bytes, max_tokens, limits.default_max_tokens)
+    } else {
+        0
+    };
     let until = call
         .deadline
         .min(Instant::now() + hop.upstream.max_queue_wait);
@@ -50,11 +53,7 @@ pub(super) async fn admit(
     let name = hop.upstream.name.clone();
     let (error, reason, falls_back) = match admitted {
         Ok(waited) => {
-            let settle = limits
-                .rate
-                .as_ref()
-                .is_some_and(|r| r.limits_tokens())
-                .then(|| (limits.clone(), estimate));
+            let settle = limits_tokens.then(|| (limits.clone(), estimate));
             return Ok(Admitted { waited, settle });
         }
         Err(NotAdmitted::CircuitOpen { retry_after }) => (

@@ -38,7 +38,7 @@ pub(super) async fn run<T: Transport>(
     let upstream = &*hop.upstream;
     let client_path = client_path(&call.parts);
     let rewritten = (hop_index > 0)
-        .then(|| rewritten_path(upstream, client_path, call.meta.model.as_deref()))
+        .then(|| rewritten_path(upstream, client_path, call.meta.model()))
         .flatten();
     let path_and_query = rewritten.as_deref().unwrap_or(client_path);
     let ctx = attempt::Context {

@@ -36,6 +36,7 @@ mod report;
 mod respond;
 mod response_head;
 mod served;
+mod usage;
 mod watch;
 
 use std::sync::Arc;

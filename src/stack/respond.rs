@@ -10,6 +10,7 @@ use http::Response;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::attempt::is_event_stream;
 use super::report::Ident;
 use super::response_head;
 use super::served::Served;
@@ -56,14 +57,16 @@ pub(super) fn respond(
         in_flight.disarm();
     }
     let status = response.status().as_u16();
-    let look_for_usage = status == 200 && usage_endpoint(&ident.endpoint);
+    let endpoint_kind = endpoint_kind(&ident.endpoint);
+    let look_for_usage = status == 200 && usage_endpoint(endpoint_kind);
     let event = RequestEvent {
         request_id: ident.id,
         upstream: served.upstream,
         method: ident.method,
-        endpoint_kind: endpoint_kind(&ident.endpoint),
+        endpoint_kind,
         endpoint: ident.endpoint,
         status,
+        streamed: is_event_stream(response.headers()),
         attempts: served.attempts,
         give_up: served.give_up,
         time_to_headers: started.elapsed(),
@@ -88,9 +91,9 @@ pub(super) fn respond(
     Response::from_parts(parts, body.boxed())
 }
 
-fn usage_endpoint(path: &str) -> bool {
+fn usage_endpoint(kind: &str) -> bool {
     matches!(
-        endpoint_kind(path),
+        kind,
         "chat_completions" | "completions" | "embeddings" | "responses"
     )
 }

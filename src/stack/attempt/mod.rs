@@ -5,6 +5,8 @@
 
 mod judge;
 
+pub(super) use judge::is_event_stream;
+
 use std::sync::Arc;
 use std::time::Duration;
 
