@@ -9,6 +9,7 @@ pub mod pool;
 pub mod request_body;
 pub mod response_body;
 pub mod send;
+pub mod sse;
 
 pub use client::UpstreamClient;
 pub use pool::UpstreamBody;

@@ -190,7 +190,7 @@ impl Context<'_> {
         let until = self
             .deadline
             .min(Instant::now() + settings.first_event_timeout);
-        let peeked = peek::peek(body, has_first_event, until, settings.first_event_timeout).await;
+        let peeked = peek::peek(body, has_first_event(), until, settings.first_event_timeout).await;
         result.duration = started.elapsed();
         let name = self.upstream.name.clone();
         let outcome = match peeked.end {
