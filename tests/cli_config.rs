@@ -223,7 +223,10 @@ async fn max_body_bytes_alone_starts_and_lowers_the_retry_buffer() {
     let (code, out, err) = run(&["check-config", "--config", &path]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("retry_buffer_bytes = 65536"), "{out}");
-    assert!(out.contains("retry_buffer_total_bytes = 268435456"), "{out}");
+    assert!(
+        out.contains("retry_buffer_total_bytes = 268435456"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use fault::{Fault, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript, http_date};
+pub use fault::{
+    Fault, LineEnding, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript, http_date,
+};
 use server::Shared;
 
 /// How the mock behaves when no fault is queued.
@@ -54,6 +56,8 @@ pub struct MockOptions {
     pub stream_chunks: usize,
     /// Pause between those chunks. Default 10 ms.
     pub stream_gap: Duration,
+    /// How the lines of those streams end. Default LF.
+    pub stream_line_ending: LineEnding,
     /// Seed for the random failures, for reproducible runs. Default: none (random).
     pub seed: Option<u64>,
     /// Enforce a provider-style request limit (fixed window, `x-ratelimit-*` headers,
@@ -77,6 +81,7 @@ impl Default for MockOptions {
             latency: Duration::ZERO,
             stream_chunks: 5,
             stream_gap: Duration::from_millis(10),
+            stream_line_ending: LineEnding::Lf,
             seed: None,
             rate_limit: None,
         }

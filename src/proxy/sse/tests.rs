@@ -38,8 +38,14 @@ fn data_forms_and_multi_line_data() {
     assert_eq!(first_event(b"data:2\n\n").as_deref(), Some("2"));
     assert_eq!(first_event(b"data\n\n").as_deref(), Some(""));
     assert_eq!(first_event(b"database: x\n\n"), None);
-    assert_eq!(first_event(b"data: a\rdata:  b\r\r").as_deref(), Some("a\n b"));
-    assert_eq!(first_event(b"\xEF\xBB\xBFdata: x\n\n").as_deref(), Some("x"));
+    assert_eq!(
+        first_event(b"data: a\rdata:  b\r\r").as_deref(),
+        Some("a\n b")
+    );
+    assert_eq!(
+        first_event(b"\xEF\xBB\xBFdata: x\n\n").as_deref(),
+        Some("x")
+    );
 }
 
 #[test]
@@ -61,7 +67,12 @@ fn boundary_follows_every_line_ending() {
         b.at_event_end()
     };
     assert!(at_end(&[]));
-    for ended in [&b"data: 1\n\n"[..], b"data: 1\r\r", b"data: 1\r\n\r\n", b"x\n\r"] {
+    for ended in [
+        &b"data: 1\n\n"[..],
+        b"data: 1\r\r",
+        b"data: 1\r\n\r\n",
+        b"x\n\r",
+    ] {
         assert!(at_end(&[ended]), "{ended:?}");
     }
     for open in [&b"data: 1"[..], b"data: 1\n", b"data: 1\r", b"data: 1\r\n"] {
