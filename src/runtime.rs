@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError, RetrySettings, Upstream};
 use crate::limits::UpstreamLimits;
 use crate::names::NameMap;
-use crate::proxy::{UpstreamClient, client};
+use crate::proxy::{BufferBudget, UpstreamClient, client};
 use crate::retry::RetryBudget;
 use crate::routing::Router;
 
@@ -14,6 +14,9 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub router: Router,
     pub client: UpstreamClient,
+    /// Memory for request bodies kept for replay, shared by every request; the same
+    /// budget across reloads (bodies kept under the old config still count).
+    pub buffer_budget: Arc<BufferBudget>,
     upstreams: NameMap<Shared>,
 }
 
@@ -50,6 +53,13 @@ impl Runtime {
     pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
         let client = client::build(&config)?;
         let router = Router::new(&config.upstreams);
+        let buffer_budget = match previous {
+            Some(p) => {
+                p.buffer_budget.set_limit(config.retry_buffer_total_bytes);
+                p.buffer_budget.clone()
+            }
+            None => BufferBudget::new(config.retry_buffer_total_bytes),
+        };
         let upstreams = config
             .upstreams
             .iter()
@@ -79,6 +89,7 @@ impl Runtime {
             config: Arc::new(config),
             router,
             client,
+            buffer_budget,
             upstreams,
         })
     }

@@ -3,6 +3,7 @@
 //! - `labels`: every label value as a type, bounded by construction;
 //! - `families`: `Metrics`, the Prometheus families as fields with typed methods;
 //! - `failure_log`: the failure log's counters, read at scrape time;
+//! - `load`: connections refused and the retry-buffer budget, read at scrape time;
 //! - `stats`: per-upstream and per-tag tallies behind `/stats` and `/status`;
 //! - `status_page`: the `/status` HTML.
 //!
@@ -28,6 +29,7 @@ mod buckets;
 mod failure_log;
 mod families;
 mod labels;
+mod load;
 mod series;
 mod stats;
 mod status_page;
@@ -45,6 +47,7 @@ pub use labels::{
     AttemptOutcome, CircuitState, Endpoint, ModelLabel, Operation, OperationError, Provider,
     TokenType, UpstreamLabel, Vocabulary,
 };
+pub use load::LoadCounts;
 pub use stats::{LastError, Snapshot, Stats};
 pub use status_page::render as render_status;
 
@@ -52,12 +55,14 @@ use crate::config::Config;
 use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict};
 use crate::retry::Outcome;
 use failure_log::FailureLogCollector;
+use load::LoadCollector;
 
 /// The `Observer` behind `/metrics`, `/stats` and `/status`.
 pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     failure_log: FailureLogCollector,
+    load: LoadCollector,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
 }
@@ -69,10 +74,13 @@ impl Recorder {
         let metrics = Metrics::register(registry)?;
         let failure_log = FailureLogCollector::new()?;
         registry.register(Box::new(failure_log.clone()))?;
+        let load = LoadCollector::new()?;
+        registry.register(Box::new(load.clone()))?;
         let recorder = Recorder {
             registry: registry.clone(),
             metrics,
             failure_log,
+            load,
             stats: Stats::default(),
             vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
         };
@@ -96,6 +104,13 @@ impl Recorder {
     /// Lets the failure log's own counters show as its three counter families.
     pub fn attach_failure_log(&self, counts: Arc<dyn FailureLogCounts>) {
         self.failure_log.attach(counts);
+    }
+
+    /// Lets the server's and the retry-buffer budget's counts show as
+    /// `backstop_connections_refused_total`, `backstop_retry_buffer_bytes` and
+    /// `backstop_retry_buffer_exhausted_total`.
+    pub fn attach_load(&self, counts: Arc<dyn LoadCounts>) {
+        self.load.attach(counts);
     }
 
     /// For the circuit breaker: its state per upstream, as gauge and in `/stats`.

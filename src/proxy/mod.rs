@@ -2,6 +2,7 @@
 //! building (headers, key injection), request body buffering and the guarded
 //! response body that streams back to the client.
 
+pub mod buffer_budget;
 pub mod client;
 pub mod headers;
 pub mod peek;
@@ -11,6 +12,7 @@ pub mod response_body;
 pub mod send;
 pub mod sse;
 
+pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;
 pub use pool::UpstreamBody;
 pub use request_body::RequestBody;

@@ -1,9 +1,11 @@
 //! The client's request body: kept in memory up to `retry_buffer_bytes` so the retry
 //! engine can replay it; beyond that streamed through once (never retried); beyond
-//! `max_body_bytes` refused with 413.
+//! `max_body_bytes` refused with 413. Kept bodies share one `BufferBudget`: when it is
+//! spent, a body is streamed once too.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::buffer_budget::{BufferBudget, BufferPermit};
 use crate::body::{self, Body, BoxError};
 use crate::error::ProxyError;
 
@@ -32,17 +35,35 @@ pub struct BodyLimits {
 }
 
 impl RequestBody {
-    /// Reads the body until it ends or passes `retry_buffer_bytes`.
+    /// Reads the body until it ends or passes `retry_buffer_bytes`, or until `budget`
+    /// has no room for it. A kept body holds its bytes of `budget` until the last copy
+    /// of it is dropped.
     pub async fn read(
         mut incoming: Incoming,
         content_length: Option<u64>,
         limits: BodyLimits,
+        budget: &Arc<BufferBudget>,
     ) -> Result<RequestBody, ProxyError> {
         let too_large = ProxyError::BodyTooLarge {
             limit: limits.max_body_bytes,
         };
         if content_length.is_some_and(|n| n > limits.max_body_bytes) {
             return Err(too_large);
+        }
+        let mut permit = budget.permit();
+        // A body announced small enough to keep is reserved whole before it is read, so
+        // a spent budget is known before any of it is held.
+        let reserved = content_length.filter(|&n| n <= limits.retry_buffer_bytes);
+        if let Some(n) = reserved
+            && !permit.grow(n)
+        {
+            return Ok(streamed_for_lack_of_budget(
+                budget,
+                Vec::new(),
+                incoming,
+                0,
+                &limits,
+            ));
         }
         let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
         let mut chunks: Vec<Bytes> = Vec::new();
@@ -58,21 +79,28 @@ impl RequestBody {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            total += data.len() as u64;
+            let len = data.len() as u64;
+            total += len;
             if total > limits.max_body_bytes {
                 return Err(too_large);
             }
             chunks.push(data);
             if total > limits.retry_buffer_bytes {
-                return Ok(RequestBody::Streaming(StreamingBody {
-                    prefix: chunks.into(),
-                    rest: incoming,
-                    seen: total,
-                    limit: limits.max_body_bytes,
-                }));
+                return Ok(RequestBody::Streaming(StreamingBody::new(
+                    chunks, incoming, total, &limits,
+                )));
+            }
+            if reserved.is_none() && !permit.grow(len) {
+                return Ok(streamed_for_lack_of_budget(
+                    budget, chunks, incoming, total, &limits,
+                ));
             }
         }
-        Ok(RequestBody::Buffered(concat(chunks, buffer_cap)))
+        permit.shrink_to(total);
+        Ok(RequestBody::Buffered(kept(
+            concat(chunks, buffer_cap),
+            permit,
+        )))
     }
 
     /// Whether this body can be sent again for a retry.
@@ -95,6 +123,39 @@ impl RequestBody {
             RequestBody::Streaming(s) => BodyExt::boxed(s),
         }
     }
+}
+
+/// A body the budget had no room for: counted, and sent once.
+fn streamed_for_lack_of_budget(
+    budget: &BufferBudget,
+    read: Vec<Bytes>,
+    rest: Incoming,
+    seen: u64,
+    limits: &BodyLimits,
+) -> RequestBody {
+    budget.count_exhausted();
+    tracing::debug!("retry_buffer_total_bytes spent: request body sent once, not retryable");
+    RequestBody::Streaming(StreamingBody::new(read, rest, seen, limits))
+}
+
+/// The body's bytes, holding `permit` until the last clone of them is dropped.
+fn kept(bytes: Bytes, permit: BufferPermit) -> Bytes {
+    struct Kept {
+        bytes: Bytes,
+        _permit: BufferPermit,
+    }
+    impl AsRef<[u8]> for Kept {
+        fn as_ref(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+    if bytes.is_empty() {
+        return bytes;
+    }
+    Bytes::from_owner(Kept {
+        bytes,
+        _permit: permit,
+    })
 }
 
 fn concat(mut chunks: Vec<Bytes>, capacity: usize) -> Bytes {
@@ -126,6 +187,17 @@ pin_project_lite::pin_project! {
         rest: Incoming,
         seen: u64,
         limit: u64,
+    }
+}
+
+impl StreamingBody {
+    fn new(read: Vec<Bytes>, rest: Incoming, seen: u64, limits: &BodyLimits) -> StreamingBody {
+        StreamingBody {
+            prefix: read.into(),
+            rest,
+            seen,
+            limit: limits.max_body_bytes,
+        }
     }
 }
 

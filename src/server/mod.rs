@@ -6,12 +6,14 @@
 //! and are then cut; the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
+pub mod limits;
 pub mod version;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -22,17 +24,20 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::admin::{self, Admin, Phase, Readiness};
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
-use crate::metrics::{FailureLogCounts, Recorder};
+use crate::metrics::{FailureLogCounts, LoadCounts, Recorder};
+use crate::proxy::BufferBudget;
 use crate::runtime::Runtime;
 use crate::stack;
+use limits::{ClientLimits, ConnClock, Tracked, Watched};
 use version::Version;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +123,26 @@ async fn serve_both(
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
     let (proxy_at, admin_at) = (config.listen, config.admin_listen);
+    let refused = Arc::new(AtomicU64::new(0));
+    let proxy_limits = ClientLimits {
+        header_timeout: config.client_header_timeout,
+        idle_timeout: config.client_idle_timeout,
+        connections: Some(Arc::new(Semaphore::new(
+            config.max_connections.get() as usize
+        ))),
+        refused: refused.clone(),
+    };
+    // The admin port has the same timeouts but no cap: probes must get through.
+    let admin_limits = ClientLimits {
+        connections: None,
+        refused: Arc::default(),
+        ..proxy_limits.clone()
+    };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
+    metrics.attach_load(Arc::new(Load {
+        refused: refused.clone(),
+        buffer_budget: runtime.load().buffer_budget.clone(),
+    }));
 
     let bind = |which: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -138,22 +162,36 @@ async fn serve_both(
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let rt = runtime.clone();
-    let proxy_task = tokio::spawn(serve(proxy_listener, proxy_stopped, grace, move |req| {
-        let runtime = rt.load_full();
-        let observer = observer.clone();
-        // Boxed: hyper keeps a slot the size of this future for the connection's whole
-        // life, and a stream's connection outlives the future (done once headers are
-        // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
-        Box::pin(async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) })
-    }));
+    let proxy_task = tokio::spawn(serve(
+        proxy_listener,
+        proxy_stopped,
+        grace,
+        proxy_limits,
+        move |req| {
+            let runtime = rt.load_full();
+            let observer = observer.clone();
+            // Boxed: hyper keeps a slot the size of this future for the connection's whole
+            // life, and a stream's connection outlives the future (done once headers are
+            // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
+            Box::pin(
+                async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) },
+            )
+        },
+    ));
     let admin = Arc::new(Admin {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     });
-    let admin_task = tokio::spawn(serve(admin_listener, admin_stopped, grace, move |req| {
-        let admin = admin.clone();
-        async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
-    }));
+    let admin_task = tokio::spawn(serve(
+        admin_listener,
+        admin_stopped,
+        grace,
+        admin_limits,
+        move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
+        },
+    ));
 
     readiness.set(Phase::Ready);
     tracing::info!(%proxy_addr, %admin_addr, "backstop listening");
@@ -264,6 +302,7 @@ async fn serve<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    limits: ClientLimits,
     handler: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -288,25 +327,62 @@ async fn serve<F, Fut>(
                         continue;
                     }
                 };
+                let Some(permit) = limits.admit() else {
+                    // Over max_connections: closed unanswered, counted.
+                    tracing::debug!("max_connections reached; connection closed");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let service = service_fn(handler.clone());
+                let clock = ConnClock::new(Instant::now(), &limits);
+                let service = {
+                    let (clock, handler) = (clock.clone(), handler.clone());
+                    service_fn(move |req| {
+                        let in_flight = clock.request_started();
+                        let response = handler(req);
+                        async move {
+                            let response = response.await?;
+                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                        }
+                    })
+                };
                 let (builders, watcher) = (builders.clone(), graceful.watcher());
                 let mut stop = stop.clone();
                 connections.spawn(async move {
-                    // A connection that never says which version it speaks is not waited for.
+                    let _permit = permit;
+                    // A connection that never says which version it speaks is not
+                    // waited for, and gets `client_header_timeout` to say it.
                     let detected = tokio::select! {
-                        detected = version::detect(stream) => detected,
+                        detected = tokio::time::timeout_at(
+                            clock.first_head_due(),
+                            version::detect(stream),
+                        ) => detected,
                         _ = stop.changed() => return,
                     };
+                    let Ok(detected) = detected else {
+                        tracing::debug!("client sent no request head in time; closed");
+                        return;
+                    };
+                    // Each connection is dropped (closed) when `clock` says it has waited
+                    // too long with no request in flight.
                     let ended = match detected {
                         Ok((Version::H1, io)) => {
-                            let conn = builders.0.serve_connection(TokioIo::new(io), service);
-                            watcher.watch(conn).await.map_err(BoxError::from)
+                            let io = TokioIo::new(Watched::new(io, clock.clone()));
+                            let conn = watcher.watch(builders.0.serve_connection(io, service));
+                            tokio::select! {
+                                ended = conn => ended.map_err(BoxError::from),
+                                _ = clock.expired() => Ok(()),
+                            }
                         }
                         // Boxed: h2c is rare here, and its state would size every task.
+                        // Its frames are not heads: only in-flight streams count.
                         Ok((Version::H2, io)) => {
                             let conn = builders.1.serve_connection(TokioIo::new(io), service);
-                            Box::pin(watcher.watch(conn)).await.map_err(BoxError::from)
+                            let conn = Box::pin(watcher.watch(conn));
+                            tokio::select! {
+                                ended = conn => ended.map_err(BoxError::from),
+                                _ = clock.expired() => Ok(()),
+                            }
                         }
                         Err(e) => Err(e.into()),
                     };
@@ -349,5 +425,26 @@ impl FailureLogCounts for FailureLogStats {
 
     fn write_errors(&self) -> u64 {
         FailureLogStats::write_errors(self)
+    }
+}
+
+/// The counts behind `backstop_connections_refused_total` and the retry-buffer families.
+struct Load {
+    refused: Arc<AtomicU64>,
+    /// The one budget every runtime shares (a reload keeps it).
+    buffer_budget: Arc<BufferBudget>,
+}
+
+impl LoadCounts for Load {
+    fn connections_refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn retry_buffer_bytes(&self) -> u64 {
+        self.buffer_budget.held()
+    }
+
+    fn retry_buffer_exhausted(&self) -> u64 {
+        self.buffer_budget.exhausted()
     }
 }

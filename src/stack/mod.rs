@@ -174,7 +174,7 @@ async fn forward(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = RequestBody::read(incoming, content_length, limits).await?;
+    let body = RequestBody::read(incoming, content_length, limits, &runtime.buffer_budget).await?;
     let body_bytes = body
         .buffered()
         .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
