@@ -121,6 +121,8 @@ pub struct Received {
     pub body: Bytes,
     /// When its head was read.
     pub at: Instant,
+    /// The body parsed as JSON, once (large bodies are read by several answers).
+    pub(crate) parsed: Arc<std::sync::OnceLock<Option<serde_json::Value>>>,
 }
 
 impl Received {
@@ -140,7 +142,9 @@ impl Received {
 
     /// The body as JSON, if it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.body).ok())
+            .clone()
     }
 }
 
