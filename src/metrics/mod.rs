@@ -57,12 +57,20 @@ use crate::retry::Outcome;
 use failure_log::FailureLogCollector;
 use load::LoadCollector;
 
+/// The upstream connections, read when `/stats` is built (the client knows them; the
+/// metrics do not know the client).
+pub trait UpstreamConnections: Send + Sync + 'static {
+    /// HTTP/2 connections open to `upstream` now, and streams in flight on them.
+    fn h2(&self, upstream: &str) -> (usize, u32);
+}
+
 /// The `Observer` behind `/metrics`, `/stats` and `/status`.
 pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     failure_log: FailureLogCollector,
     load: LoadCollector,
+    connections: std::sync::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
 }
@@ -81,6 +89,7 @@ impl Recorder {
             metrics,
             failure_log,
             load,
+            connections: Default::default(),
             stats: Stats::default(),
             vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
         };
@@ -136,7 +145,24 @@ impl Recorder {
     }
 
     pub fn stats(&self) -> Snapshot {
-        self.stats.snapshot()
+        let mut snapshot = self.stats.snapshot();
+        let connections = self
+            .connections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(connections) = connections {
+            for row in &mut snapshot.upstreams {
+                (row.h2_connections, row.h2_streams) = connections.h2(&row.name);
+            }
+        }
+        snapshot
+    }
+
+    /// Lets `/stats` show each upstream's open HTTP/2 connections and streams.
+    pub fn attach_connections(&self, connections: Arc<dyn UpstreamConnections>) {
+        // Poisoned: a writer panicked mid-assignment of an Arc, still a valid value.
+        *self.connections.write().unwrap_or_else(|e| e.into_inner()) = Some(connections);
     }
 }
 

@@ -4,8 +4,9 @@
 //! recently returned one (warm, least likely to have been closed by the server), and
 //! the response body gives it back when it ends cleanly (`UpstreamBody`); a body dropped
 //! part-way takes its connection down with it, as it cannot carry another request.
-//! An HTTP/2 connection (TLS upstreams that offer h2 in ALPN) is shared by every request.
-//! Connections idle for longer than `pool_idle_timeout` are closed by a sweep.
+//! HTTP/2 connections (TLS upstreams that offer h2 in ALPN) carry many requests each, as
+//! many as the server allows, in `h2_pool`. Connections idle for longer than
+//! `pool_idle_timeout` are closed by a sweep.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +17,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use tokio::time::Instant;
 
+use super::h2_pool::{H2Pool, StreamLease};
 use crate::body::Body;
 
 /// More idle connections than this to one upstream are closed as they come back.
@@ -27,7 +29,7 @@ const MAX_IDLE: usize = 1024;
 /// The idle connections to one upstream.
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
-    shared_h2: Mutex<Option<http2::SendRequest<Body>>>,
+    pub h2: H2Pool,
     idle_timeout: Duration,
     sweeping: AtomicBool,
 }
@@ -41,7 +43,7 @@ impl Pool {
     pub fn new(idle_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
-            shared_h2: Mutex::new(None),
+            h2: H2Pool::default(),
             idle_timeout,
             sweeping: AtomicBool::new(false),
         })
@@ -93,18 +95,6 @@ impl Pool {
         self.start_sweeping();
     }
 
-    /// The shared HTTP/2 connection, while it is open.
-    pub fn h2(&self) -> Option<http2::SendRequest<Body>> {
-        let shared = self.shared_h2.lock().ok()?;
-        shared.as_ref().filter(|s| !s.is_closed()).cloned()
-    }
-
-    pub fn set_h2(&self, sender: http2::SendRequest<Body>) {
-        if let Ok(mut shared) = self.shared_h2.lock() {
-            *shared = Some(sender);
-        }
-    }
-
     /// How many idle HTTP/1.1 connections are kept (tests).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map_or(0, |idle| idle.len())
@@ -112,7 +102,7 @@ impl Pool {
 
     /// Once per pool, from the first connection returned (so always inside the runtime):
     /// a task that closes expired connections, ending when the pool is dropped.
-    fn start_sweeping(self: &Arc<Self>) {
+    pub fn start_sweeping(self: &Arc<Self>) {
         if self.sweeping.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -128,6 +118,7 @@ impl Pool {
                     expire(&mut idle, pool.idle_timeout);
                     idle.retain(|conn| !conn.sender.is_closed());
                 }
+                pool.h2.expire(pool.idle_timeout);
             }
         });
     }
@@ -145,21 +136,36 @@ fn expire(idle: &mut Vec<Idle>, timeout: Duration) {
 
 pin_project_lite::pin_project! {
     /// A response body from an upstream; an HTTP/1.1 connection goes back to its pool
-    /// when the body has been read to its end.
+    /// when the body has been read to its end, an HTTP/2 stream is counted until then.
     pub struct UpstreamBody {
         #[pin]
         inner: Incoming,
         lender: Option<(Arc<Pool>, http1::SendRequest<Body>)>,
+        stream: Option<StreamLease>,
     }
 }
 
 impl UpstreamBody {
     pub fn new(inner: Incoming, lender: Option<(Arc<Pool>, http1::SendRequest<Body>)>) -> Self {
-        let mut body = UpstreamBody { inner, lender };
+        let mut body = UpstreamBody {
+            inner,
+            lender,
+            stream: None,
+        };
         if body.inner.is_end_stream() {
             body.give_back();
         }
         body
+    }
+
+    /// A body on an HTTP/2 stream, counted against its connection until it ends.
+    pub fn on_stream(inner: Incoming, stream: StreamLease) -> Self {
+        let stream = (!inner.is_end_stream()).then_some(stream);
+        UpstreamBody {
+            inner,
+            lender: None,
+            stream,
+        }
     }
 
     fn give_back(&mut self) {
@@ -185,12 +191,16 @@ impl HttpBody for UpstreamBody {
             // A broken body: the connection is not fit to carry another request.
             Poll::Ready(Some(Err(_))) => {
                 this.lender.take();
+                this.stream.take();
                 false
             }
             Poll::Pending => false,
         };
-        if ended && let Some((pool, sender)) = this.lender.take() {
-            pool.give_back(sender);
+        if ended {
+            this.stream.take();
+            if let Some((pool, sender)) = this.lender.take() {
+                pool.give_back(sender);
+            }
         }
         polled
     }

@@ -33,7 +33,7 @@ use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
-use crate::metrics::{FailureLogCounts, LoadCounts, Recorder};
+use crate::metrics::{FailureLogCounts, LoadCounts, Recorder, UpstreamConnections};
 use crate::proxy::BufferBudget;
 use crate::runtime::Runtime;
 use crate::stack;
@@ -139,6 +139,7 @@ async fn serve_both(
         ..proxy_limits.clone()
     };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
+    metrics.attach_connections(Arc::new(Connections(runtime.clone())));
     metrics.attach_load(Arc::new(Load {
         refused: refused.clone(),
         buffer_budget: runtime.load().buffer_budget.clone(),
@@ -446,5 +447,15 @@ impl LoadCounts for Load {
 
     fn retry_buffer_exhausted(&self) -> u64 {
         self.buffer_budget.exhausted()
+    }
+}
+
+/// `/stats`' view of the upstream connections of the runtime in use.
+struct Connections(Arc<ArcSwap<Runtime>>);
+
+impl UpstreamConnections for Connections {
+    fn h2(&self, upstream: &str) -> (usize, u32) {
+        let counts = self.0.load().client.h2_counts(upstream);
+        (counts.connections, counts.streams)
     }
 }
