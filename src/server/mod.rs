@@ -6,6 +6,7 @@
 //! and are then cut; the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
+mod accept;
 pub mod limits;
 pub mod version;
 
@@ -14,22 +15,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::admin::{self, Admin, Phase, Readiness};
-use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
@@ -37,8 +28,7 @@ use crate::metrics::{FailureLogCounts, LoadCounts, Recorder, UpstreamConnections
 use crate::proxy::BufferBudget;
 use crate::runtime::Runtime;
 use crate::stack;
-use limits::{ClientLimits, ConnClock, Tracked, Watched};
-use version::Version;
+use limits::ClientLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -163,7 +153,7 @@ async fn serve_both(
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let rt = runtime.clone();
-    let proxy_task = tokio::spawn(serve(
+    let proxy_task = tokio::spawn(accept::serve(
         proxy_listener,
         proxy_stopped,
         grace,
@@ -183,7 +173,7 @@ async fn serve_both(
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     });
-    let admin_task = tokio::spawn(serve(
+    let admin_task = tokio::spawn(accept::serve(
         admin_listener,
         admin_stopped,
         grace,
@@ -262,6 +252,21 @@ impl Running {
         {
             tracing::warn!("listen and admin_listen changes take effect only after a restart");
         }
+        let current = self.config();
+        if (
+            config.client_header_timeout,
+            config.client_idle_timeout,
+            config.max_connections,
+        ) != (
+            current.client_header_timeout,
+            current.client_idle_timeout,
+            current.max_connections,
+        ) {
+            tracing::warn!(
+                "client_header_timeout, client_idle_timeout and max_connections changes \
+                 take effect only after a restart"
+            );
+        }
         let (new, old) = (&config.failure_log, &self.config().failure_log);
         if new.dir != old.dir || new.retention_days != old.retention_days {
             tracing::warn!("failure_log changes take effect only after a restart");
@@ -296,122 +301,6 @@ impl Running {
         signal.await;
         self.shutdown().await;
     }
-}
-
-/// Accepts connections until told to stop, then drains them within `grace`.
-async fn serve<F, Fut>(
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    limits: ClientLimits,
-    handler: F,
-) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-{
-    // HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
-    let builders = Arc::new((
-        http1::Builder::new(),
-        http2::Builder::new(TokioExecutor::new()),
-    ));
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // e.g. EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(permit) = limits.admit() else {
-                    // Over max_connections: closed unanswered, counted.
-                    tracing::debug!("max_connections reached; connection closed");
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let clock = ConnClock::new(Instant::now(), &limits);
-                let service = {
-                    let (clock, handler) = (clock.clone(), handler.clone());
-                    service_fn(move |req| {
-                        let in_flight = clock.request_started();
-                        let response = handler(req);
-                        async move {
-                            let response = response.await?;
-                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
-                        }
-                    })
-                };
-                let (builders, watcher) = (builders.clone(), graceful.watcher());
-                let mut stop = stop.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    // A connection that never says which version it speaks is not
-                    // waited for, and gets `client_header_timeout` to say it.
-                    let detected = tokio::select! {
-                        detected = tokio::time::timeout_at(
-                            clock.first_head_due(),
-                            version::detect(stream),
-                        ) => detected,
-                        _ = stop.changed() => return,
-                    };
-                    let Ok(detected) = detected else {
-                        tracing::debug!("client sent no request head in time; closed");
-                        return;
-                    };
-                    // Each connection is dropped (closed) when `clock` says it has waited
-                    // too long with no request in flight.
-                    let ended = match detected {
-                        Ok((Version::H1, io)) => {
-                            let io = TokioIo::new(Watched::new(io, clock.clone()));
-                            let conn = watcher.watch(builders.0.serve_connection(io, service));
-                            tokio::select! {
-                                ended = conn => ended.map_err(BoxError::from),
-                                _ = clock.expired() => Ok(()),
-                            }
-                        }
-                        // Boxed: h2c is rare here, and its state would size every task.
-                        // Its frames are not heads: only in-flight streams count.
-                        Ok((Version::H2, io)) => {
-                            let conn = builders.1.serve_connection(TokioIo::new(io), service);
-                            let conn = Box::pin(watcher.watch(conn));
-                            tokio::select! {
-                                ended = conn => ended.map_err(BoxError::from),
-                                _ = clock.expired() => Ok(()),
-                            }
-                        }
-                        Err(e) => Err(e.into()),
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    while connections.try_join_next().is_some() {}
-    let open = connections.len();
-    if open > 0 {
-        tracing::info!(open, ?grace, "waiting for open connections");
-    }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "shutdown_grace passed; cutting remaining connections"
-        );
-    }
-    connections.shutdown().await;
 }
 
 /// The failure log's counters, read by the metrics at scrape time.
