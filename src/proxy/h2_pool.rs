@@ -77,7 +77,9 @@ impl H2Pool {
         conns.retain(|c| !c.sender.is_closed());
         let conn = conns
             .iter()
-            .filter(|c| c.streams.load(Ordering::Acquire) < c.limit.max())
+            // A server announcing 0 (no new streams for now) still gets one per
+            // connection: otherwise every request would open another connection.
+            .filter(|c| c.streams.load(Ordering::Acquire) < c.limit.max().max(1))
             .min_by_key(|c| c.streams.load(Ordering::Acquire))?;
         conn.streams.fetch_add(1, Ordering::AcqRel);
         Some(StreamLease { conn: conn.clone() })

@@ -50,6 +50,16 @@ impl RequestBody {
         if content_length.is_some_and(|n| n > limits.max_body_bytes) {
             return Err(too_large);
         }
+        if content_length.is_some_and(|n| n > limits.retry_buffer_bytes) {
+            // Too large to keep, and known to be: streamed from its first byte.
+            return Ok(RequestBody::Streaming(StreamingBody::new(
+                Vec::new(),
+                incoming,
+                0,
+                None,
+                &limits,
+            )));
+        }
         let mut permit = budget.permit();
         // A body announced small enough to keep is reserved whole before it is read, so
         // a spent budget is known before any of it is held.
@@ -59,7 +69,7 @@ impl RequestBody {
         {
             return Ok(streamed_for_lack_of_budget(
                 budget,
-                Vec::new(),
+                (Vec::new(), None),
                 incoming,
                 0,
                 &limits,
@@ -87,12 +97,20 @@ impl RequestBody {
             chunks.push(data);
             if total > limits.retry_buffer_bytes {
                 return Ok(RequestBody::Streaming(StreamingBody::new(
-                    chunks, incoming, total, &limits,
+                    chunks,
+                    incoming,
+                    total,
+                    Some(permit),
+                    &limits,
                 )));
             }
             if reserved.is_none() && !permit.grow(len) {
                 return Ok(streamed_for_lack_of_budget(
-                    budget, chunks, incoming, total, &limits,
+                    budget,
+                    (chunks, Some(permit)),
+                    incoming,
+                    total,
+                    &limits,
                 ));
             }
         }
@@ -125,17 +143,18 @@ impl RequestBody {
     }
 }
 
-/// A body the budget had no room for: counted, and sent once.
+/// A body the budget had no room for: counted, and sent once. `read` is what was read
+/// already, with the budget it holds.
 fn streamed_for_lack_of_budget(
     budget: &BufferBudget,
-    read: Vec<Bytes>,
+    (read, held): (Vec<Bytes>, Option<BufferPermit>),
     rest: Incoming,
     seen: u64,
     limits: &BodyLimits,
 ) -> RequestBody {
     budget.count_exhausted();
     tracing::debug!("retry_buffer_total_bytes spent: request body sent once, not retryable");
-    RequestBody::Streaming(StreamingBody::new(read, rest, seen, limits))
+    RequestBody::Streaming(StreamingBody::new(read, rest, seen, held, limits))
 }
 
 /// The body's bytes, holding `permit` until the last clone of them is dropped.
@@ -180,9 +199,11 @@ pub struct BodyTooLarge {
 }
 
 pin_project_lite::pin_project! {
-    /// The chunks already read, then the rest of the client's body, counted against the limit.
+    /// The chunks already read, then the rest of the client's body, counted against the
+    /// limit. The chunks read hold their bytes of the budget until they have been sent.
     pub struct StreamingBody {
         prefix: VecDeque<Bytes>,
+        held: Option<BufferPermit>,
         #[pin]
         rest: Incoming,
         seen: u64,
@@ -191,9 +212,16 @@ pin_project_lite::pin_project! {
 }
 
 impl StreamingBody {
-    fn new(read: Vec<Bytes>, rest: Incoming, seen: u64, limits: &BodyLimits) -> StreamingBody {
+    fn new(
+        read: Vec<Bytes>,
+        rest: Incoming,
+        seen: u64,
+        held: Option<BufferPermit>,
+        limits: &BodyLimits,
+    ) -> StreamingBody {
         StreamingBody {
             prefix: read.into(),
+            held,
             rest,
             seen,
             limit: limits.max_body_bytes,
@@ -211,6 +239,9 @@ impl HttpBody for StreamingBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if let Some(chunk) = this.prefix.pop_front() {
+            if this.prefix.is_empty() {
+                this.held.take();
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         match this.rest.poll_frame(cx) {
