@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backstop::body::{Body, BoxError};
+use backstop::body::Body;
 use backstop::config::{Config, Upstream};
 use backstop::proxy::UpstreamClient;
 use backstop::proxy::headers::strip_hop_by_hop;
@@ -57,7 +57,7 @@ fn main() {
 }
 
 async fn serve(listen: SocketAddr, config: Config) {
-    let client = Arc::new(backstop::proxy::client::build(&config).expect("client"));
+    let client = Arc::new(backstop::proxy::client::build(&config, Arc::default()).expect("client"));
     let upstream = Arc::new(config.upstreams[0].clone());
     let listener = TcpListener::bind(listen)
         .await
@@ -122,7 +122,7 @@ async fn forward(
         Ok(response) => {
             let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+            let body = body.boxed();
             Ok(Response::from_parts(head, body))
         }
         Err(_) => Ok(status(StatusCode::BAD_GATEWAY)),

@@ -9,6 +9,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body backstop produces, and every request body it sends upstream.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// A request body as a client sends it: hyper's `Incoming` from the server, or any
+/// other body (service tests send `Full` bodies without a socket).
+pub trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static
+{
+}
+
+impl<B> ClientBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static
+{
+}
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})

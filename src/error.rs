@@ -76,6 +76,29 @@ impl ProxyError {
         }
     }
 
+    /// SPEC §3's `error_type` for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. }
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadRequestBody(_)
+            | ProxyError::BadRequest(_) => "client_error",
+            ProxyError::Connect { .. } => "connect_error",
+            ProxyError::Timeout { .. } => "timeout",
+            ProxyError::Upstream { .. } => "reset",
+            ProxyError::CircuitOpen { .. } => "circuit_open",
+            ProxyError::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// This error as a refusal before any attempt, for the request's event.
+    pub fn refusal(&self) -> crate::events::Refusal {
+        crate::events::Refusal {
+            code: self.code(),
+            error_type: self.error_type(),
+        }
+    }
+
     /// For refusals the client should retry later: how much later.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

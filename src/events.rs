@@ -1,8 +1,11 @@
-//! The one event type the request path emits: one `AttemptEvent` per attempt, carrying
-//! its outcome and what backstop decided. The failure log and metrics consume these;
-//! they never parse log lines and know nothing of the HTTP server.
+//! What the request path tells its observers: one `AttemptReport` per attempt (its
+//! outcome and what backstop decided), one `RequestEvent` per request when its response
+//! has ended, and changes of an upstream's circuit and pacing. The failure log and
+//! metrics consume these; they never parse log lines and know nothing of the server.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use http::Method;
@@ -19,7 +22,7 @@ pub enum Verdict {
     Returned,
     /// Another attempt follows after `delay`.
     Retry,
-    /// Handed to the client as a failure (why in `AttemptEvent::give_up`).
+    /// Handed to the client as a failure (why in `AttemptReport::give_up`).
     GiveUp,
     /// This upstream is done with the request; the next fallback takes it.
     Fallback,
@@ -38,7 +41,7 @@ impl Verdict {
 }
 
 #[derive(Debug, Clone)]
-pub struct AttemptEvent {
+pub struct AttemptReport {
     pub request_id: Arc<str>,
     pub upstream: Arc<str>,
     pub method: Method,
@@ -76,6 +79,14 @@ pub enum BodyEnd {
     ClientGone,
 }
 
+/// A request backstop refused itself before any attempt: its error code (also the
+/// record's `reason`) and SPEC §3 `error_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub error_type: &'static str,
+}
+
 /// Tokens a response reported in its `usage` (JSON body or final SSE chunk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -110,7 +121,7 @@ pub struct RequestEvent {
     /// Set when backstop refused the request itself before any attempt and no attempt
     /// event says so (`no_route`, `request_too_large`, `bad_request_body`, …); circuit
     /// and rate-limit refusals are attempt events, since they can also be fallback hops.
-    pub refused: Option<&'static str>,
+    pub refused: Option<Refusal>,
     pub usage: Option<Usage>,
     pub meta: Arc<RequestMeta>,
 }
@@ -141,7 +152,7 @@ pub fn endpoint_kind(path: &str) -> &'static str {
     "other"
 }
 
-impl AttemptEvent {
+impl AttemptReport {
     /// This attempt ended the request.
     pub fn is_final(&self) -> bool {
         matches!(self.verdict, Verdict::Returned | Verdict::GiveUp)
@@ -158,7 +169,7 @@ impl AttemptEvent {
 
 /// Receives every attempt event, on the request path: must not block.
 pub trait Observer: Send + Sync + 'static {
-    fn attempt(&self, event: &AttemptEvent);
+    fn attempt(&self, event: &AttemptReport);
 
     /// The request was routed to `upstream`; its `request` event (or
     /// `request_abandoned`) follows. For in-flight gauges.
@@ -191,7 +202,7 @@ pub trait Observer: Send + Sync + 'static {
 pub struct Observers(pub Vec<Arc<dyn Observer>>);
 
 impl Observer for Observers {
-    fn attempt(&self, event: &AttemptEvent) {
+    fn attempt(&self, event: &AttemptReport) {
         for o in &self.0 {
             o.attempt(event);
         }
@@ -233,8 +244,8 @@ impl Observer for Observers {
 pub struct LogObserver;
 
 impl Observer for LogObserver {
-    fn attempt(&self, e: &AttemptEvent) {
-        let reason = e.outcome.reason();
+    fn attempt(&self, e: &AttemptReport) {
+        let reason = e.outcome.reason().as_str();
         match e.verdict {
             Verdict::Retry => tracing::debug!(
                 id = %e.request_id, upstream = %e.upstream, attempt = e.attempt, reason,
@@ -264,30 +275,32 @@ impl Observer for LogObserver {
 /// Keeps every event in memory: for tests and the demo.
 #[derive(Debug, Default)]
 pub struct RecordingObserver {
-    attempts: Mutex<Vec<AttemptEvent>>,
+    attempts: Mutex<Vec<AttemptReport>>,
     requests: Mutex<Vec<RequestEvent>>,
 }
 
 impl RecordingObserver {
-    pub fn events(&self) -> Vec<AttemptEvent> {
-        self.attempts.lock().map(|v| v.clone()).unwrap_or_default()
+    pub fn events(&self) -> Vec<AttemptReport> {
+        self.attempts.lock().clone()
     }
 
     pub fn requests(&self) -> Vec<RequestEvent> {
-        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+        self.requests.lock().clone()
     }
 }
 
 impl Observer for RecordingObserver {
-    fn attempt(&self, event: &AttemptEvent) {
+    fn attempt(&self, event: &AttemptReport) {
         LogObserver.attempt(event);
-        if let Ok(mut events) = self.attempts.lock() {
+        {
+            let mut events = self.attempts.lock();
             events.push(event.clone());
         }
     }
 
     fn request(&self, event: &RequestEvent) {
-        if let Ok(mut events) = self.requests.lock() {
+        {
+            let mut events = self.requests.lock();
             events.push(event.clone());
         }
     }

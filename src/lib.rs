@@ -22,6 +22,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod stack;
+pub mod tasks;
 pub mod telemetry;
 
 use std::future::Future;

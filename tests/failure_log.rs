@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backstop::events::{AttemptEvent, LogObserver, Verdict};
+use backstop::events::{AttemptReport, LogObserver, Verdict};
 use backstop::failure_log::{self, Clock, Day, FailureLog, Options};
 use backstop::mock::{Fault, MockUpstream, StreamEnd, StreamScript};
 use backstop::request_meta::RequestMeta;
@@ -276,15 +276,15 @@ async fn an_uncreatable_log_dir_leaves_proxying_at_200() {
 }
 
 /// A failed attempt event, as the request path would emit it.
-fn failed_attempt(n: u32) -> AttemptEvent {
-    AttemptEvent {
+fn failed_attempt(n: u32) -> AttemptReport {
+    AttemptReport {
         request_id: format!("req-{n}").into(),
         upstream: "openai".into(),
         method: Method::POST,
         endpoint: "/v1/chat/completions".into(),
         attempt: 1,
         outcome: Outcome::Retry {
-            reason: "status_503",
+            reason: backstop::retry::Reason::Status503,
             kind: Retryable::Throttle,
         },
         status: Some(503),

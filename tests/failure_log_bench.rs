@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backstop::events::{AttemptEvent, LogObserver, Verdict};
+use backstop::events::{AttemptReport, LogObserver, Verdict};
 use backstop::failure_log::{FailureLog, Options};
 use backstop::mock::{MockOptions, MockUpstream};
 use backstop::request_meta::RequestMeta;
@@ -29,15 +29,15 @@ const RECORDS: u32 = 200_000;
 const REQUESTS: usize = 4_000;
 const CONCURRENCY: usize = 16;
 
-fn event(n: u32) -> AttemptEvent {
-    AttemptEvent {
+fn event(n: u32) -> AttemptReport {
+    AttemptReport {
         request_id: format!("019a2b3c4d5e6f708192a3b4c5d6e7{n:02x}").into(),
         upstream: "openai".into(),
         method: Method::POST,
         endpoint: "/v1/chat/completions".into(),
         attempt: 1 + n % 3,
         outcome: Outcome::Retry {
-            reason: "status_429",
+            reason: backstop::retry::Reason::Status429,
             kind: Retryable::Throttle,
         },
         status: Some(429),
@@ -74,7 +74,7 @@ async fn bench_writer_throughput() {
     let (mut log, writer) = FailureLog::new(&settings, options);
     let observer = log.observer();
     let stats = log.stats();
-    let events: Vec<AttemptEvent> = (0..RECORDS).map(event).collect();
+    let events: Vec<AttemptReport> = (0..RECORDS).map(event).collect();
 
     let started = Instant::now();
     log.start_writer(writer);

@@ -102,7 +102,7 @@ async fn a_burst_beyond_max_queue_wait_gets_local_429s() {
     let refusals = observer
         .events()
         .iter()
-        .filter(|e| e.outcome.reason() == "rate_limited_locally")
+        .filter(|e| e.outcome.reason().as_str() == "rate_limited_locally")
         .count();
     assert_eq!(
         refusals, 2,
@@ -228,7 +228,7 @@ async fn breaker_opens_fails_fast_half_opens_and_closes() {
         observer
             .events()
             .iter()
-            .any(|e| e.outcome.reason() == "circuit_open" && e.is_final())
+            .any(|e| e.outcome.reason().as_str() == "circuit_open" && e.is_final())
     );
 
     tokio::time::sleep(Duration::from_millis(350)).await;

@@ -72,7 +72,7 @@ async fn every_attempt_emits_one_event_with_its_decision() {
     let events = observer.events();
     let summary: Vec<(u32, &str, Option<u16>, Verdict)> = events
         .iter()
-        .map(|e| (e.attempt, e.outcome.reason(), e.status, e.verdict))
+        .map(|e| (e.attempt, e.outcome.reason().as_str(), e.status, e.verdict))
         .collect();
     assert_eq!(
         summary,

@@ -151,3 +151,28 @@ async fn torn_json_body_is_not_passed_off_as_complete() {
         "the client must see the body break, not a clean end"
     );
 }
+
+#[tokio::test]
+async fn an_error_body_that_breaks_while_being_read_reaches_the_client_broken() {
+    // The 503 is passed back (no retries), but its body broke after half of it: the
+    // client must see it break, not a clean, shorter error body.
+    let h = Harness::start_with("[retry]\nmax_retries = 0\n").await;
+    h.mock.push(Fault::ErrorBodyCut(503));
+    let response = h
+        .client
+        .send(
+            h.client
+                .request(Method::GET, "/v1/models")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let collected = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|c| c.to_bytes());
+    assert!(
+        collected.is_err(),
+        "the client must see the error body break, not a clean end: {collected:?}"
+    );
+}

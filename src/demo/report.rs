@@ -9,16 +9,16 @@ use hyper_util::rt::TokioExecutor;
 
 use std::collections::HashMap;
 
-use crate::events::AttemptEvent;
+use crate::events::AttemptReport;
 
 use super::traffic::Outcome;
 
-fn story(events: &[&AttemptEvent]) -> String {
+fn story(events: &[&AttemptReport]) -> String {
     let mut out = String::new();
     for e in events {
         let what = e
             .status
-            .map_or_else(|| e.outcome.reason().to_owned(), |s| s.to_string());
+            .map_or_else(|| e.outcome.reason().as_str().to_owned(), |s| s.to_string());
         out.push_str(&what);
         if let Some(delay) = e.delay {
             let _ = write!(out, " → wait {} ms → ", delay.as_millis());
@@ -29,10 +29,10 @@ fn story(events: &[&AttemptEvent]) -> String {
 
 pub(super) fn report(
     outcomes: &[Outcome],
-    events: &[AttemptEvent],
+    events: &[AttemptReport],
     upstream_attempts: usize,
 ) -> String {
-    let mut by_request: HashMap<&str, Vec<&AttemptEvent>> = HashMap::new();
+    let mut by_request: HashMap<&str, Vec<&AttemptReport>> = HashMap::new();
     for e in events {
         by_request.entry(&e.request_id).or_default().push(e);
     }

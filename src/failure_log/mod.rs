@@ -27,10 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::FailureLogSettings;
-use crate::events::{AttemptEvent, Observer, RequestEvent};
+use crate::events::{AttemptReport, Observer, RequestEvent};
 
 pub use files::{day_of, file_name, file_path, list_days, remove_old};
-pub use record::{FailureRecord, RecordContext, Timestamp, error_type};
+pub use record::{FailureRecord, RecordContext, Timestamp};
 pub use scrub::{MAX_MESSAGE_BYTES, clean_message};
 pub use stats::FailureLogStats;
 pub use time::{Clock, Day, Micros, SystemClock, civil_from_days, days_from_civil};
@@ -172,7 +172,7 @@ impl FailureLogObserver {
 }
 
 impl Observer for FailureLogObserver {
-    fn attempt(&self, event: &AttemptEvent) {
+    fn attempt(&self, event: &AttemptReport) {
         self.offer(FailureRecord::attempt_failed(event), |at| {
             FailureRecord::from_attempt(event, at)
         });

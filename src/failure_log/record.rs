@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::scrub::clean_message;
 use super::time::Micros;
-use crate::events::{AttemptEvent, BodyEnd, RequestEvent, Verdict};
+use crate::events::{AttemptReport, BodyEnd, Refusal, RequestEvent, Verdict};
 use crate::request_meta::RequestMeta;
 use crate::retry::GiveUp;
 
@@ -104,7 +104,7 @@ fn millis(d: std::time::Duration) -> u64 {
 
 impl FailureRecord {
     /// Whether `from_attempt` gives a record.
-    pub fn attempt_failed(e: &AttemptEvent) -> bool {
+    pub fn attempt_failed(e: &AttemptReport) -> bool {
         e.outcome.is_failure() && e.verdict != Verdict::Returned
     }
 
@@ -117,14 +117,14 @@ impl FailureRecord {
     }
 
     /// The record of a failed attempt; `None` for a success.
-    pub fn from_attempt(e: &AttemptEvent, at: Micros) -> Option<FailureRecord> {
+    pub fn from_attempt(e: &AttemptReport, at: Micros) -> Option<FailureRecord> {
         if !FailureRecord::attempt_failed(e) {
             return None;
         }
         let outcome_reason = e.outcome.reason();
-        let mut error_type = error_type(outcome_reason, e.status);
+        let mut error_type = outcome_reason.error_type(e.status);
         let reason = match e.give_up {
-            None | Some(GiveUp::NotRetryable) => outcome_reason,
+            None | Some(GiveUp::NotRetryable) => outcome_reason.as_str(),
             Some(GiveUp::DeadlineExceeded) => {
                 if error_type == "timeout" {
                     error_type = "deadline_exceeded";
@@ -181,11 +181,17 @@ impl FailureRecord {
                 why,
                 "the upstream response broke off after it had started",
             ),
-            _ => (
-                refused_error_type(e.status),
-                e.refused.unwrap_or("refused"),
-                "refused by backstop before any attempt",
-            ),
+            _ => {
+                let refusal = e.refused.unwrap_or(Refusal {
+                    code: "refused",
+                    error_type: "client_error",
+                });
+                (
+                    refusal.error_type,
+                    refusal.code,
+                    "refused by backstop before any attempt",
+                )
+            }
         };
         Some(FailureRecord {
             timestamp: Timestamp(at),
@@ -207,60 +213,9 @@ impl FailureRecord {
     }
 }
 
-/// SPEC §3's `error_type` for an attempt's outcome reason.
-pub fn error_type(reason: &str, status: Option<u16>) -> &'static str {
-    match reason {
-        "connect_error" | "tls_certificate" => "connect_error",
-        "timeout" | "first_event_timeout" => "timeout",
-        "reset" | "stream_died" => "reset",
-        "status_429" => "rate_limited",
-        "quota_exhausted" => "quota_exhausted",
-        "stream_error_event" => "server_error",
-        "circuit_open" => "circuit_open",
-        "rate_limited_locally" => "rate_limited",
-        _ => match status {
-            Some(429) => "rate_limited",
-            Some(500..=599) => "server_error",
-            Some(400..=499) => "client_error",
-            _ => "other",
-        },
-    }
-}
-
-/// A request refused by backstop itself before any attempt.
-fn refused_error_type(status: u16) -> &'static str {
-    match status {
-        429 => "rate_limited",
-        503 => "circuit_open",
-        500..=599 => "server_error",
-        _ => "client_error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcome_reasons_map_to_spec_error_types() {
-        let cases = [
-            ("connect_error", None, "connect_error"),
-            ("timeout", None, "timeout"),
-            ("first_event_timeout", Some(200), "timeout"),
-            ("reset", None, "reset"),
-            ("stream_died", Some(200), "reset"),
-            ("status_429", Some(429), "rate_limited"),
-            ("quota_exhausted", Some(429), "quota_exhausted"),
-            ("status_503", Some(503), "server_error"),
-            ("status_5xx", Some(520), "server_error"),
-            ("content_filter", Some(400), "client_error"),
-            ("not_retryable_status", Some(404), "client_error"),
-            ("status_408", Some(408), "client_error"),
-        ];
-        for (reason, status, want) in cases {
-            assert_eq!(error_type(reason, status), want, "{reason}");
-        }
-    }
 
     #[test]
     fn absent_fields_are_left_out_not_null() {

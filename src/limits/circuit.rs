@@ -5,12 +5,13 @@
 //! failure opens it again. A probe that never reports (its client left) is replaced after
 //! another `open_for`.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::CircuitBreaker;
+use crate::retry::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CircuitState {
@@ -68,9 +69,7 @@ impl Breaker {
 
     /// May a request (or another attempt) go to this upstream now?
     pub fn admit(&self, now: Instant) -> Result<(), Open> {
-        let Ok(mut state) = self.state.lock() else {
-            return Ok(());
-        };
+        let mut state = self.state.lock();
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } if now < until => Err(Open {
@@ -90,11 +89,22 @@ impl Breaker {
         }
     }
 
+    /// Counts an attempt's outcome: a retryable failure counts towards opening; any
+    /// answer from the upstream (a success, or an error it chose to send) closes; a
+    /// failure that says nothing about the upstream (a refused certificate, backstop's
+    /// own refusals) leaves the state as it is.
+    pub fn record(&self, outcome: Outcome, now: Instant) {
+        match outcome {
+            Outcome::Retry { .. } => self.failure(now),
+            Outcome::Success => self.success(),
+            Outcome::Fatal { reason } if reason.is_upstream_answer() => self.success(),
+            Outcome::Fatal { .. } => {}
+        }
+    }
+
     /// An attempt failed in a retryable way (connect, reset, timeout, 429, 5xx…).
     pub fn failure(&self, now: Instant) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        let mut state = self.state.lock();
         let open = State::Open {
             until: now + self.settings.open_for,
         };
@@ -113,20 +123,18 @@ impl Breaker {
 
     /// The upstream answered (success, or a non-retryable error it chose to send).
     pub fn success(&self) {
-        if let Ok(mut state) = self.state.lock() {
+        {
+            let mut state = self.state.lock();
             *state = State::Closed { failures: 0 };
         }
     }
 
     pub fn state(&self, now: Instant) -> CircuitState {
-        match self.state.lock().map(|s| match *s {
+        match *self.state.lock() {
             State::Closed { .. } => CircuitState::Closed,
             State::Open { until } if now >= until => CircuitState::HalfOpen,
             State::Open { .. } => CircuitState::Open,
             State::HalfOpen { .. } => CircuitState::HalfOpen,
-        }) {
-            Ok(state) => state,
-            Err(_) => CircuitState::Closed,
         }
     }
 }

@@ -16,7 +16,7 @@
 //!
 //! Slots are handed out under a lock, so concurrent requests get successive slots.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
@@ -80,7 +80,7 @@ impl Pacer {
     /// Learns from a response's status and rate-limit headers.
     pub fn observe(&self, status: u16, headers: &HeaderMap, server_delay: Option<Duration>) {
         let now = Instant::now();
-        let Ok(mut s) = self.0.lock() else { return };
+        let mut s = self.0.lock();
         if status == 429 {
             let pause = server_delay.unwrap_or(Duration::from_secs(1));
             s.paused_until = Some(later(s.paused_until, now + pause));
@@ -133,9 +133,7 @@ impl Pacer {
     /// Takes the next slot, waiting for it; refuses if it would start after `until`.
     pub async fn admit(&self, until: Instant) -> Result<Duration, Refused> {
         let wait = {
-            let Ok(mut s) = self.0.lock() else {
-                return Ok(Duration::ZERO);
-            };
+            let mut s = self.0.lock();
             let now = Instant::now();
             let mut start = now.max(s.next_slot);
             if let Some(p) = s.paused_until {
@@ -182,7 +180,7 @@ impl Pacer {
     /// `/stats` is told of changes, not of every response).
     pub fn changed_view(&self) -> Option<PaceView> {
         let changed = {
-            let mut s = self.0.lock().ok()?;
+            let mut s = self.0.lock();
             let changed = s.factor != s.reported_factor;
             s.reported_factor = s.factor;
             changed
@@ -191,19 +189,13 @@ impl Pacer {
     }
 
     pub fn view(&self) -> PaceView {
-        match self.0.lock() {
-            Ok(s) => PaceView {
-                remaining: s.remaining,
-                paused_for: s.paused_until.map_or(Duration::ZERO, |p| {
-                    p.saturating_duration_since(Instant::now())
-                }),
-                factor: s.factor,
-            },
-            Err(_) => PaceView {
-                remaining: None,
-                paused_for: Duration::ZERO,
-                factor: 1.0,
-            },
+        let s = self.0.lock();
+        PaceView {
+            remaining: s.remaining,
+            paused_for: s.paused_until.map_or(Duration::ZERO, |p| {
+                p.saturating_duration_since(Instant::now())
+            }),
+            factor: s.factor,
         }
     }
 }

@@ -272,7 +272,7 @@ impl Metrics {
     /// A retry after a failed attempt (its reason is a fixed classification string).
     pub fn retry(&self, up: &UpstreamLabel, failed: &Outcome, delay: Option<Duration>) {
         self.retries
-            .with_label_values(&[up.as_str(), failed.reason()])
+            .with_label_values(&[up.as_str(), failed.reason().as_str()])
             .inc();
         if let Some(delay) = delay {
             self.backoff

@@ -4,7 +4,9 @@
 //! know nothing of Prometheus) and hand `Recorder::attach_load` an object that reads
 //! them. Until one is attached every value reads 0.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
@@ -63,15 +65,11 @@ impl LoadCollector {
     }
 
     pub fn attach(&self, counts: Arc<dyn LoadCounts>) {
-        // A poisoned lock only means a writer panicked mid-assignment of an Arc: the
-        // slot is still a valid value, so take it over.
-        let mut source = self.source.write().unwrap_or_else(|e| e.into_inner());
-        *source = Some(counts);
+        *self.source.write() = Some(counts);
     }
 
     fn values(&self) -> [u64; 3] {
-        let source = self.source.read().unwrap_or_else(|e| e.into_inner());
-        match source.as_ref() {
+        match self.source.read().as_ref() {
             Some(c) => [
                 c.connections_refused(),
                 c.retry_buffer_bytes(),

@@ -13,7 +13,7 @@
 //! How events map to families:
 //! - `backstop_requests_total`, `…_request_duration_seconds`, `gen_ai_*`: one
 //!   `RequestEvent` each (upstream `none` when the request matched no upstream);
-//! - `backstop_upstream_attempts_total{outcome}`: one per `AttemptEvent`, outcome
+//! - `backstop_upstream_attempts_total{outcome}`: one per `AttemptReport`, outcome
 //!   `success`, `retryable_failure` or `fatal_failure`;
 //! - `backstop_retries_total{reason}`: each retry, reason the failed attempt's
 //!   classification (`status_503`, `connect_error`, …), with its delay in
@@ -52,8 +52,8 @@ pub use stats::{LastError, Snapshot, Stats};
 pub use status_page::render as render_status;
 
 use crate::config::Config;
-use crate::events::{AttemptEvent, BodyEnd, Observer, RequestEvent, Verdict};
-use crate::retry::Outcome;
+use crate::events::{AttemptReport, BodyEnd, Observer, RequestEvent, Verdict};
+use crate::retry::{Outcome, Reason};
 use failure_log::FailureLogCollector;
 use load::LoadCollector;
 
@@ -70,7 +70,7 @@ pub struct Recorder {
     metrics: Metrics,
     failure_log: FailureLogCollector,
     load: LoadCollector,
-    connections: std::sync::RwLock<Option<Arc<dyn UpstreamConnections>>>,
+    connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
 }
@@ -146,11 +146,7 @@ impl Recorder {
 
     pub fn stats(&self) -> Snapshot {
         let mut snapshot = self.stats.snapshot();
-        let connections = self
-            .connections
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let connections = self.connections.read().clone();
         if let Some(connections) = connections {
             for row in &mut snapshot.upstreams {
                 (row.h2_connections, row.h2_streams) = connections.h2(&row.name);
@@ -161,8 +157,7 @@ impl Recorder {
 
     /// Lets `/stats` show each upstream's open HTTP/2 connections and streams.
     pub fn attach_connections(&self, connections: Arc<dyn UpstreamConnections>) {
-        // Poisoned: a writer panicked mid-assignment of an Arc, still a valid value.
-        *self.connections.write().unwrap_or_else(|e| e.into_inner()) = Some(connections);
+        *self.connections.write() = Some(connections);
     }
 }
 
@@ -177,7 +172,7 @@ impl Observer for Recorder {
         self.metrics.request_finished(&label);
     }
 
-    fn attempt(&self, e: &AttemptEvent) {
+    fn attempt(&self, e: &AttemptReport) {
         let up = self.vocabulary.load().upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();
         let endpoint = Endpoint::from_path(&e.endpoint);
@@ -285,15 +280,16 @@ impl Observer for Recorder {
     }
 }
 
-/// SPEC §3's `error_type` of a failed attempt.
+/// SPEC §3's `error_type` of a failed attempt, as `/stats` shows it: by status when the
+/// upstream answered, else by what went wrong below HTTP.
 fn error_type(outcome: &Outcome, status: Option<u16>) -> &'static str {
     match (outcome.reason(), status) {
-        ("quota_exhausted", _) => "quota_exhausted",
+        (Reason::QuotaExhausted, _) => "quota_exhausted",
         (_, Some(code)) => status_error_type(code),
-        ("connect_error" | "tls_certificate", None) => "connect_error",
-        ("timeout", None) => "timeout",
-        ("reset", None) => "reset",
-        (other, None) => other,
+        (Reason::ConnectError | Reason::TlsCertificate, None) => "connect_error",
+        (Reason::Timeout, None) => "timeout",
+        (Reason::Reset, None) => "reset",
+        (other, None) => other.as_str(),
     }
 }
 

@@ -7,7 +7,9 @@
 //! an await.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -146,9 +148,7 @@ impl Default for Stats {
 impl Stats {
     /// Lists exactly these upstreams (kept tallies survive a reload; removed ones go).
     pub fn set_upstreams<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let Ok(mut t) = self.tallies.lock() else {
-            return;
-        };
+        let mut t = self.tallies.lock();
         let mut kept = BTreeMap::new();
         for name in names {
             let tally = t.upstreams.remove(name).unwrap_or_default();
@@ -165,7 +165,7 @@ impl Stats {
         failed: bool,
         duration: Duration,
     ) -> Option<u64> {
-        let mut t = self.tallies.lock().ok()?;
+        let mut t = self.tallies.lock();
         t.each(upstream, tag, |tally| tally.finish(failed, duration));
         upstream
             .and_then(|u| t.upstreams.get(u))
@@ -173,13 +173,15 @@ impl Stats {
     }
 
     pub fn retry(&self, upstream: &str, tag: Option<&Arc<str>>) {
-        if let Ok(mut t) = self.tallies.lock() {
+        {
+            let mut t = self.tallies.lock();
             t.each(Some(upstream), tag, |tally| tally.retries += 1);
         }
     }
 
     pub fn error(&self, upstream: Option<&str>, tag: Option<&Arc<str>>, error: LastError) {
-        if let Ok(mut t) = self.tallies.lock() {
+        {
+            let mut t = self.tallies.lock();
             t.each(upstream, tag, |tally| {
                 tally.last_error = Some(error.clone())
             });
@@ -187,17 +189,13 @@ impl Stats {
     }
 
     pub fn set_circuit(&self, upstream: &str, state: CircuitState) {
-        if let Ok(mut t) = self.tallies.lock()
-            && let Some(tally) = t.upstreams.get_mut(upstream)
-        {
+        if let Some(tally) = self.tallies.lock().upstreams.get_mut(upstream) {
             tally.circuit = state;
         }
     }
 
     pub fn set_pacing(&self, upstream: &str, view: PaceView) {
-        if let Ok(mut t) = self.tallies.lock()
-            && let Some(tally) = t.upstreams.get_mut(upstream)
-        {
+        if let Some(tally) = self.tallies.lock().upstreams.get_mut(upstream) {
             tally.pacing = Some(PacingView {
                 factor: (view.factor * 100.0).round() / 100.0,
                 paused_ms: u64::try_from(view.paused_for.as_millis()).unwrap_or(u64::MAX),
@@ -207,29 +205,28 @@ impl Stats {
 
     pub fn snapshot(&self) -> Snapshot {
         let now = SystemTime::now();
-        let (upstreams, tags) = match self.tallies.lock() {
-            Ok(t) => (
-                t.upstreams
-                    .iter()
-                    .map(|(name, tally)| UpstreamRow {
-                        name: name.to_string(),
-                        circuit: tally.circuit.as_str(),
-                        pacing: tally.pacing,
-                        h2_connections: 0,
-                        h2_streams: 0,
-                        row: tally.row(now),
-                    })
-                    .collect(),
-                t.tags
-                    .iter()
-                    .map(|(tag, tally)| TagRow {
-                        tag: tag.to_string(),
-                        row: tally.row(now),
-                    })
-                    .collect(),
-            ),
-            Err(_) => (Vec::new(), Vec::new()),
-        };
+        let t = self.tallies.lock();
+        let (upstreams, tags) = (
+            t.upstreams
+                .iter()
+                .map(|(name, tally)| UpstreamRow {
+                    name: name.to_string(),
+                    circuit: tally.circuit.as_str(),
+                    pacing: tally.pacing,
+                    h2_connections: 0,
+                    h2_streams: 0,
+                    row: tally.row(now),
+                })
+                .collect(),
+            t.tags
+                .iter()
+                .map(|(tag, tally)| TagRow {
+                    tag: tag.to_string(),
+                    row: tally.row(now),
+                })
+                .collect(),
+        );
+        drop(t);
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.started.elapsed().as_secs(),

@@ -31,6 +31,10 @@ pub enum Fault {
     /// Status and headers (with the full `content-length`) and about half of the
     /// normal body, then RST.
     ResetMidBody,
+    /// This status with an OpenAI `server_error` body sent chunked (no length to
+    /// check it by), about half of that body, then RST: an error response that breaks
+    /// while being read.
+    ErrorBodyCut(u16),
     /// Wait this long before the response headers, then answer normally.
     Stall(Duration),
     /// Answer with an SSE stream per the script, whatever the request asked for.

@@ -21,6 +21,7 @@
 pub mod cli;
 mod fault;
 mod http1;
+pub mod memory;
 mod openai;
 mod reply;
 mod server;

@@ -93,6 +93,17 @@ pub(super) async fn answer(
         Fault::Stream(script) => return sse::stream(conn, req, n, &script, keep_alive).await,
         Fault::ResetBeforeHeaders => return Ok(After::Reset { wrote: false }),
         Fault::ResetMidBody => return reset_mid_body(conn, req, n).await,
+        Fault::ErrorBodyCut(status) => {
+            let mut reply = Reply::json(status, &server_error(status));
+            reply
+                .headers
+                .push(("transfer-encoding".into(), "chunked".into()));
+            let reply = reply.finish(n, true);
+            conn.write_head(reply.status, &reply.headers).await?;
+            conn.write_chunk(&reply.body[..reply.body.len() / 2])
+                .await?;
+            return Ok(After::Reset { wrote: true });
+        }
         Fault::Respond {
             status,
             headers,

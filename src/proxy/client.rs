@@ -11,8 +11,7 @@
 //! connect timeout) and TLS through the same connector, origin-form and `Host` for
 //! HTTP/1.1, a connection closed by the server while idle replaced before the request
 //! goes out (the request is handed back unsent), idle connections closed after
-//! `pool_idle_timeout`. HTTP/2 upstreams get as many connections as their stream limit
-//! requires (`h2_pool`, with the limit read by `h2_settings`).
+//! `pool_idle_timeout`.
 
 use std::sync::Arc;
 
@@ -29,12 +28,14 @@ use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower::Service;
 
+use super::UpstreamBody;
 use super::h2_pool::{H2Counts, StreamLease};
 use super::h2_settings::{Sniffed, StreamLimit};
-use super::pool::{Pool, UpstreamBody};
+use super::pool::Pool;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, TlsSettings, Upstream};
 use crate::names::NameMap;
+use crate::tasks::Tasks;
 
 type Connector = HttpsConnector<HttpConnector>;
 
@@ -48,6 +49,8 @@ pub struct UpstreamClient {
     idle_timeout: std::time::Duration,
     /// Also the longest wait for a new HTTP/2 connection's settings.
     connect_timeout: std::time::Duration,
+    /// Connection tasks, owned here so shutdown waits for them.
+    tasks: Arc<Tasks>,
 }
 
 /// Why a request got no response.
@@ -59,6 +62,9 @@ pub enum SendError {
     /// The connection failed while sending or waiting for the response head.
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    /// The exchange broke before a response head (any other transport).
+    #[error("the exchange broke: {0}")]
+    Broken(#[source] BoxError),
     #[error("bad upstream request: {0}")]
     BadRequest(&'static str),
 }
@@ -83,7 +89,7 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = match self.pools.get(upstream.name.as_str()) {
             Some(pool) => pool.clone(),
-            None => Pool::new(self.idle_timeout),
+            None => Pool::new(self.idle_timeout, self.tasks.clone()),
         };
         if pool.h2.is_open() {
             return self.send_on_h2(&pool, request, upstream).await;
@@ -128,12 +134,12 @@ impl UpstreamClient {
         let uri = request.uri().clone();
         if uri.scheme() == Some(&Scheme::HTTP) {
             let stream = connect_with(self.plain.clone(), uri).await?;
-            return handshake_h1(stream).await;
+            return self.handshake_h1(stream).await;
         }
         let stream: MaybeHttpsStream<TokioIo<TcpStream>> =
             connect_with(self.connector.clone(), uri).await?;
         if !stream.connected().is_negotiated_h2() {
-            return handshake_h1(stream).await;
+            return self.handshake_h1(stream).await;
         }
         let limit = StreamLimit::new();
         let stream = TokioIo::new(Sniffed::new(TokioIo::new(stream), limit.clone()));
@@ -142,11 +148,49 @@ impl UpstreamClient {
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
-        drive(conn);
+        self.drive(conn);
         // The server's SETTINGS come first thing: wait for its stream limit, or
         // requests would be placed as if the connection had none.
         limit.settled(self.connect_timeout).await;
         Ok(Conn::H2(sender, limit))
+    }
+
+    async fn handshake_h1<T>(&self, stream: T) -> Result<Conn, SendError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(stream)
+            .await
+            .map_err(|e| SendError::Connect(e.into()))?;
+        self.drive(conn);
+        Ok(Conn::H1(sender))
+    }
+
+    /// Runs a connection's I/O in its own task, owned by this client, until it closes.
+    fn drive<F>(&self, conn: F)
+    where
+        F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        self.tasks.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+    }
+
+    /// Shutdown, once no request is left: closes idle connections, waits briefly for
+    /// connection tasks to end, and aborts the rest.
+    pub async fn shutdown(&self) {
+        for pool in self.pools.values() {
+            pool.close();
+        }
+        self.tasks.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+
+    /// The tasks that drive this client's connections.
+    pub fn tasks(&self) -> &Arc<Tasks> {
+        &self.tasks
     }
 
     /// Open HTTP/2 connections to `upstream` and streams on them (`/stats`).
@@ -174,30 +218,6 @@ where
         .call(uri)
         .await
         .map_err(|e| SendError::Connect(e.into()))
-}
-
-async fn handshake_h1<T>(stream: T) -> Result<Conn, SendError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(stream)
-        .await
-        .map_err(|e| SendError::Connect(e.into()))?;
-    drive(conn);
-    Ok(Conn::H1(sender))
-}
-
-/// Runs a connection's I/O in its own task until it closes.
-fn drive<F>(conn: F)
-where
-    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended");
-        }
-    });
 }
 
 enum Unsent {
@@ -288,7 +308,8 @@ fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
     HeaderValue::from_str(host).ok()
 }
 
-pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
+/// The client for `config`'s upstreams; its connection tasks go to `tasks`.
+pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, ConfigError> {
     let roots = root_store(&config.tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -316,7 +337,10 @@ pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
     let pools = config
         .upstreams
         .iter()
-        .map(|u| (u.name.as_str().into(), Pool::new(config.pool_idle_timeout)))
+        .map(|u| {
+            let pool = Pool::new(config.pool_idle_timeout, tasks.clone());
+            (u.name.as_str().into(), pool)
+        })
         .collect();
     Ok(UpstreamClient {
         connector,
@@ -324,6 +348,7 @@ pub fn build(config: &Config) -> Result<UpstreamClient, ConfigError> {
         pools,
         idle_timeout: config.pool_idle_timeout,
         connect_timeout: config.connect_timeout,
+        tasks,
     })
 }
 

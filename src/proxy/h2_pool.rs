@@ -6,11 +6,12 @@
 //! connection): a `StreamLease` is held by the response body until it ends. A
 //! connection left with no stream for `pool_idle_timeout` is closed by the pool's sweep.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper::client::conn::http2;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::h2_settings::StreamLimit;
@@ -59,10 +60,8 @@ pub struct H2Counts {
     pub streams: u32,
 }
 
-/// The data behind these locks stays consistent whatever panicked while holding one
-/// (a list of connections, an instant), so a poisoned lock is taken over.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock()
 }
 
 impl H2Pool {
@@ -111,6 +110,12 @@ impl H2Pool {
                 && (c.streams.load(Ordering::Acquire) > 0
                     || now.duration_since(*lock(&c.idle_since)) < idle_timeout)
         });
+    }
+
+    /// Closes every connection (shutdown): their tasks end once the senders are gone
+    /// and their last streams have ended.
+    pub fn close(&self) {
+        lock(&self.conns).clear();
     }
 
     pub fn counts(&self) -> H2Counts {

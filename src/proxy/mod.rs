@@ -13,8 +13,11 @@ pub mod request_body;
 pub mod response_body;
 pub mod send;
 pub mod sse;
+pub mod transport;
+pub mod upstream_body;
 
 pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;
-pub use pool::UpstreamBody;
 pub use request_body::RequestBody;
+pub use transport::Transport;
+pub use upstream_body::UpstreamBody;

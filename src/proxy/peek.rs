@@ -6,11 +6,13 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use super::pool::UpstreamBody;
+use super::UpstreamBody;
 use super::sse::{self, FirstEvent};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+
+use crate::body::BoxError;
 
 /// Error bodies are read up to this much for classification.
 pub const ERROR_PREFIX_BYTES: usize = 64 * 1024;
@@ -23,14 +25,14 @@ pub struct Peeked {
     pub end: PeekEnd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum PeekEnd {
     /// `stop` said enough was read.
     Enough,
     /// The body ended cleanly.
     Complete,
     /// The body broke off (reset, torn).
-    Broken,
+    Broken(BoxError),
     /// Nothing new arrived before `until`.
     TimedOut,
 }
@@ -69,11 +71,11 @@ pub async fn peek(
                     end: PeekEnd::Complete,
                 };
             }
-            Ok(Some(Err(_))) => {
+            Ok(Some(Err(e))) => {
                 return Peeked {
                     prefix: buf.freeze(),
                     rest: None,
-                    end: PeekEnd::Broken,
+                    end: PeekEnd::Broken(e),
                 };
             }
             Ok(Some(Ok(frame))) => {
@@ -99,8 +101,8 @@ pub fn has_first_event() -> impl FnMut(&[u8]) -> bool {
 }
 
 /// The data of the first complete SSE event that has any.
-pub fn first_event(buf: &[u8]) -> Option<Cow<'_, str>> {
-    sse::first_event(buf)
+pub fn first_event(buf: &[u8]) -> Option<String> {
+    sse::first_event(buf).map(Cow::into_owned)
 }
 
 /// Whether an SSE event's data is an error object rather than content.

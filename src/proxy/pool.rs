@@ -8,20 +8,18 @@
 //! many as the server allows, in `h2_pool`. Connections idle for longer than
 //! `pool_idle_timeout` are closed by a sweep.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use tokio::time::Instant;
 
-use super::h2_pool::{H2Pool, StreamLease};
+use super::h2_pool::H2Pool;
 use crate::body::Body;
+use crate::tasks::Tasks;
 
 /// More idle connections than this to one upstream are closed as they come back.
 const MAX_IDLE: usize = 1024;
@@ -32,6 +30,9 @@ pub struct Pool {
     pub h2: H2Pool,
     idle_timeout: Duration,
     sweeping: AtomicBool,
+    /// Set at shutdown: connections coming back are closed instead of kept.
+    closed: AtomicBool,
+    tasks: Arc<Tasks>,
 }
 
 struct Idle {
@@ -40,18 +41,28 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(idle_timeout: Duration) -> Arc<Pool> {
+    pub fn new(idle_timeout: Duration, tasks: Arc<Tasks>) -> Arc<Pool> {
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
             h2: H2Pool::default(),
             idle_timeout,
             sweeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            tasks,
         })
+    }
+
+    /// Closes every idle connection and keeps none from now on (shutdown): their
+    /// connection tasks end once the senders are gone.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.idle.lock().clear();
+        self.h2.close();
     }
 
     /// The most recently returned HTTP/1.1 connection still open, if any.
     pub fn take(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle.lock();
         expire(&mut idle, self.idle_timeout);
         while let Some(conn) = idle.pop() {
             if !conn.sender.is_closed() {
@@ -63,14 +74,14 @@ impl Pool {
 
     /// Takes back a connection whose response has ended.
     pub fn give_back(self: &Arc<Self>, mut sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+        if sender.is_closed() || self.closed.load(Ordering::Relaxed) {
             return;
         }
         if !sender.is_ready() {
             // Still busy, e.g. sending a request body the upstream answered early: lent
             // out now, it would hold the next request back. It rejoins once free.
             let pool = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if sender.ready().await.is_ok() {
                     pool.put(sender);
                 }
@@ -81,9 +92,7 @@ impl Pool {
     }
 
     fn put(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
+        let mut idle = self.idle.lock();
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
@@ -97,7 +106,7 @@ impl Pool {
 
     /// How many idle HTTP/1.1 connections are kept (tests).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
+        self.idle.lock().len()
     }
 
     /// Once per pool, from the first connection returned (so always inside the runtime):
@@ -108,13 +117,14 @@ impl Pool {
         }
         let pool: Weak<Pool> = Arc::downgrade(self);
         let every = (self.idle_timeout / 2).max(Duration::from_millis(100));
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(pool) = pool.upgrade() else { return };
-                if let Ok(mut idle) = pool.idle.lock() {
+                {
+                    let mut idle = pool.idle.lock();
                     expire(&mut idle, pool.idle_timeout);
                     idle.retain(|conn| !conn.sender.is_closed());
                 }
@@ -132,84 +142,4 @@ fn expire(idle: &mut Vec<Idle>, timeout: Duration) {
         .take_while(|conn| now.duration_since(conn.since) >= timeout)
         .count();
     idle.drain(..stale);
-}
-
-pin_project_lite::pin_project! {
-    /// A response body from an upstream; an HTTP/1.1 connection goes back to its pool
-    /// when the body has been read to its end, an HTTP/2 stream is counted until then.
-    pub struct UpstreamBody {
-        #[pin]
-        inner: Incoming,
-        lender: Option<(Arc<Pool>, http1::SendRequest<Body>)>,
-        stream: Option<StreamLease>,
-    }
-}
-
-impl UpstreamBody {
-    pub fn new(inner: Incoming, lender: Option<(Arc<Pool>, http1::SendRequest<Body>)>) -> Self {
-        let mut body = UpstreamBody {
-            inner,
-            lender,
-            stream: None,
-        };
-        if body.inner.is_end_stream() {
-            body.give_back();
-        }
-        body
-    }
-
-    /// A body on an HTTP/2 stream, counted against its connection until it ends.
-    pub fn on_stream(inner: Incoming, stream: StreamLease) -> Self {
-        let stream = (!inner.is_end_stream()).then_some(stream);
-        UpstreamBody {
-            inner,
-            lender: None,
-            stream,
-        }
-    }
-
-    fn give_back(&mut self) {
-        if let Some((pool, sender)) = self.lender.take() {
-            pool.give_back(sender);
-        }
-    }
-}
-
-impl HttpBody for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            // A broken body: the connection is not fit to carry another request.
-            Poll::Ready(Some(Err(_))) => {
-                this.lender.take();
-                this.stream.take();
-                false
-            }
-            Poll::Pending => false,
-        };
-        if ended {
-            this.stream.take();
-            if let Some((pool, sender)) = this.lender.take() {
-                pool.give_back(sender);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

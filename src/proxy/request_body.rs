@@ -12,10 +12,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::buffer_budget::{BufferBudget, BufferPermit};
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BoxError, ClientBody};
 use crate::error::ProxyError;
 
 pub enum RequestBody {
@@ -38,8 +37,8 @@ impl RequestBody {
     /// Reads the body until it ends or passes `retry_buffer_bytes`, or until `budget`
     /// has no room for it. A kept body holds its bytes of `budget` until the last copy
     /// of it is dropped.
-    pub async fn read(
-        mut incoming: Incoming,
+    pub async fn read<B: ClientBody>(
+        mut incoming: B,
         content_length: Option<u64>,
         limits: BodyLimits,
         budget: &Arc<BufferBudget>,
@@ -85,7 +84,7 @@ impl RequestBody {
                     ProxyError::BadRequestBody("client stopped sending the body".into())
                 })?;
             let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.to_string()))?;
+            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.into().to_string()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -145,10 +144,10 @@ impl RequestBody {
 
 /// A body the budget had no room for: counted, and sent once. `read` is what was read
 /// already, with the budget it holds.
-fn streamed_for_lack_of_budget(
+fn streamed_for_lack_of_budget<B: ClientBody>(
     budget: &BufferBudget,
     (read, held): (Vec<Bytes>, Option<BufferPermit>),
-    rest: Incoming,
+    rest: B,
     seen: u64,
     limits: &BodyLimits,
 ) -> RequestBody {
@@ -205,16 +204,16 @@ pin_project_lite::pin_project! {
         prefix: VecDeque<Bytes>,
         held: Option<BufferPermit>,
         #[pin]
-        rest: Incoming,
+        rest: Body,
         seen: u64,
         limit: u64,
     }
 }
 
 impl StreamingBody {
-    fn new(
+    fn new<B: ClientBody>(
         read: Vec<Bytes>,
-        rest: Incoming,
+        rest: B,
         seen: u64,
         held: Option<BufferPermit>,
         limits: &BodyLimits,
@@ -222,7 +221,7 @@ impl StreamingBody {
         StreamingBody {
             prefix: read.into(),
             held,
-            rest,
+            rest: rest.map_err(Into::into).boxed(),
             seen,
             limit: limits.max_body_bytes,
         }
@@ -255,7 +254,7 @@ impl HttpBody for StreamingBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

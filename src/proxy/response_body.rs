@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::pool::UpstreamBody;
+use super::UpstreamBody;
 use super::sse::Boundary;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -23,7 +23,7 @@ pub enum StreamError {
     #[error("upstream sent nothing for {0:?}")]
     Idle(Duration),
     #[error("upstream broke off the response: {0}")]
-    Broken(#[source] hyper::Error),
+    Broken(#[source] BoxError),
 }
 
 /// How the body of a request's final response failed, if it did: set by `GuardedBody`,
@@ -54,6 +54,10 @@ pin_project_lite::pin_project! {
         sse: bool,
         // Whether the bytes sent so far end an SSE event, so an error event can follow.
         sent: Boundary,
+        // How the body fails once `prefix` is sent, when it broke while being peeked.
+        failure: Option<StreamError>,
+        // The prefix went out and the server has had a chance to flush it.
+        flushed: bool,
         done: bool,
     }
 }
@@ -80,8 +84,18 @@ impl GuardedBody {
             idle_timeout,
             sse,
             sent: Boundary::default(),
+            failure: None,
+            flushed: false,
             done: false,
         }
+    }
+
+    /// `prefix`, then `failure`: a body that broke (or stalled) while being peeked
+    /// reaches the client as broken, never as a clean, shorter body.
+    pub fn failing_after(prefix: Bytes, failure: StreamError, sse: bool) -> GuardedBody {
+        let mut body = GuardedBody::with_prefix(prefix, None, Duration::ZERO, sse);
+        body.failure = Some(failure);
+        body
     }
 }
 
@@ -117,39 +131,50 @@ impl HttpBody for GuardedBody {
             }
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            *this.done = true;
-            return Poll::Ready(None);
-        };
-        let failure = match inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                *this.last_frame = Instant::now();
-                if *this.sse
-                    && let Some(data) = frame.data_ref()
-                {
-                    this.sent.push(data);
+        let failure = match this.inner.as_mut().as_pin_mut() {
+            // Once: give the server a turn to send what was read, then fail.
+            None if this.failure.is_some() && !*this.flushed => {
+                *this.flushed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            None => match this.failure.take() {
+                Some(failure) => failure,
+                None => {
+                    *this.done = true;
+                    return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            Poll::Ready(None) => {
-                *this.done = true;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
-            Poll::Pending => {
-                let deadline = *this.last_frame + *this.idle_timeout;
-                if *this.armed_for != Some(deadline) {
-                    match this.idle.as_mut().as_pin_mut() {
-                        Some(sleep) => sleep.reset(deadline),
-                        None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+            },
+            Some(inner) => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *this.last_frame = Instant::now();
+                    if *this.sse
+                        && let Some(data) = frame.data_ref()
+                    {
+                        this.sent.push(data);
                     }
-                    *this.armed_for = Some(deadline);
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                    Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
-                    _ => return Poll::Pending,
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    return Poll::Ready(None);
                 }
-            }
+                Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
+                Poll::Pending => {
+                    let deadline = *this.last_frame + *this.idle_timeout;
+                    if *this.armed_for != Some(deadline) {
+                        match this.idle.as_mut().as_pin_mut() {
+                            Some(sleep) => sleep.reset(deadline),
+                            None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+                        }
+                        *this.armed_for = Some(deadline);
+                    }
+                    match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                        Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
+                        _ => return Poll::Pending,
+                    }
+                }
+            },
         };
         *this.done = true;
         tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
@@ -169,14 +194,17 @@ impl HttpBody for GuardedBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
-            || (self.prefix.is_none() && self.inner.as_ref().is_none_or(|i| i.is_end_stream()))
+            || (self.prefix.is_none()
+                && self.failure.is_none()
+                && self.inner.as_ref().is_none_or(|i| i.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
         let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
         match &self.inner {
-            // An error event may be added to a stream: never promise an exact length.
-            _ if self.sse => SizeHint::new(),
+            // An error event may be added to a stream, and a body that broke while
+            // being peeked will fail: never promise an exact length.
+            _ if self.sse || self.failure.is_some() => SizeHint::new(),
             None => SizeHint::with_exact(prefix),
             Some(inner) => crate::body::hint_after(prefix, inner.size_hint()),
         }

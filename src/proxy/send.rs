@@ -1,16 +1,17 @@
 //! One attempt against an upstream: build the outbound request, send it, wait for the
 //! response headers within `attempt_timeout`, and name what went wrong by error type.
 
+use crate::retry::Reason;
 use std::error::Error as StdError;
 
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-use super::client::{SendError, UpstreamClient};
+use super::client::SendError;
 use super::headers::prepare_outbound;
-use super::pool::UpstreamBody;
 use super::request_body::BodyTooLarge;
+use super::{Transport, UpstreamBody};
 use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
@@ -57,8 +58,8 @@ pub fn outbound_request(
         }
         _ => upstream_uri(upstream, path_and_query)?,
     };
-    // The legacy client refuses an HTTP/2-versioned request on an HTTP/1 connection;
-    // ALPN still picks h2 where the upstream offers it.
+    // The client's version says nothing about the upstream's: the pool picks HTTP/1.1
+    // or h2 by ALPN per connection.
     *request.version_mut() = Version::HTTP_11;
     let headers = request.headers_mut();
     headers.clone_from(&client.headers);
@@ -74,8 +75,8 @@ pub struct SendFailure {
 }
 
 /// Sends one attempt and waits for its response headers until `until`.
-pub async fn send(
-    client: &UpstreamClient,
+pub async fn send<T: Transport>(
+    client: &T,
     upstream: &Upstream,
     request: Request<Body>,
     until: Instant,
@@ -99,7 +100,7 @@ fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
     if let Some(too_large) = find_source::<BodyTooLarge>(e) {
         return SendFailure {
             outcome: Outcome::Fatal {
-                reason: "request_too_large",
+                reason: Reason::RequestTooLarge,
             },
             error: ProxyError::BodyTooLarge {
                 limit: too_large.limit,

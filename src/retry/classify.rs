@@ -1,9 +1,11 @@
 //! "Is this retryable?" as one pure function of what an attempt produced: a transport
 //! failure, or a status with its headers and the first bytes of an error body.
 //!
-//! The `reason` strings are the single vocabulary for logs, metrics and tests.
+//! The `Reason` it names is the single vocabulary for logs, metrics and tests.
 
 use http::{HeaderMap, StatusCode};
+
+use super::reason::Reason;
 
 /// What went wrong below HTTP, decided by error *type* (see `transport_failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,19 +36,16 @@ pub enum Outcome {
     /// A response to pass back as it is (1xx–3xx).
     Success,
     /// Failed, and another attempt may succeed.
-    Retry {
-        reason: &'static str,
-        kind: Retryable,
-    },
+    Retry { reason: Reason, kind: Retryable },
     /// Failed, and another attempt would fail the same way (or must not be made).
-    Fatal { reason: &'static str },
+    Fatal { reason: Reason },
 }
 
 impl Outcome {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Outcome::Success => "success",
-            Outcome::Retry { reason, .. } | Outcome::Fatal { reason } => reason,
+            Outcome::Success => Reason::Success,
+            Outcome::Retry { reason, .. } | Outcome::Fatal { reason } => *reason,
         }
     }
 
@@ -59,18 +58,18 @@ impl Outcome {
 pub fn classify_transport(failure: TransportFailure) -> Outcome {
     match failure {
         TransportFailure::Connect => Outcome::Retry {
-            reason: "connect_error",
+            reason: Reason::ConnectError,
             kind: Retryable::Transient,
         },
         TransportFailure::Certificate => Outcome::Fatal {
-            reason: "tls_certificate",
+            reason: Reason::TlsCertificate,
         },
         TransportFailure::Reset => Outcome::Retry {
-            reason: "reset",
+            reason: Reason::Reset,
             kind: Retryable::Ambiguous,
         },
         TransportFailure::Timeout => Outcome::Retry {
-            reason: "timeout",
+            reason: Reason::Timeout,
             kind: Retryable::Ambiguous,
         },
     }
@@ -94,7 +93,7 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body_prefix: &
         },
         Some(false) => match default {
             Outcome::Retry { .. } => Outcome::Fatal {
-                reason: "x_should_retry_false",
+                reason: Reason::XShouldRetryFalse,
             },
             other => other,
         },
@@ -106,35 +105,25 @@ fn status_rule(code: u16, body: &[u8]) -> Outcome {
     let retry = |reason, kind| Outcome::Retry { reason, kind };
     match code {
         429 if error_is(body, "insufficient_quota") => Outcome::Fatal {
-            reason: "quota_exhausted",
+            reason: Reason::QuotaExhausted,
         },
-        429 => retry("status_429", Retryable::Throttle),
-        503 => retry("status_503", Retryable::Throttle),
-        408 => retry("status_408", Retryable::Transient),
-        409 => retry("status_409", Retryable::Transient),
+        429 => retry(Reason::Status429, Retryable::Throttle),
+        503 => retry(Reason::Status503, Retryable::Throttle),
+        408 => retry(Reason::Status408, Retryable::Transient),
+        409 => retry(Reason::Status409, Retryable::Transient),
         501 | 505 => Outcome::Fatal {
-            reason: "not_retryable_status",
+            reason: Reason::NotRetryableStatus,
         },
-        500..=599 => retry(server_error_reason(code), Retryable::Transient),
+        500..=599 => retry(Reason::of_server_error(code), Retryable::Transient),
         _ if error_is(body, "content_filter") => Outcome::Fatal {
-            reason: "content_filter",
+            reason: Reason::ContentFilter,
         },
         _ if error_is(body, "context_length_exceeded") => Outcome::Fatal {
-            reason: "context_length_exceeded",
+            reason: Reason::ContextLengthExceeded,
         },
         _ => Outcome::Fatal {
-            reason: "not_retryable_status",
+            reason: Reason::NotRetryableStatus,
         },
-    }
-}
-
-/// `status_500`, `status_502`, `status_504`, else `status_5xx` (labels stay bounded).
-fn server_error_reason(code: u16) -> &'static str {
-    match code {
-        500 => "status_500",
-        502 => "status_502",
-        504 => "status_504",
-        _ => "status_5xx",
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Attempted<T> {
 /// The attempt that ended the request.
 pub struct Finished<T> {
     pub value: T,
+    /// How the last attempt was judged.
+    pub outcome: Outcome,
     pub attempts: u32,
     pub give_up: Option<GiveUp>,
 }
@@ -50,6 +52,7 @@ where
             Decision::Return => {
                 return Finished {
                     value: attempted.value,
+                    outcome: attempted.outcome,
                     attempts: n,
                     give_up: None,
                 };
@@ -57,6 +60,7 @@ where
             Decision::GiveUp(why) => {
                 return Finished {
                     value: attempted.value,
+                    outcome: attempted.outcome,
                     attempts: n,
                     give_up: Some(why),
                 };

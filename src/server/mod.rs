@@ -287,7 +287,9 @@ impl Running {
         if let Err(e) = self.started.proxy_task.await {
             tracing::error!(error = %e, "proxy listener task failed");
         }
-        // Every request is over: write and fsync what they recorded.
+        // Every request is over: close upstream connections and end their tasks.
+        self.started.runtime.load().client.shutdown().await;
+        // Write and fsync what the requests recorded.
         self.failure_log.close().await;
         let _ = self.started.stop_admin.send(true);
         if let Err(e) = self.started.admin_task.await {

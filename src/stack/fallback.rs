@@ -1,37 +1,17 @@
-//! Fallback upstreams: which ones, in what order, when, and with what path.
-
-use std::sync::Arc;
+//! Fallback upstreams: when a request goes on to the next one, and with what path.
+//! (Which ones, in what order: `Runtime::chain`.)
 
 use crate::config::{Upstream, UpstreamKind};
-use crate::retry::GiveUp;
-use crate::runtime::Runtime;
+use crate::retry::{GiveUp, Reason};
 
 /// Whether a request an upstream gave up on goes on to the next fallback: only when the
 /// failure was the upstream's (retries or budget spent on retryable failures, a delay
 /// too long to wait, an open circuit) — never for a 400 or a quota error.
-pub(super) fn falls_back(give_up: Option<GiveUp>, reason: &str) -> bool {
+pub(super) fn falls_back(give_up: Option<GiveUp>, reason: Reason) -> bool {
     matches!(
         give_up,
         Some(GiveUp::RetriesExhausted | GiveUp::BudgetExhausted | GiveUp::ServerDelayTooLong)
-    ) || reason == "circuit_open"
-}
-
-/// The primary and its fallbacks, in order, never the same host twice.
-pub(super) fn chain<'r>(
-    runtime: &'r Runtime,
-    primary: &'r Arc<Upstream>,
-) -> Vec<&'r Arc<Upstream>> {
-    let mut chain = vec![primary];
-    for name in &primary.fallbacks {
-        if let Some(next) = runtime.router.by_name(name)
-            && chain
-                .iter()
-                .all(|u| u.base_url.authority != next.base_url.authority)
-        {
-            chain.push(next);
-        }
-    }
-    chain
+    ) || reason == Reason::CircuitOpen
 }
 
 /// For a fallback to an Azure upstream with a `deployment` map: the request path with
@@ -94,12 +74,21 @@ mod tests {
 
     #[test]
     fn only_the_upstreams_own_failures_fall_back() {
-        assert!(falls_back(Some(GiveUp::RetriesExhausted), "status_503"));
-        assert!(falls_back(Some(GiveUp::BudgetExhausted), "status_503"));
-        assert!(falls_back(Some(GiveUp::ServerDelayTooLong), "status_429"));
-        assert!(falls_back(Some(GiveUp::NotRetryable), "circuit_open"));
-        assert!(!falls_back(Some(GiveUp::NotRetryable), "content_filter"));
-        assert!(!falls_back(Some(GiveUp::DeadlineExceeded), "timeout"));
-        assert!(!falls_back(None, ""));
+        assert!(falls_back(
+            Some(GiveUp::RetriesExhausted),
+            Reason::Status503
+        ));
+        assert!(falls_back(Some(GiveUp::BudgetExhausted), Reason::Status503));
+        assert!(falls_back(
+            Some(GiveUp::ServerDelayTooLong),
+            Reason::Status429
+        ));
+        assert!(falls_back(Some(GiveUp::NotRetryable), Reason::CircuitOpen));
+        assert!(!falls_back(
+            Some(GiveUp::NotRetryable),
+            Reason::ContentFilter
+        ));
+        assert!(!falls_back(Some(GiveUp::DeadlineExceeded), Reason::Timeout));
+        assert!(!falls_back(None, Reason::Success));
     }
 }

@@ -10,7 +10,7 @@ use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
 use crate::retry::GiveUp;
 
-/// What `forward` learned, kept even when it fails part-way.
+/// What the steps learned, kept even when one fails part-way.
 pub(super) struct Served {
     pub attempts: u32,
     pub give_up: Option<GiveUp>,
@@ -20,7 +20,7 @@ pub(super) struct Served {
     pub fate: Arc<StreamFate>,
     pub queue_wait: Duration,
     /// Settles the token estimate when `usage` is known.
-    pub limits: Option<(Arc<UpstreamLimits>, u64)>,
+    pub settle: Option<(Arc<UpstreamLimits>, u64)>,
     /// Set once routed: tells the observer if the client leaves before the response.
     pub in_flight: Option<InFlight>,
 }
@@ -34,7 +34,7 @@ impl Served {
             meta: no_meta(),
             fate: Arc::default(),
             queue_wait: Duration::ZERO,
-            limits: None,
+            settle: None,
             in_flight: None,
         }
     }

@@ -1,5 +1,6 @@
 //! The loop on a paused clock: delays are really slept, the deadline really stops it.
 
+use crate::retry::Reason;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ fn policy(s: RetrySettings) -> RetryPolicy {
 }
 
 const S503: Outcome = Outcome::Retry {
-    reason: "status_503",
+    reason: Reason::Status503,
     kind: Retryable::Throttle,
 };
 

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
+use crate::retry::Reason;
 
 fn settings(extra: &str) -> RetrySettings {
     let text = format!("[retry]\n{extra}\n[[upstream]]\nname=\"u\"\nbase_url=\"http://x\"\n");
@@ -20,15 +21,15 @@ fn policy(extra: &str) -> (RetryPolicy, Instant) {
 }
 
 const S503: Outcome = Outcome::Retry {
-    reason: "status_503",
+    reason: Reason::Status503,
     kind: Retryable::Throttle,
 };
 const RESET: Outcome = Outcome::Retry {
-    reason: "reset",
+    reason: Reason::Reset,
     kind: Retryable::Ambiguous,
 };
 const FATAL: Outcome = Outcome::Fatal {
-    reason: "content_filter",
+    reason: Reason::ContentFilter,
 };
 
 #[test]
@@ -191,7 +192,7 @@ fn throttling_waits_longer_than_transient_failures_on_average() {
     };
     let throttle = total(S503);
     let transient = total(Outcome::Retry {
-        reason: "status_500",
+        reason: Reason::Status500,
         kind: Retryable::Transient,
     });
     assert!(throttle > transient * 4, "{throttle:?} vs {transient:?}");

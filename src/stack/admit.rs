@@ -1,0 +1,85 @@
+//! Step 3a, per hop: admission. The circuit first (failing fast costs nothing), then
+//! pacing and the rate limits, which may make the request wait up to `max_queue_wait`
+//! (never past its deadline). A refusal is reported as the hop's only attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::call::Call;
+use super::report::Reporter;
+use crate::error::ProxyError;
+use crate::events::Verdict;
+use crate::limits::{NotAdmitted, UpstreamLimits, estimate_tokens};
+use crate::retry::Reason;
+
+/// Let through, after waiting this long; the token estimate to settle, when the
+/// upstream limits tokens.
+pub(super) struct Admitted {
+    pub waited: Duration,
+    pub settle: Option<(Arc<UpstreamLimits>, u64)>,
+}
+
+/// Not let through: the error to answer with, and whether the next hop may take it.
+pub(super) struct Refused {
+    pub error: ProxyError,
+    pub falls_back: bool,
+}
+
+/// Admits `call` to the reporter's hop; `attempt` numbers the report of a refusal and
+/// `has_next` says whether a fallback could take the request instead.
+pub(super) async fn admit(
+    call: &Call,
+    reporter: &Reporter<'_>,
+    attempt: u32,
+    has_next: bool,
+) -> Result<Admitted, Refused> {
+    let hop = reporter.hop;
+    let limits = &hop.limits;
+    let estimate = estimate_tokens(
+        call.meta.body_bytes,
+        call.meta.max_tokens,
+        limits.default_max_tokens,
+    );
+    let until = call
+        .deadline
+        .min(Instant::now() + hop.upstream.max_queue_wait);
+    let admitted = limits.admit(estimate, until).await;
+    reporter.circuit();
+    let name = hop.upstream.name.clone();
+    let (error, reason, falls_back) = match admitted {
+        Ok(waited) => {
+            let settle = limits
+                .rate
+                .as_ref()
+                .is_some_and(|r| r.limits_tokens())
+                .then(|| (limits.clone(), estimate));
+            return Ok(Admitted { waited, settle });
+        }
+        Err(NotAdmitted::CircuitOpen { retry_after }) => (
+            ProxyError::CircuitOpen {
+                upstream: name,
+                retry_after,
+            },
+            Reason::CircuitOpen,
+            has_next,
+        ),
+        // A local rate limit is this replica's own choice: another hop would not help.
+        Err(NotAdmitted::RateLimited { retry_after }) => (
+            ProxyError::RateLimited {
+                upstream: name,
+                retry_after,
+            },
+            Reason::RateLimitedLocally,
+            false,
+        ),
+    };
+    let verdict = if falls_back {
+        Verdict::Fallback
+    } else {
+        Verdict::GiveUp
+    };
+    reporter.refused(attempt, reason, verdict, &error);
+    Err(Refused { error, falls_back })
+}

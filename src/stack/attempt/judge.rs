@@ -1,0 +1,184 @@
+//! Judging a response head, three ways:
+//!
+//! - an error (≥ 400): its first ≤ 64 KiB are read to classify it (a quota 429 is not
+//!   a rate-limit 429) and then sent first; a body that breaks while being read reaches
+//!   the client broken, never as a clean shorter body;
+//! - an SSE 200: the headers are held until the first event, so a stream that dies or
+//!   opens with an error event before any content can still be retried;
+//! - anything else: passed on as it is, streamed.
+
+use std::time::SystemTime;
+
+use http::header::CONTENT_TYPE;
+use http::response::Parts as Head;
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::{AttemptResult, Context, failed};
+use crate::error::ProxyError;
+use crate::proxy::UpstreamBody;
+use crate::proxy::headers::{APIM_REQUEST_ID, X_REQUEST_ID, strip_hop_by_hop};
+use crate::proxy::peek::{self, PeekEnd, Peeked, error_prefix_full, has_first_event};
+use crate::proxy::response_body::{GuardedBody, StreamError};
+use crate::retry::Reason;
+use crate::retry::classify::{Outcome, Retryable, classify_response, error_fields};
+use crate::retry::driver::Attempted;
+use crate::retry::server_delay::server_delay;
+
+pub(super) async fn judge<T>(
+    ctx: &Context<'_, T>,
+    response: Response<UpstreamBody>,
+    started: Instant,
+) -> Attempted<AttemptResult> {
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    let sse = is_event_stream(&head.headers);
+    if head.status.as_u16() >= 400 {
+        return error(ctx, head, body, sse, started).await;
+    }
+    if let Some(pacer) = &ctx.hop.limits.pacer {
+        pacer.observe(head.status.as_u16(), &head.headers, None);
+    }
+    if sse && head.status.is_success() {
+        return first_event(ctx, head, body, started).await;
+    }
+    let idle = ctx.hop.upstream.retry.idle_timeout;
+    let body = GuardedBody::new(body, idle, sse).watched_by(ctx.fate.clone());
+    answered(head, body, started, Outcome::Success)
+}
+
+/// An error response: classified from its head and the start of its body.
+async fn error<T>(
+    ctx: &Context<'_, T>,
+    head: Head,
+    body: UpstreamBody,
+    sse: bool,
+    started: Instant,
+) -> Attempted<AttemptResult> {
+    let idle = ctx.hop.upstream.retry.idle_timeout;
+    let peeked = peek::peek(body, error_prefix_full, ctx.deadline, idle).await;
+    let outcome = classify_response(head.status, &head.headers, &peeked.prefix);
+    let (error_code, error_message) = error_fields(&peeked.prefix);
+    let server_delay = server_delay(head.status, &head.headers, SystemTime::now());
+    if let Some(pacer) = &ctx.hop.limits.pacer {
+        pacer.observe(head.status.as_u16(), &head.headers, server_delay);
+    }
+    let body = rest_of(peeked, idle, sse).watched_by(ctx.fate.clone());
+    let mut attempted = answered(head, body, started, outcome);
+    attempted.value.error_code = error_code;
+    attempted.value.error_message = error_message;
+    attempted.server_delay = server_delay;
+    attempted
+}
+
+/// What was read while peeking, then the rest; an end other than a clean one or
+/// "enough read" is passed on as the failure it was.
+fn rest_of(peeked: Peeked, idle: std::time::Duration, sse: bool) -> GuardedBody {
+    match peeked.end {
+        PeekEnd::Broken(e) => {
+            GuardedBody::failing_after(peeked.prefix, StreamError::Broken(e), sse)
+        }
+        PeekEnd::TimedOut => {
+            GuardedBody::failing_after(peeked.prefix, StreamError::Idle(idle), sse)
+        }
+        PeekEnd::Enough | PeekEnd::Complete => {
+            GuardedBody::with_prefix(peeked.prefix, peeked.rest, idle, sse)
+        }
+    }
+}
+
+/// An SSE 200 held until its first event: a content event commits it; an error event,
+/// a stall or an early end makes it a retryable failure.
+async fn first_event<T>(
+    ctx: &Context<'_, T>,
+    head: Head,
+    body: UpstreamBody,
+    started: Instant,
+) -> Attempted<AttemptResult> {
+    let settings = &ctx.hop.upstream.retry;
+    let until = ctx
+        .deadline
+        .min(Instant::now() + settings.first_event_timeout);
+    let peeked = peek::peek(body, has_first_event(), until, settings.first_event_timeout).await;
+    let name = ctx.hop.upstream.name.clone();
+    let (reason, error) = match peeked.end {
+        PeekEnd::Enough => {
+            let first = peek::first_event(&peeked.prefix).unwrap_or_default();
+            let error_event = peek::is_error_event(&first);
+            let idle = settings.idle_timeout;
+            let body = rest_of(peeked, idle, true).watched_by(ctx.fate.clone());
+            if !error_event {
+                return answered(head, body, started, Outcome::Success);
+            }
+            let outcome = Outcome::Retry {
+                reason: Reason::StreamErrorEvent,
+                kind: Retryable::Transient,
+            };
+            let mut attempted = answered(head, body, started, outcome);
+            let (code, message) = error_fields(first.as_bytes());
+            attempted.value.error_code = code;
+            attempted.value.error_message = message;
+            return attempted;
+        }
+        PeekEnd::TimedOut => (
+            Reason::FirstEventTimeout,
+            ProxyError::Timeout {
+                upstream: name,
+                after: started.elapsed(),
+            },
+        ),
+        PeekEnd::Complete | PeekEnd::Broken(_) => (
+            Reason::StreamDied,
+            ProxyError::Upstream {
+                upstream: name,
+                detail: "the stream ended before its first event".into(),
+            },
+        ),
+    };
+    let mut attempted = failed(started, reason, error);
+    attempted.outcome = Outcome::Retry {
+        reason,
+        kind: Retryable::Ambiguous,
+    };
+    attempted.value.status = Some(head.status.as_u16());
+    attempted.value.upstream_request_id = upstream_request_id(&head.headers);
+    attempted
+}
+
+/// A response to pass on (for now: the policy may still retry it).
+fn answered(
+    head: Head,
+    body: GuardedBody,
+    started: Instant,
+    outcome: Outcome,
+) -> Attempted<AttemptResult> {
+    Attempted {
+        value: AttemptResult {
+            status: Some(head.status.as_u16()),
+            duration: started.elapsed(),
+            upstream_request_id: upstream_request_id(&head.headers),
+            error_code: None,
+            error_message: None,
+            response: Ok(Response::from_parts(head, body.boxed())),
+        },
+        outcome,
+        server_delay: None,
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
+    [X_REQUEST_ID, APIM_REQUEST_ID].iter().find_map(|name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
+}

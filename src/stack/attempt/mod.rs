@@ -1,0 +1,96 @@
+//! One attempt on an upstream: check the circuit (a retry may find it opened
+//! meanwhile), build and send the outbound request, wait for its head within
+//! `attempt_timeout`, then judge the response (`judge`): read just enough of it to
+//! classify it, and keep what was read so the client gets it all.
+
+mod judge;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Response;
+use http::request::Parts;
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::proxy::Transport;
+use crate::proxy::response_body::StreamFate;
+use crate::proxy::send::{SendFailure, outbound_request, send};
+use crate::retry::driver::Attempted;
+use crate::retry::{Outcome, Reason};
+use crate::runtime::Hop;
+
+/// What an attempt hands back, with what its report needs to know about it.
+pub struct AttemptResult {
+    pub response: Result<Response<Body>, ProxyError>,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub upstream_request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// What every attempt of one hop shares.
+pub(super) struct Context<'a, T> {
+    pub transport: &'a T,
+    pub hop: &'a Hop,
+    pub parts: &'a Parts,
+    pub deadline: Instant,
+    /// Where the final response's body reports an early end.
+    pub fate: &'a Arc<StreamFate>,
+    /// The path and query to send (the client's, or rewritten for a fallback).
+    pub path_and_query: &'a str,
+}
+
+impl<T: Transport> Context<'_, T> {
+    /// Attempt `n` of this hop (the first was admitted by the caller; later ones check
+    /// the circuit, which may have opened meanwhile).
+    pub async fn run(&self, n: u32, body: Option<Body>) -> Attempted<AttemptResult> {
+        let started = Instant::now();
+        let upstream = &*self.hop.upstream;
+        if n > 1
+            && let Some(breaker) = &self.hop.limits.breaker
+            && let Err(open) = breaker.admit(started)
+        {
+            let error = ProxyError::CircuitOpen {
+                upstream: upstream.name.clone(),
+                retry_after: open.retry_after,
+            };
+            return failed(started, Reason::CircuitOpen, error);
+        }
+        let Some(body) = body else {
+            // Unreachable by policy (a streamed body is never retried); fail safe anyway.
+            let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
+            return failed(started, Reason::BodyNotReplayable, error);
+        };
+        let request = match outbound_request(upstream, self.parts, self.path_and_query, body) {
+            Ok(request) => request,
+            Err(error) => return failed(started, Reason::BadRequest, error),
+        };
+        let until = self.deadline.min(started + upstream.retry.attempt_timeout);
+        match send(self.transport, upstream, request, until).await {
+            Ok(response) => judge::judge(self, response, started).await,
+            Err(SendFailure { outcome, error }) => Attempted {
+                outcome,
+                ..failed(started, outcome.reason(), error)
+            },
+        }
+    }
+}
+
+/// An attempt that produced no response to pass on: backstop's own error instead.
+fn failed(started: Instant, reason: Reason, error: ProxyError) -> Attempted<AttemptResult> {
+    Attempted {
+        value: AttemptResult {
+            status: None,
+            duration: started.elapsed(),
+            upstream_request_id: None,
+            error_code: Some(error.code().to_owned()),
+            error_message: Some(error.to_string()),
+            response: Err(error),
+        },
+        outcome: Outcome::Fatal { reason },
+        server_delay: None,
+    }
+}

@@ -1,0 +1,122 @@
+//! Step 2, the request read: its body kept in memory for retries up to
+//! `retry_buffer_bytes` (streamed once beyond that, 413 beyond `max_body_bytes`), what
+//! backstop notes about it for records and metrics (`RequestMeta`), and its one deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use tokio::time::Instant;
+
+use crate::body::{Body, ClientBody};
+use crate::error::ProxyError;
+use crate::proxy::headers::STAINLESS_READ_TIMEOUT;
+use crate::proxy::request_body::{BodyLimits, RequestBody};
+use crate::request_meta::RequestMeta;
+use crate::runtime::{Hop, Runtime};
+
+/// A client request once its body has been read: what every hop and attempt works from.
+pub(super) struct Call {
+    pub parts: Parts,
+    pub body: Bodies,
+    /// The body is kept, so the request can be sent again (retry or fallback).
+    pub replayable: bool,
+    pub meta: Arc<RequestMeta>,
+    /// One deadline over every attempt, backoff and fallback.
+    pub deadline: Instant,
+}
+
+impl Call {
+    /// Reads the body with the primary upstream's `idle_timeout` between chunks.
+    pub async fn read<B: ClientBody>(
+        parts: Parts,
+        body: B,
+        runtime: &Runtime,
+        primary: &Hop,
+    ) -> Result<Call, ProxyError> {
+        let retry = &primary.upstream.retry;
+        let limits = BodyLimits {
+            retry_buffer_bytes: runtime.config.retry_buffer_bytes,
+            max_body_bytes: runtime.config.max_body_bytes,
+            idle_timeout: retry.idle_timeout,
+        };
+        let content_length = content_length(&parts.headers);
+        let body = RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
+        let body_bytes = body
+            .buffered()
+            .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
+        let meta = Arc::new(RequestMeta::read(
+            &parts.headers,
+            body.buffered(),
+            body_bytes,
+        ));
+        let deadline = Instant::now() + client_deadline(&parts.headers, retry.deadline);
+        Ok(Call {
+            replayable: body.is_replayable(),
+            body: Bodies(Some(body)),
+            parts,
+            meta,
+            deadline,
+        })
+    }
+}
+
+/// The path and query as the client sent them.
+pub(super) fn client_path(parts: &Parts) -> &str {
+    parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The request body for each attempt: a cheap clone when buffered; a streamed body
+/// only once (the policy never retries it).
+pub(super) struct Bodies(Option<RequestBody>);
+
+impl Bodies {
+    pub fn next(&mut self) -> Option<Body> {
+        match &self.0 {
+            Some(RequestBody::Buffered(bytes)) => Some(crate::body::full(bytes.clone())),
+            _ => self.0.take().map(RequestBody::into_body),
+        }
+    }
+}
+
+/// The request's deadline: the configured one, shortened by the OpenAI SDK's own read
+/// timeout (`x-stainless-read-timeout`, seconds) when that is shorter.
+fn client_deadline(headers: &HeaderMap, configured: Duration) -> Duration {
+    headers
+        .get(STAINLESS_READ_TIMEOUT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map_or(configured, |client| client.min(configured))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn client_read_timeout_shortens_the_deadline_only() {
+        let mut h = http::HeaderMap::new();
+        let ten = Duration::from_secs(10);
+        assert_eq!(client_deadline(&h, ten), ten);
+        h.insert("x-stainless-read-timeout", HeaderValue::from_static("2.5"));
+        assert_eq!(client_deadline(&h, ten), Duration::from_millis(2500));
+        h.insert("x-stainless-read-timeout", HeaderValue::from_static("600"));
+        assert_eq!(client_deadline(&h, ten), ten);
+        for bad in ["-1", "0", "soon", "inf"] {
+            h.insert("x-stainless-read-timeout", HeaderValue::from_static(bad));
+            assert_eq!(client_deadline(&h, ten), ten, "{bad}");
+        }
+    }
+}

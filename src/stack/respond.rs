@@ -1,0 +1,96 @@
+//! Step 4: the response. The last attempt's response as it was, or backstop's own
+//! error; `x-backstop-request-id`, `x-backstop-attempts`, `x-backstop-upstream`, and
+//! `x-should-retry` where backstop has an opinion (`response_head`); the body watched
+//! on its way out (`watch`) for the request's one `RequestEvent`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Response;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::report::Ident;
+use super::response_head;
+use super::served::Served;
+use super::watch::WatchedBody;
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::events::{BodyEnd, Observer, RequestEvent, endpoint_kind};
+use crate::retry::GiveUp;
+
+pub(super) fn respond(
+    result: Result<Response<Body>, ProxyError>,
+    mut served: Served,
+    ident: Ident,
+    observer: Arc<dyn Observer>,
+    started: Instant,
+    span: &tracing::Span,
+) -> Response<Body> {
+    let mut should_retry = served
+        .give_up
+        .is_some_and(GiveUp::spent_retries)
+        .then_some("false");
+    let mut refused = None;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
+            match error {
+                ProxyError::CircuitOpen { .. } => should_retry = Some("false"),
+                // Never reached the upstream: a retry after `retry-after` costs it nothing.
+                ProxyError::RateLimited { .. } => should_retry = Some("true"),
+                _ => refused = Some(error.refusal()),
+            }
+            error.into_response()
+        }
+    };
+    response_head::add(
+        response.headers_mut(),
+        &ident.id,
+        served.attempts,
+        should_retry,
+        served.upstream.as_deref(),
+    );
+    if let Some(in_flight) = served.in_flight.take() {
+        in_flight.disarm();
+    }
+    let status = response.status().as_u16();
+    let look_for_usage = status == 200 && usage_endpoint(&ident.endpoint);
+    let event = RequestEvent {
+        request_id: ident.id,
+        upstream: served.upstream,
+        method: ident.method,
+        endpoint_kind: endpoint_kind(&ident.endpoint),
+        endpoint: ident.endpoint,
+        status,
+        attempts: served.attempts,
+        give_up: served.give_up,
+        time_to_headers: started.elapsed(),
+        queue_wait: served.queue_wait,
+        time_to_first_chunk: None,
+        duration: Duration::ZERO,
+        end: BodyEnd::Complete,
+        refused,
+        usage: None,
+        meta: served.meta,
+    };
+    let (parts, body) = response.into_parts();
+    let body = WatchedBody::new(
+        body,
+        observer,
+        event,
+        started,
+        served.fate,
+        look_for_usage,
+        served.settle,
+    );
+    Response::from_parts(parts, body.boxed())
+}
+
+fn usage_endpoint(path: &str) -> bool {
+    matches!(
+        endpoint_kind(path),
+        "chat_completions" | "completions" | "embeddings" | "responses"
+    )
+}
