@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError, RetrySettings, Upstream};
 use crate::limits::UpstreamLimits;
 use crate::names::NameMap;
-use crate::proxy::{UpstreamClient, client};
+use crate::proxy::{BufferBudget, UpstreamClient, client};
 use crate::retry::RetryBudget;
 use crate::routing::Router;
 
@@ -14,6 +14,9 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub router: Router,
     pub client: UpstreamClient,
+    /// Memory for request bodies kept for replay, shared by every request; the same
+    /// budget across reloads (bodies kept under the old config still count).
+    pub buffer_budget: Arc<BufferBudget>,
     hops: NameMap<Hop>,
 }
 
@@ -58,6 +61,13 @@ impl Runtime {
         let tasks = previous.map_or_else(Arc::default, |p| p.client.tasks().clone());
         let client = client::build(&config, tasks)?;
         let router = Router::new(&config.upstreams);
+        let buffer_budget = match previous {
+            Some(p) => {
+                p.buffer_budget.set_limit(config.retry_buffer_total_bytes);
+                p.buffer_budget.clone()
+            }
+            None => BufferBudget::new(config.retry_buffer_total_bytes),
+        };
         let hops = config
             .upstreams
             .iter()
@@ -70,6 +80,7 @@ impl Runtime {
             config: Arc::new(config),
             router,
             client,
+            buffer_budget,
             hops,
         })
     }

@@ -185,3 +185,64 @@ async fn demo_rejects_a_bad_fail_rate() {
     assert_ne!(code, 0);
     assert!(err.contains("fail_rate"), "{err}");
 }
+
+const EPHEMERAL: &str = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
+
+/// Runs `backstop serve` with stderr going to a file (not a terminal) until it logs that
+/// it listens; returns what it wrote there. `TERM` is set, as on a developer's machine.
+async fn serve_until_listening(text: &str) -> String {
+    let (dir, path) = write(text);
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = tokio::process::Command::new(common::process::BIN)
+        .args(["serve", "--config", &path])
+        .env_remove("BACKSTOP_CONFIG")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .env("BACKSTOP_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn backstop");
+    let listening = common::eventually(std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("backstop listening"))
+    })
+    .await;
+    let _ = child.kill().await;
+    let written = std::fs::read_to_string(&log_path).expect("read log");
+    assert!(listening, "backstop did not start; it wrote:\n{written}");
+    written
+}
+
+#[tokio::test]
+async fn max_body_bytes_alone_starts_and_lowers_the_retry_buffer() {
+    let text = format!("{EPHEMERAL}max_body_bytes = 65536\n{UPSTREAM}");
+    serve_until_listening(&text).await;
+    let (_dir, path) = write(&text);
+    let (code, out, err) = run(&["check-config", "--config", &path]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("retry_buffer_bytes = 65536"), "{out}");
+    assert!(
+        out.contains("retry_buffer_total_bytes = 268435456"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn sizes_set_in_conflict_are_refused_naming_both_keys() {
+    let text = format!("max_body_bytes = 65536\nretry_buffer_bytes = 131072\n{UPSTREAM}");
+    refused(&text, "retry_buffer_bytes").await;
+    let (_dir, path) = write(&text);
+    let (_code, _out, err) = run(&["serve", "--config", &path]).await;
+    assert!(err.contains("`max_body_bytes`"), "{err}");
+}
+
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_codes_even_with_term_set() {
+    let written = serve_until_listening(&format!("{EPHEMERAL}{UPSTREAM}")).await;
+    assert!(
+        !written.contains('\u{1b}'),
+        "escape codes in the log file: {written:?}"
+    );
+}

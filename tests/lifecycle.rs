@@ -17,6 +17,7 @@ fn slow_stream(chunks: usize, gap_ms: u64) -> Fault {
         gap: Duration::from_millis(gap_ms),
         end: StreamEnd::Done,
         first_event_delay: Duration::ZERO,
+        ..StreamScript::default()
     })
 }
 

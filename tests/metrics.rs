@@ -148,8 +148,8 @@ async fn gives_up_after_retries_and_counts_the_suppressed_retry() {
     );
 }
 
-/// SPEC §4's table: every family, with its type.
-const FAMILIES: [(&str, &str); 18] = [
+/// SPEC §4's table and §9's families: every family, with its type.
+const FAMILIES: [(&str, &str); 21] = [
     ("backstop_requests_total", "counter"),
     ("backstop_request_duration_seconds", "histogram"),
     ("backstop_upstream_attempts_total", "counter"),
@@ -171,6 +171,9 @@ const FAMILIES: [(&str, &str); 18] = [
         "histogram",
     ),
     ("backstop_build_info", "gauge"),
+    ("backstop_connections_refused_total", "counter"),
+    ("backstop_retry_buffer_bytes", "gauge"),
+    ("backstop_retry_buffer_exhausted_total", "counter"),
 ];
 
 #[tokio::test]

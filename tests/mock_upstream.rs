@@ -534,6 +534,7 @@ fn script(chunks: usize, end: StreamEnd) -> Fault {
         gap: Duration::from_millis(5),
         end,
         first_event_delay: Duration::ZERO,
+        ..StreamScript::default()
     })
 }
 

@@ -83,6 +83,7 @@ async fn sse_stream_passes_through_with_chunk_timing_preserved() {
         gap,
         end: StreamEnd::Done,
         first_event_delay: Duration::ZERO,
+        ..StreamScript::default()
     }));
     let request = h
         .client

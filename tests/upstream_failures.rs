@@ -91,6 +91,7 @@ async fn ends_stalled_stream_with_error_event() {
         gap: Duration::from_millis(10),
         end: StreamEnd::StallAfter(3),
         first_event_delay: Duration::ZERO,
+        ..StreamScript::default()
     }));
     let response = h.client.send(stream_request(&h.client)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -114,6 +115,7 @@ async fn stream_that_dies_mid_way_ends_with_an_error_event() {
         gap: Duration::from_millis(5),
         end: StreamEnd::DieAfter(2),
         first_event_delay: Duration::ZERO,
+        ..StreamScript::default()
     }));
     let response = h.client.send(stream_request(&h.client)).await;
     let frames = timed_frames(response.into_body(), Duration::from_secs(10)).await;

@@ -17,8 +17,19 @@ pub struct RawConfig {
     pub admin_listen: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    pub max_body_bytes: u64,
-    pub retry_buffer_bytes: u64,
+    /// `None` when the file does not set it: `validate` fills in the default, adjusted to
+    /// the other sizes the user did set, so `check-config` prints what is in effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_buffer_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_buffer_total_bytes: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub client_header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub client_idle_timeout: Duration,
+    pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -37,8 +48,12 @@ impl Default for RawConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             shutdown_grace: Duration::from_secs(30),
-            max_body_bytes: 64 * 1024 * 1024,
-            retry_buffer_bytes: 16 * 1024 * 1024,
+            max_body_bytes: None,
+            retry_buffer_bytes: None,
+            retry_buffer_total_bytes: None,
+            client_header_timeout: Duration::from_secs(30),
+            client_idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
             connect_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(90),
             retry: RawRetry::default(),

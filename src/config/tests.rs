@@ -52,6 +52,10 @@ fn spec_defaults_fill_every_omitted_key() {
     assert_eq!(r.budget_min_per_second, 10);
     assert_eq!(config.max_body_bytes, 64 << 20);
     assert_eq!(config.retry_buffer_bytes, 16 << 20);
+    assert_eq!(config.retry_buffer_total_bytes, 256 << 20);
+    assert_eq!(config.client_header_timeout, Duration::from_secs(30));
+    assert_eq!(config.client_idle_timeout, Duration::from_secs(75));
+    assert_eq!(config.max_connections.get(), 10_000);
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     assert_eq!(config.failure_log.retention_days.get(), 30);
     let up = &config.upstreams[0];
@@ -125,6 +129,30 @@ fn zero_budget_means_no_retries_and_is_valid() {
 fn retry_buffer_larger_than_max_body_is_rejected() {
     let text = format!("max_body_bytes = 100\nretry_buffer_bytes = 200\n{ONE_UPSTREAM}");
     assert_eq!(key_of(&text), "retry_buffer_bytes");
+}
+
+#[test]
+fn max_body_alone_lowers_the_default_retry_buffer() {
+    let config = parse(&format!("max_body_bytes = 65536\n{ONE_UPSTREAM}")).expect("valid");
+    assert_eq!(config.retry_buffer_bytes, 65536);
+    assert!(
+        config
+            .effective_toml()
+            .contains("retry_buffer_bytes = 65536"),
+        "{}",
+        config.effective_toml()
+    );
+}
+
+#[test]
+fn client_limits_must_be_positive() {
+    for key in ["client_header_timeout", "client_idle_timeout"] {
+        assert_eq!(key_of(&format!("{key} = \"0s\"\n{ONE_UPSTREAM}")), key);
+    }
+    assert_eq!(
+        key_of(&format!("max_connections = 0\n{ONE_UPSTREAM}")),
+        "max_connections"
+    );
 }
 
 #[test]

@@ -24,6 +24,17 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Request bodies up to this many bytes are kept in memory for replay (default 16 MiB).
     pub retry_buffer_bytes: u64,
+    /// All request bodies kept for replay at once share this many bytes; when they are
+    /// spent a new body is streamed once instead (default 256 MiB). At least
+    /// `retry_buffer_bytes`.
+    pub retry_buffer_total_bytes: u64,
+    /// A client connection that has not sent a whole request head within this is closed
+    /// (default 30 s).
+    pub client_header_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this (default 75 s).
+    pub client_idle_timeout: Duration,
+    /// Client connections open at once; more are closed unanswered (default 10 000).
+    pub max_connections: NonZeroU32,
     /// Time allowed for TCP connect + TLS handshake to an upstream (default 10 s).
     pub connect_timeout: Duration,
     /// How long an idle pooled upstream connection is kept (default 90 s).

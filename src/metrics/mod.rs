@@ -3,6 +3,7 @@
 //! - `labels`: every label value as a type, bounded by construction;
 //! - `families`: `Metrics`, the Prometheus families as fields with typed methods;
 //! - `failure_log`: the failure log's counters, read at scrape time;
+//! - `load`: connections refused and the retry-buffer budget, read at scrape time;
 //! - `stats`: per-upstream and per-tag tallies behind `/stats` and `/status`;
 //! - `status_page`: the `/status` HTML.
 //!
@@ -28,6 +29,7 @@ mod buckets;
 mod failure_log;
 mod families;
 mod labels;
+mod load;
 mod series;
 mod stats;
 mod status_page;
@@ -45,6 +47,7 @@ pub use labels::{
     AttemptOutcome, CircuitState, Endpoint, ModelLabel, Operation, OperationError, Provider,
     TokenType, UpstreamLabel, Vocabulary,
 };
+pub use load::LoadCounts;
 pub use stats::{LastError, Snapshot, Stats};
 pub use status_page::render as render_status;
 
@@ -52,12 +55,22 @@ use crate::config::Config;
 use crate::events::{AttemptReport, BodyEnd, Observer, RequestEvent, Verdict};
 use crate::retry::{Outcome, Reason};
 use failure_log::FailureLogCollector;
+use load::LoadCollector;
+
+/// The upstream connections, read when `/stats` is built (the client knows them; the
+/// metrics do not know the client).
+pub trait UpstreamConnections: Send + Sync + 'static {
+    /// HTTP/2 connections open to `upstream` now, and streams in flight on them.
+    fn h2(&self, upstream: &str) -> (usize, u32);
+}
 
 /// The `Observer` behind `/metrics`, `/stats` and `/status`.
 pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     failure_log: FailureLogCollector,
+    load: LoadCollector,
+    connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
 }
@@ -69,10 +82,14 @@ impl Recorder {
         let metrics = Metrics::register(registry)?;
         let failure_log = FailureLogCollector::new()?;
         registry.register(Box::new(failure_log.clone()))?;
+        let load = LoadCollector::new()?;
+        registry.register(Box::new(load.clone()))?;
         let recorder = Recorder {
             registry: registry.clone(),
             metrics,
             failure_log,
+            load,
+            connections: Default::default(),
             stats: Stats::default(),
             vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
         };
@@ -98,6 +115,13 @@ impl Recorder {
         self.failure_log.attach(counts);
     }
 
+    /// Lets the server's and the retry-buffer budget's counts show as
+    /// `backstop_connections_refused_total`, `backstop_retry_buffer_bytes` and
+    /// `backstop_retry_buffer_exhausted_total`.
+    pub fn attach_load(&self, counts: Arc<dyn LoadCounts>) {
+        self.load.attach(counts);
+    }
+
     /// For the circuit breaker: its state per upstream, as gauge and in `/stats`.
     pub fn set_circuit_state(&self, upstream: &str, state: CircuitState) {
         let label = self.vocabulary.load().upstream(Some(upstream));
@@ -121,7 +145,19 @@ impl Recorder {
     }
 
     pub fn stats(&self) -> Snapshot {
-        self.stats.snapshot()
+        let mut snapshot = self.stats.snapshot();
+        let connections = self.connections.read().clone();
+        if let Some(connections) = connections {
+            for row in &mut snapshot.upstreams {
+                (row.h2_connections, row.h2_streams) = connections.h2(&row.name);
+            }
+        }
+        snapshot
+    }
+
+    /// Lets `/stats` show each upstream's open HTTP/2 connections and streams.
+    pub fn attach_connections(&self, connections: Arc<dyn UpstreamConnections>) {
+        *self.connections.write() = Some(connections);
     }
 }
 

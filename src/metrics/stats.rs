@@ -213,6 +213,8 @@ impl Stats {
                     name: name.to_string(),
                     circuit: tally.circuit.as_str(),
                     pacing: tally.pacing,
+                    h2_connections: 0,
+                    h2_streams: 0,
                     row: tally.row(now),
                 })
                 .collect(),
@@ -251,6 +253,10 @@ pub struct UpstreamRow {
     /// speed, halved per 429, recovering by 0.1 per success).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<PacingView>,
+    /// HTTP/2 connections open to the upstream now (0 for HTTP/1.1 upstreams) ...
+    pub h2_connections: usize,
+    /// ... and the streams (requests) in flight on them.
+    pub h2_streams: u32,
     #[serde(flatten)]
     pub row: Row,
 }

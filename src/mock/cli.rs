@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::fault::LineEnding;
 use super::{MockOptions, MockRateLimit, MockUpstream};
 
 /// Runs an OpenAI-compatible upstream with injectable faults.
@@ -27,6 +28,10 @@ pub struct MockArgs {
     /// Pause between streamed chunks, e.g. 10ms.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub stream_gap: Duration,
+    /// How the lines of streamed answers end: lf, cr (a lone CR), crlf, or mixed (all
+    /// three in turn); every one is valid SSE.
+    #[arg(long, value_enum, default_value_t = LineEnding::Lf)]
+    pub stream_line_ending: LineEnding,
     /// Seed for the random failures, for reproducible runs.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -74,6 +79,7 @@ impl From<&MockArgs> for MockOptions {
             latency: args.latency,
             stream_chunks: args.stream_chunks,
             stream_gap: args.stream_gap,
+            stream_line_ending: args.stream_line_ending,
             seed: args.seed,
             rate_limit: args.rate_limit,
         }

@@ -149,6 +149,45 @@ pub struct StreamScript {
     pub end: StreamEnd,
     /// Pause between the 200 headers and the first event.
     pub first_event_delay: Duration,
+    /// How every line of the stream ends (the SSE standard allows three ways).
+    pub line_ending: LineEnding,
+}
+
+/// The line ending of a scripted SSE stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineEnding {
+    /// `\n`, as OpenAI sends.
+    #[default]
+    Lf,
+    /// A lone `\r`.
+    Cr,
+    /// `\r\n`.
+    Crlf,
+    /// `\r`, `\r\n`, `\n` in turn, line after line (never a CR right before a lone LF,
+    /// which would read as one CRLF).
+    Mixed,
+}
+
+impl LineEnding {
+    /// Rewrites the `\n` line ends of `text`; `count` carries the turn of `Mixed`
+    /// from one event to the next.
+    pub fn apply(self, text: &str, count: &mut usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + text.len() / 8);
+        for (i, piece) in text.split('\n').enumerate() {
+            if i > 0 {
+                let end: &[u8] = match self {
+                    LineEnding::Lf => b"\n",
+                    LineEnding::Cr => b"\r",
+                    LineEnding::Crlf => b"\r\n",
+                    LineEnding::Mixed => [&b"\r"[..], b"\r\n", b"\n"][*count % 3],
+                };
+                *count += 1;
+                out.extend_from_slice(end);
+            }
+            out.extend_from_slice(piece.as_bytes());
+        }
+        out
+    }
 }
 
 impl Default for StreamScript {
@@ -159,6 +198,7 @@ impl Default for StreamScript {
             gap: Duration::from_millis(10),
             end: StreamEnd::Done,
             first_event_delay: Duration::ZERO,
+            line_ending: LineEnding::Lf,
         }
     }
 }
@@ -180,6 +220,15 @@ pub enum StreamEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_endings_rewrite_every_line_end() {
+        let mut n = 0;
+        assert_eq!(LineEnding::Cr.apply("data: 1\n\n", &mut n), b"data: 1\r\r");
+        let mut n = 0;
+        let mixed = LineEnding::Mixed.apply("a\n\nb\n\n", &mut n);
+        assert_eq!(mixed, b"a\r\r\nb\n\r");
+    }
 
     #[test]
     fn http_date_is_imf_fixdate() {

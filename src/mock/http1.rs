@@ -72,6 +72,7 @@ impl Conn {
             headers: head.headers,
             body: Bytes::new(),
             at,
+            parsed: Default::default(),
         };
         let chunked = received
             .header_all("transfer-encoding")

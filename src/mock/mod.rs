@@ -37,7 +37,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use fault::{Fault, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript, http_date};
+pub use fault::{
+    Fault, LineEnding, OTHER_DIMENSION_RESET, RetryAfter, StreamEnd, StreamScript, http_date,
+};
 use server::Shared;
 
 /// How the mock behaves when no fault is queued.
@@ -55,6 +57,8 @@ pub struct MockOptions {
     pub stream_chunks: usize,
     /// Pause between those chunks. Default 10 ms.
     pub stream_gap: Duration,
+    /// How the lines of those streams end. Default LF.
+    pub stream_line_ending: LineEnding,
     /// Seed for the random failures, for reproducible runs. Default: none (random).
     pub seed: Option<u64>,
     /// Enforce a provider-style request limit (fixed window, `x-ratelimit-*` headers,
@@ -78,6 +82,7 @@ impl Default for MockOptions {
             latency: Duration::ZERO,
             stream_chunks: 5,
             stream_gap: Duration::from_millis(10),
+            stream_line_ending: LineEnding::Lf,
             seed: None,
             rate_limit: None,
         }
@@ -117,6 +122,8 @@ pub struct Received {
     pub body: Bytes,
     /// When its head was read.
     pub at: Instant,
+    /// The body parsed as JSON, once (large bodies are read by several answers).
+    pub(crate) parsed: Arc<std::sync::OnceLock<Option<serde_json::Value>>>,
 }
 
 impl Received {
@@ -136,7 +143,9 @@ impl Received {
 
     /// The body as JSON, if it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.body).ok())
+            .clone()
     }
 }
 

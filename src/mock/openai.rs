@@ -114,7 +114,10 @@ fn prompt_tokens(body: &Value) -> u64 {
     let text_len: usize = match &body["messages"] {
         Value::Array(messages) => messages
             .iter()
-            .map(|m| m["content"].to_string().len())
+            .map(|m| match &m["content"] {
+                Value::String(s) => s.len() + 2,
+                other => other.to_string().len(),
+            })
             .sum(),
         _ => match &body["input"] {
             Value::String(s) => s.len(),

@@ -149,6 +149,7 @@ async fn normal(
                 gap: opts.stream_gap,
                 end: StreamEnd::Done,
                 first_event_delay: std::time::Duration::ZERO,
+                line_ending: opts.stream_line_ending,
             };
             sse::stream(conn, req, n, &script, keep_alive).await
         }

@@ -36,11 +36,13 @@ pub(super) async fn stream(
         return Ok(After::Close);
     }
     let events = ChunkStream::new(req, n);
+    let mut line_ends = 0;
+    let mut ended = |text: &str| script.line_ending.apply(text, &mut line_ends);
     let content_events = match script.end {
         StreamEnd::Done => script.chunks,
         StreamEnd::DieAfter(k) | StreamEnd::StallAfter(k) => k.min(script.chunks),
         StreamEnd::ErrorEventFirst => {
-            conn.write_chunk(openai::error_event().as_bytes()).await?;
+            conn.write_chunk(&ended(&openai::error_event())).await?;
             conn.write_last_chunk().await?;
             return Ok(After::Continue);
         }
@@ -49,7 +51,7 @@ pub(super) async fn stream(
         if i > 0 && !script.gap.is_zero() {
             tokio::time::sleep(script.gap).await;
         }
-        conn.write_chunk(events.content_event(i, script.chunks).as_bytes())
+        conn.write_chunk(&ended(&events.content_event(i, script.chunks)))
             .await?;
     }
     match script.end {
@@ -61,10 +63,10 @@ pub(super) async fn stream(
         StreamEnd::Done | StreamEnd::ErrorEventFirst => {}
     }
     if events.include_usage() {
-        conn.write_chunk(events.usage_event(script.chunks).as_bytes())
+        conn.write_chunk(&ended(&events.usage_event(script.chunks)))
             .await?;
     }
-    conn.write_chunk(openai::DONE_EVENT.as_bytes()).await?;
+    conn.write_chunk(&ended(openai::DONE_EVENT)).await?;
     conn.write_last_chunk().await?;
     Ok(After::Continue)
 }

@@ -29,6 +29,8 @@ use tokio::net::TcpStream;
 use tower::Service;
 
 use super::UpstreamBody;
+use super::h2_pool::{H2Counts, StreamLease};
+use super::h2_settings::{Sniffed, StreamLimit};
 use super::pool::Pool;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, TlsSettings, Upstream};
@@ -45,6 +47,8 @@ pub struct UpstreamClient {
     plain: HttpConnector,
     pools: NameMap<Arc<Pool>>,
     idle_timeout: std::time::Duration,
+    /// Also the longest wait for a new HTTP/2 connection's settings.
+    connect_timeout: std::time::Duration,
     /// Connection tasks, owned here so shutdown waits for them.
     tasks: Arc<Tasks>,
 }
@@ -73,7 +77,7 @@ impl SendError {
 
 enum Conn {
     H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
+    H2(http2::SendRequest<Body>, Arc<StreamLimit>),
 }
 
 impl UpstreamClient {
@@ -87,8 +91,8 @@ impl UpstreamClient {
             Some(pool) => pool.clone(),
             None => Pool::new(self.idle_timeout, self.tasks.clone()),
         };
-        if let Some(h2) = pool.h2() {
-            return send_h2(h2, request).await;
+        if pool.h2.is_open() {
+            return self.send_on_h2(&pool, request, upstream).await;
         }
         // Pooled connections first; one the server closed meanwhile hands the request
         // back unsent, and the next one (or a new one) gets it.
@@ -101,19 +105,29 @@ impl UpstreamClient {
         }
         // Boxed: connecting (TLS, HTTP/2 handshake) is a large future that would
         // otherwise sit inside every request's future and be copied with it.
-        match Box::pin(self.connect(&request)).await? {
-            Conn::H2(h2) => {
-                pool.set_h2(h2.clone());
-                send_h2(h2, request).await
-            }
-            Conn::H1(sender) => match send_h1(&pool, sender, request, upstream).await {
-                Ok(response) => Ok(response),
-                Err(Unsent::Again(_)) => Err(SendError::Connect(
-                    "the new connection closed before the request was sent".into(),
-                )),
-                Err(Unsent::Failed(e)) => Err(e),
-            },
+        let conn = Box::pin(self.connect(&request)).await?;
+        send_on_new(&pool, conn, request, upstream).await
+    }
+
+    /// On an HTTP/2 upstream: a stream on a connection with room, else on a new
+    /// connection (opened by one request at a time; the others then look again).
+    async fn send_on_h2(
+        &self,
+        pool: &Arc<Pool>,
+        request: Request<Body>,
+        upstream: &Upstream,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if let Some(stream) = pool.h2.lease() {
+            return send_h2(stream, request).await;
         }
+        let opening = pool.h2.opening().await;
+        if let Some(stream) = pool.h2.lease() {
+            drop(opening);
+            return send_h2(stream, request).await;
+        }
+        let conn = Box::pin(self.connect(&request)).await?;
+        drop(opening);
+        send_on_new(pool, conn, request, upstream).await
     }
 
     async fn connect(&self, request: &Request<Body>) -> Result<Conn, SendError> {
@@ -127,13 +141,18 @@ impl UpstreamClient {
         if !stream.connected().is_negotiated_h2() {
             return self.handshake_h1(stream).await;
         }
+        let limit = StreamLimit::new();
+        let stream = TokioIo::new(Sniffed::new(TokioIo::new(stream), limit.clone()));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
         self.drive(conn);
-        Ok(Conn::H2(sender))
+        // The server's SETTINGS come first thing: wait for its stream limit, or
+        // requests would be placed as if the connection had none.
+        limit.settled(self.connect_timeout).await;
+        Ok(Conn::H2(sender, limit))
     }
 
     async fn handshake_h1<T>(&self, stream: T) -> Result<Conn, SendError>
@@ -172,6 +191,13 @@ impl UpstreamClient {
     /// The tasks that drive this client's connections.
     pub fn tasks(&self) -> &Arc<Tasks> {
         &self.tasks
+    }
+
+    /// Open HTTP/2 connections to `upstream` and streams on them (`/stats`).
+    pub fn h2_counts(&self, upstream: &str) -> H2Counts {
+        self.pools
+            .get(upstream)
+            .map_or_else(H2Counts::default, |pool| pool.h2.counts())
     }
 
     /// Idle HTTP/1.1 connections kept for `upstream` (tests).
@@ -222,16 +248,40 @@ async fn send_h1(
     }
 }
 
+/// Sends on a connection just opened: an HTTP/2 one joins the pool first.
+async fn send_on_new(
+    pool: &Arc<Pool>,
+    conn: Conn,
+    request: Request<Body>,
+    upstream: &Upstream,
+) -> Result<Response<UpstreamBody>, SendError> {
+    match conn {
+        Conn::H2(sender, limit) => {
+            let stream = pool.h2.add(sender, limit);
+            pool.start_sweeping();
+            send_h2(stream, request).await
+        }
+        Conn::H1(sender) => match send_h1(pool, sender, request, upstream).await {
+            Ok(response) => Ok(response),
+            Err(Unsent::Again(_)) => Err(SendError::Connect(
+                "the new connection closed before the request was sent".into(),
+            )),
+            Err(Unsent::Failed(e)) => Err(e),
+        },
+    }
+}
+
 async fn send_h2(
-    mut sender: http2::SendRequest<Body>,
+    stream: StreamLease,
     request: Request<Body>,
 ) -> Result<Response<UpstreamBody>, SendError> {
+    let mut sender = stream.sender();
     sender.ready().await?;
     let response = sender
         .try_send_request(request)
         .await
         .map_err(TrySendError::into_error)?;
-    Ok(response.map(|body| UpstreamBody::new(body, None)))
+    Ok(response.map(|body| UpstreamBody::on_stream(body, stream)))
 }
 
 /// HTTP/1.1 sends the path (origin form) and names the host in `Host`.
@@ -297,6 +347,7 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
         plain: http,
         pools,
         idle_timeout: config.pool_idle_timeout,
+        connect_timeout: config.connect_timeout,
         tasks,
     })
 }

@@ -2,16 +2,21 @@
 //! building (headers, key injection), request body buffering and the guarded
 //! response body that streams back to the client.
 
+pub mod buffer_budget;
 pub mod client;
+pub mod h2_pool;
+pub mod h2_settings;
 pub mod headers;
 pub mod peek;
 pub mod pool;
 pub mod request_body;
 pub mod response_body;
 pub mod send;
+pub mod sse;
 pub mod transport;
 pub mod upstream_body;
 
+pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;
 pub use request_body::RequestBody;
 pub use transport::Transport;

@@ -3,9 +3,11 @@
 //! first event (so a stream that dies or opens with an error can still be retried).
 //! Whatever was read is handed on with the rest of the body; nothing is lost.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::UpstreamBody;
+use super::sse::{self, FirstEvent};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
@@ -36,10 +38,11 @@ pub enum PeekEnd {
 }
 
 /// Reads until `stop(prefix)` holds, the body ends, or `until` passes. The wait for each
-/// frame is also bounded by `idle`.
+/// frame is also bounded by `idle`. `stop` sees the whole prefix each time (it only
+/// grows) and may keep its place between calls.
 pub async fn peek(
     mut body: UpstreamBody,
-    stop: impl Fn(&[u8]) -> bool,
+    mut stop: impl FnMut(&[u8]) -> bool,
     until: Instant,
     idle: Duration,
 ) -> Peeked {
@@ -89,35 +92,17 @@ pub fn error_prefix_full(buf: &[u8]) -> bool {
     buf.len() >= ERROR_PREFIX_BYTES
 }
 
-/// The stop rule for SSE: a whole event with a `data:` line has arrived (comments and
-/// bare `retry:`/`event:` lines keep the headers held).
-pub fn has_first_event(buf: &[u8]) -> bool {
-    first_event(buf).is_some()
+/// The stop rule for SSE: a whole event with a `data` field has arrived, whatever its
+/// line endings (comments and bare `retry:`/`event:` lines keep the headers held). It
+/// keeps its place, so each byte is looked at once however many frames arrive.
+pub fn has_first_event() -> impl FnMut(&[u8]) -> bool {
+    let mut scan = FirstEvent::default();
+    move |buf| scan.scan(buf).is_some()
 }
 
 /// The data of the first complete SSE event that has any.
 pub fn first_event(buf: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(buf).ok().or_else(|| {
-        // A multi-byte character may be cut at the end; the complete events come before it.
-        let valid = std::str::from_utf8(buf).err()?.valid_up_to();
-        std::str::from_utf8(&buf[..valid]).ok()
-    })?;
-    let normalized = text.replace("\r\n", "\n");
-    let mut events = normalized.split("\n\n");
-    let complete = normalized.matches("\n\n").count();
-    for event in events.by_ref().take(complete) {
-        let data: Vec<&str> = event
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("data:")
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            })
-            .collect();
-        if !data.is_empty() {
-            return Some(data.join("\n"));
-        }
-    }
-    None
+    sse::first_event(buf).map(Cow::into_owned)
 }
 
 /// Whether an SSE event's data is an error object rather than content.
@@ -132,21 +117,13 @@ mod tests {
 
     #[test]
     fn first_event_needs_a_complete_event_with_data() {
-        assert_eq!(first_event(b"data: {\"a\":1}"), None, "not terminated yet");
-        assert_eq!(
-            first_event(b": keep-alive\n\n"),
-            None,
-            "comments are not events"
-        );
+        let mut stop = has_first_event();
+        assert!(!stop(b"data: {\"a\":1}"), "not terminated yet");
+        assert!(stop(b"data: {\"a\":1}\r\r"), "a lone CR ends lines too");
         assert_eq!(
             first_event(b": ping\n\ndata: {\"a\":1}\n\n").as_deref(),
             Some("{\"a\":1}")
         );
-        assert_eq!(
-            first_event(b"event: x\r\ndata: 1\r\n\r\n").as_deref(),
-            Some("1")
-        );
-        assert_eq!(first_event(b"data:2\n\n").as_deref(), Some("2"));
     }
 
     #[test]

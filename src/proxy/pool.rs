@@ -4,8 +4,9 @@
 //! recently returned one (warm, least likely to have been closed by the server), and
 //! the response body gives it back when it ends cleanly (`UpstreamBody`); a body dropped
 //! part-way takes its connection down with it, as it cannot carry another request.
-//! An HTTP/2 connection (TLS upstreams that offer h2 in ALPN) is shared by every request.
-//! Connections idle for longer than `pool_idle_timeout` are closed by a sweep.
+//! HTTP/2 connections (TLS upstreams that offer h2 in ALPN) carry many requests each, as
+//! many as the server allows, in `h2_pool`. Connections idle for longer than
+//! `pool_idle_timeout` are closed by a sweep.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -13,9 +14,10 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use tokio::time::Instant;
 
+use super::h2_pool::H2Pool;
 use crate::body::Body;
 use crate::tasks::Tasks;
 
@@ -25,7 +27,7 @@ const MAX_IDLE: usize = 1024;
 /// The idle connections to one upstream.
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
-    shared_h2: Mutex<Option<http2::SendRequest<Body>>>,
+    pub h2: H2Pool,
     idle_timeout: Duration,
     sweeping: AtomicBool,
     /// Set at shutdown: connections coming back are closed instead of kept.
@@ -42,7 +44,7 @@ impl Pool {
     pub fn new(idle_timeout: Duration, tasks: Arc<Tasks>) -> Arc<Pool> {
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
-            shared_h2: Mutex::new(None),
+            h2: H2Pool::default(),
             idle_timeout,
             sweeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -55,7 +57,7 @@ impl Pool {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.idle.lock().clear();
-        self.shared_h2.lock().take();
+        self.h2.close();
     }
 
     /// The most recently returned HTTP/1.1 connection still open, if any.
@@ -102,19 +104,6 @@ impl Pool {
         self.start_sweeping();
     }
 
-    /// The shared HTTP/2 connection, while it is open.
-    pub fn h2(&self) -> Option<http2::SendRequest<Body>> {
-        let shared = self.shared_h2.lock();
-        shared.as_ref().filter(|s| !s.is_closed()).cloned()
-    }
-
-    pub fn set_h2(&self, sender: http2::SendRequest<Body>) {
-        {
-            let mut shared = self.shared_h2.lock();
-            *shared = Some(sender);
-        }
-    }
-
     /// How many idle HTTP/1.1 connections are kept (tests).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().len()
@@ -122,7 +111,7 @@ impl Pool {
 
     /// Once per pool, from the first connection returned (so always inside the runtime):
     /// a task that closes expired connections, ending when the pool is dropped.
-    fn start_sweeping(self: &Arc<Self>) {
+    pub fn start_sweeping(self: &Arc<Self>) {
         if self.sweeping.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -139,6 +128,7 @@ impl Pool {
                     expire(&mut idle, pool.idle_timeout);
                     idle.retain(|conn| !conn.sender.is_closed());
                 }
+                pool.h2.expire(pool.idle_timeout);
             }
         });
     }

@@ -1,9 +1,11 @@
 //! The client's request body: kept in memory up to `retry_buffer_bytes` so the retry
 //! engine can replay it; beyond that streamed through once (never retried); beyond
-//! `max_body_bytes` refused with 413.
+//! `max_body_bytes` refused with 413. Kept bodies share one `BufferBudget`: when it is
+//! spent, a body is streamed once too.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::buffer_budget::{BufferBudget, BufferPermit};
 use crate::body::{self, Body, BoxError, ClientBody};
 use crate::error::ProxyError;
 
@@ -31,17 +34,45 @@ pub struct BodyLimits {
 }
 
 impl RequestBody {
-    /// Reads the body until it ends or passes `retry_buffer_bytes`.
+    /// Reads the body until it ends or passes `retry_buffer_bytes`, or until `budget`
+    /// has no room for it. A kept body holds its bytes of `budget` until the last copy
+    /// of it is dropped.
     pub async fn read<B: ClientBody>(
         mut incoming: B,
         content_length: Option<u64>,
         limits: BodyLimits,
+        budget: &Arc<BufferBudget>,
     ) -> Result<RequestBody, ProxyError> {
         let too_large = ProxyError::BodyTooLarge {
             limit: limits.max_body_bytes,
         };
         if content_length.is_some_and(|n| n > limits.max_body_bytes) {
             return Err(too_large);
+        }
+        if content_length.is_some_and(|n| n > limits.retry_buffer_bytes) {
+            // Too large to keep, and known to be: streamed from its first byte.
+            return Ok(RequestBody::Streaming(StreamingBody::new(
+                Vec::new(),
+                incoming,
+                0,
+                None,
+                &limits,
+            )));
+        }
+        let mut permit = budget.permit();
+        // A body announced small enough to keep is reserved whole before it is read, so
+        // a spent budget is known before any of it is held.
+        let reserved = content_length.filter(|&n| n <= limits.retry_buffer_bytes);
+        if let Some(n) = reserved
+            && !permit.grow(n)
+        {
+            return Ok(streamed_for_lack_of_budget(
+                budget,
+                (Vec::new(), None),
+                incoming,
+                0,
+                &limits,
+            ));
         }
         let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
         let mut chunks: Vec<Bytes> = Vec::new();
@@ -57,21 +88,36 @@ impl RequestBody {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            total += data.len() as u64;
+            let len = data.len() as u64;
+            total += len;
             if total > limits.max_body_bytes {
                 return Err(too_large);
             }
             chunks.push(data);
             if total > limits.retry_buffer_bytes {
-                return Ok(RequestBody::Streaming(StreamingBody {
-                    prefix: chunks.into(),
-                    rest: incoming.map_err(Into::into).boxed(),
-                    seen: total,
-                    limit: limits.max_body_bytes,
-                }));
+                return Ok(RequestBody::Streaming(StreamingBody::new(
+                    chunks,
+                    incoming,
+                    total,
+                    Some(permit),
+                    &limits,
+                )));
+            }
+            if reserved.is_none() && !permit.grow(len) {
+                return Ok(streamed_for_lack_of_budget(
+                    budget,
+                    (chunks, Some(permit)),
+                    incoming,
+                    total,
+                    &limits,
+                ));
             }
         }
-        Ok(RequestBody::Buffered(concat(chunks, buffer_cap)))
+        permit.shrink_to(total);
+        Ok(RequestBody::Buffered(kept(
+            concat(chunks, buffer_cap),
+            permit,
+        )))
     }
 
     /// Whether this body can be sent again for a retry.
@@ -96,6 +142,40 @@ impl RequestBody {
     }
 }
 
+/// A body the budget had no room for: counted, and sent once. `read` is what was read
+/// already, with the budget it holds.
+fn streamed_for_lack_of_budget<B: ClientBody>(
+    budget: &BufferBudget,
+    (read, held): (Vec<Bytes>, Option<BufferPermit>),
+    rest: B,
+    seen: u64,
+    limits: &BodyLimits,
+) -> RequestBody {
+    budget.count_exhausted();
+    tracing::debug!("retry_buffer_total_bytes spent: request body sent once, not retryable");
+    RequestBody::Streaming(StreamingBody::new(read, rest, seen, held, limits))
+}
+
+/// The body's bytes, holding `permit` until the last clone of them is dropped.
+fn kept(bytes: Bytes, permit: BufferPermit) -> Bytes {
+    struct Kept {
+        bytes: Bytes,
+        _permit: BufferPermit,
+    }
+    impl AsRef<[u8]> for Kept {
+        fn as_ref(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+    if bytes.is_empty() {
+        return bytes;
+    }
+    Bytes::from_owner(Kept {
+        bytes,
+        _permit: permit,
+    })
+}
+
 fn concat(mut chunks: Vec<Bytes>, capacity: usize) -> Bytes {
     match chunks.len() {
         0 => Bytes::new(),
@@ -118,13 +198,33 @@ pub struct BodyTooLarge {
 }
 
 pin_project_lite::pin_project! {
-    /// The chunks already read, then the rest of the client's body, counted against the limit.
+    /// The chunks already read, then the rest of the client's body, counted against the
+    /// limit. The chunks read hold their bytes of the budget until they have been sent.
     pub struct StreamingBody {
         prefix: VecDeque<Bytes>,
+        held: Option<BufferPermit>,
         #[pin]
         rest: Body,
         seen: u64,
         limit: u64,
+    }
+}
+
+impl StreamingBody {
+    fn new<B: ClientBody>(
+        read: Vec<Bytes>,
+        rest: B,
+        seen: u64,
+        held: Option<BufferPermit>,
+        limits: &BodyLimits,
+    ) -> StreamingBody {
+        StreamingBody {
+            prefix: read.into(),
+            held,
+            rest: rest.map_err(Into::into).boxed(),
+            seen,
+            limit: limits.max_body_bytes,
+        }
     }
 }
 
@@ -138,6 +238,9 @@ impl HttpBody for StreamingBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if let Some(chunk) = this.prefix.pop_front() {
+            if this.prefix.is_empty() {
+                this.held.take();
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         match this.rest.poll_frame(cx) {

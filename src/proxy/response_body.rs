@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::UpstreamBody;
+use super::sse::Boundary;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
@@ -51,8 +52,8 @@ pin_project_lite::pin_project! {
         last_frame: Instant,
         idle_timeout: Duration,
         sse: bool,
-        // The last bytes sent ended an SSE event ("\n\n"), so an error event can follow.
-        at_event_boundary: bool,
+        // Whether the bytes sent so far end an SSE event, so an error event can follow.
+        sent: Boundary,
         // How the body fails once `prefix` is sent, when it broke while being peeked.
         failure: Option<StreamError>,
         // The prefix went out and the server has had a chance to flush it.
@@ -82,7 +83,7 @@ impl GuardedBody {
             last_frame: Instant::now(),
             idle_timeout,
             sse,
-            at_event_boundary: true,
+            sent: Boundary::default(),
             failure: None,
             flushed: false,
             done: false,
@@ -125,7 +126,9 @@ impl HttpBody for GuardedBody {
             return Poll::Ready(None);
         }
         if let Some(prefix) = this.prefix.take() {
-            *this.at_event_boundary = prefix.ends_with(b"\n\n") || prefix.ends_with(b"\r\n\r\n");
+            if *this.sse {
+                this.sent.push(&prefix);
+            }
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         let failure = match this.inner.as_mut().as_pin_mut() {
@@ -145,9 +148,10 @@ impl HttpBody for GuardedBody {
             Some(inner) => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_frame = Instant::now();
-                    if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
-                        *this.at_event_boundary =
-                            data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+                    if *this.sse
+                        && let Some(data) = frame.data_ref()
+                    {
+                        this.sent.push(data);
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -182,7 +186,7 @@ impl HttpBody for GuardedBody {
             let _ = fate.0.set(code);
         }
         if *this.sse {
-            let event = error_event(*this.at_event_boundary, code, &failure.to_string());
+            let event = error_event(this.sent.at_event_end(), code, &failure.to_string());
             return Poll::Ready(Some(Ok(Frame::data(event))));
         }
         Poll::Ready(Some(Err(Box::new(failure))))

@@ -11,6 +11,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 
+use super::h2_pool::StreamLease;
 use super::pool::Pool;
 use crate::body::{Body, BoxError};
 
@@ -19,6 +20,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Inner,
         lender: Option<(Arc<Pool>, http1::SendRequest<Body>)>,
+        // An HTTP/2 stream, counted against its connection until the body ends.
+        stream: Option<StreamLease>,
     }
 }
 
@@ -36,6 +39,7 @@ impl UpstreamBody {
         let mut body = UpstreamBody {
             inner: Inner::Connection { body: inner },
             lender,
+            stream: None,
         };
         if body.is_end_stream() {
             body.give_back();
@@ -43,11 +47,22 @@ impl UpstreamBody {
         body
     }
 
+    /// A body on an HTTP/2 stream, counted against its connection until it ends.
+    pub fn on_stream(inner: Incoming, stream: StreamLease) -> Self {
+        let stream = (!inner.is_end_stream()).then_some(stream);
+        UpstreamBody {
+            inner: Inner::Connection { body: inner },
+            lender: None,
+            stream,
+        }
+    }
+
     /// Any other body, e.g. from an in-memory upstream.
     pub fn from_body(body: Body) -> Self {
         UpstreamBody {
             inner: Inner::Other { body },
             lender: None,
+            stream: None,
         }
     }
 
@@ -83,12 +98,16 @@ impl HttpBody for UpstreamBody {
             // A broken body: the connection is not fit to carry another request.
             Poll::Ready(Some(Err(_))) => {
                 this.lender.take();
+                this.stream.take();
                 false
             }
             Poll::Pending => false,
         };
-        if ended && let Some((pool, sender)) = this.lender.take() {
-            pool.give_back(sender);
+        if ended {
+            this.stream.take();
+            if let Some((pool, sender)) = this.lender.take() {
+                pool.give_back(sender);
+            }
         }
         polled
     }

@@ -6,34 +6,29 @@
 //! and are then cut; the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
+mod accept;
+pub mod limits;
 pub mod version;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, watch};
 
 use crate::admin::{self, Admin, Phase, Readiness};
-use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
-use crate::metrics::{FailureLogCounts, Recorder};
+use crate::metrics::{FailureLogCounts, LoadCounts, Recorder, UpstreamConnections};
+use crate::proxy::BufferBudget;
 use crate::runtime::Runtime;
 use crate::stack;
-use version::Version;
+use limits::ClientLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -118,7 +113,27 @@ async fn serve_both(
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
     let (proxy_at, admin_at) = (config.listen, config.admin_listen);
+    let refused = Arc::new(AtomicU64::new(0));
+    let proxy_limits = ClientLimits {
+        header_timeout: config.client_header_timeout,
+        idle_timeout: config.client_idle_timeout,
+        connections: Some(Arc::new(Semaphore::new(
+            config.max_connections.get() as usize
+        ))),
+        refused: refused.clone(),
+    };
+    // The admin port has the same timeouts but no cap: probes must get through.
+    let admin_limits = ClientLimits {
+        connections: None,
+        refused: Arc::default(),
+        ..proxy_limits.clone()
+    };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
+    metrics.attach_connections(Arc::new(Connections(runtime.clone())));
+    metrics.attach_load(Arc::new(Load {
+        refused: refused.clone(),
+        buffer_budget: runtime.load().buffer_budget.clone(),
+    }));
 
     let bind = |which: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -138,22 +153,36 @@ async fn serve_both(
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let rt = runtime.clone();
-    let proxy_task = tokio::spawn(serve(proxy_listener, proxy_stopped, grace, move |req| {
-        let runtime = rt.load_full();
-        let observer = observer.clone();
-        // Boxed: hyper keeps a slot the size of this future for the connection's whole
-        // life, and a stream's connection outlives the future (done once headers are
-        // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
-        Box::pin(async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) })
-    }));
+    let proxy_task = tokio::spawn(accept::serve(
+        proxy_listener,
+        proxy_stopped,
+        grace,
+        proxy_limits,
+        move |req| {
+            let runtime = rt.load_full();
+            let observer = observer.clone();
+            // Boxed: hyper keeps a slot the size of this future for the connection's whole
+            // life, and a stream's connection outlives the future (done once headers are
+            // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
+            Box::pin(
+                async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) },
+            )
+        },
+    ));
     let admin = Arc::new(Admin {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     });
-    let admin_task = tokio::spawn(serve(admin_listener, admin_stopped, grace, move |req| {
-        let admin = admin.clone();
-        async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
-    }));
+    let admin_task = tokio::spawn(accept::serve(
+        admin_listener,
+        admin_stopped,
+        grace,
+        admin_limits,
+        move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
+        },
+    ));
 
     readiness.set(Phase::Ready);
     tracing::info!(%proxy_addr, %admin_addr, "backstop listening");
@@ -223,6 +252,21 @@ impl Running {
         {
             tracing::warn!("listen and admin_listen changes take effect only after a restart");
         }
+        let current = self.config();
+        if (
+            config.client_header_timeout,
+            config.client_idle_timeout,
+            config.max_connections,
+        ) != (
+            current.client_header_timeout,
+            current.client_idle_timeout,
+            current.max_connections,
+        ) {
+            tracing::warn!(
+                "client_header_timeout, client_idle_timeout and max_connections changes \
+                 take effect only after a restart"
+            );
+        }
         let (new, old) = (&config.failure_log, &self.config().failure_log);
         if new.dir != old.dir || new.retention_days != old.retention_days {
             tracing::warn!("failure_log changes take effect only after a restart");
@@ -261,84 +305,6 @@ impl Running {
     }
 }
 
-/// Accepts connections until told to stop, then drains them within `grace`.
-async fn serve<F, Fut>(
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    handler: F,
-) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-{
-    // HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
-    let builders = Arc::new((
-        http1::Builder::new(),
-        http2::Builder::new(TokioExecutor::new()),
-    ));
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // e.g. EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service_fn(handler.clone());
-                let (builders, watcher) = (builders.clone(), graceful.watcher());
-                let mut stop = stop.clone();
-                connections.spawn(async move {
-                    // A connection that never says which version it speaks is not waited for.
-                    let detected = tokio::select! {
-                        detected = version::detect(stream) => detected,
-                        _ = stop.changed() => return,
-                    };
-                    let ended = match detected {
-                        Ok((Version::H1, io)) => {
-                            let conn = builders.0.serve_connection(TokioIo::new(io), service);
-                            watcher.watch(conn).await.map_err(BoxError::from)
-                        }
-                        // Boxed: h2c is rare here, and its state would size every task.
-                        Ok((Version::H2, io)) => {
-                            let conn = builders.1.serve_connection(TokioIo::new(io), service);
-                            Box::pin(watcher.watch(conn)).await.map_err(BoxError::from)
-                        }
-                        Err(e) => Err(e.into()),
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    while connections.try_join_next().is_some() {}
-    let open = connections.len();
-    if open > 0 {
-        tracing::info!(open, ?grace, "waiting for open connections");
-    }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "shutdown_grace passed; cutting remaining connections"
-        );
-    }
-    connections.shutdown().await;
-}
-
 /// The failure log's counters, read by the metrics at scrape time.
 impl FailureLogCounts for FailureLogStats {
     fn records_written(&self) -> u64 {
@@ -351,5 +317,36 @@ impl FailureLogCounts for FailureLogStats {
 
     fn write_errors(&self) -> u64 {
         FailureLogStats::write_errors(self)
+    }
+}
+
+/// The counts behind `backstop_connections_refused_total` and the retry-buffer families.
+struct Load {
+    refused: Arc<AtomicU64>,
+    /// The one budget every runtime shares (a reload keeps it).
+    buffer_budget: Arc<BufferBudget>,
+}
+
+impl LoadCounts for Load {
+    fn connections_refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn retry_buffer_bytes(&self) -> u64 {
+        self.buffer_budget.held()
+    }
+
+    fn retry_buffer_exhausted(&self) -> u64 {
+        self.buffer_budget.exhausted()
+    }
+}
+
+/// `/stats`' view of the upstream connections of the runtime in use.
+struct Connections(Arc<ArcSwap<Runtime>>);
+
+impl UpstreamConnections for Connections {
+    fn h2(&self, upstream: &str) -> (usize, u32) {
+        let counts = self.0.load().client.h2_counts(upstream);
+        (counts.connections, counts.streams)
     }
 }

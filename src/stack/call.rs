@@ -43,7 +43,7 @@ impl Call {
             idle_timeout: retry.idle_timeout,
         };
         let content_length = content_length(&parts.headers);
-        let body = RequestBody::read(body, content_length, limits).await?;
+        let body = RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
         let body_bytes = body
             .buffered()
             .map_or(content_length.unwrap_or(0), |b| b.len() as u64);

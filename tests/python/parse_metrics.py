@@ -1,5 +1,5 @@
 """Parses a backstop scrape with prometheus_client's text parser (a real Prometheus
-text-format parser) and checks SPEC §4's families, types and labels.
+text-format parser) and checks SPEC §4's (and §9's) families, types and labels.
 
 Usage: parse_metrics.py SCRAPE_FILE. Run by tests/metrics_exposition.rs.
 """
@@ -29,6 +29,10 @@ EXPECTED = {
     "gen_ai_client_operation_duration_seconds": ("histogram", GEN_AI | {"error_type"}),
     "gen_ai_client_operation_time_to_first_chunk_seconds": ("histogram", GEN_AI | {"error_type"}),
     "backstop_build_info": ("gauge", {"version"}),
+    # SPEC §9: client connections and the retry-buffer budget.
+    "backstop_connections_refused": ("counter", set()),
+    "backstop_retry_buffer_bytes": ("gauge", set()),
+    "backstop_retry_buffer_exhausted": ("counter", set()),
 }
 
 with open(sys.argv[1], encoding="utf-8") as f:

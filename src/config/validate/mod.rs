@@ -18,30 +18,32 @@ pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Conf
     }
 }
 
+mod sizes;
 mod upstream;
 
 use upstream::{check_upstream_set, upstream};
 
-pub fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     if raw.listen == raw.admin_listen && raw.listen.port() != 0 {
         return Err(invalid(
             "admin_listen",
             format!("must differ from listen ({})", raw.listen),
         ));
     }
-    if raw.max_body_bytes == 0 {
-        return Err(invalid("max_body_bytes", "must be greater than 0"));
-    }
-    if raw.retry_buffer_bytes > raw.max_body_bytes {
-        return Err(invalid(
-            "retry_buffer_bytes",
-            format!(
-                "must be at most max_body_bytes ({}), got {}",
-                raw.max_body_bytes, raw.retry_buffer_bytes
-            ),
-        ));
-    }
+    let sizes = sizes::resolve(
+        raw.max_body_bytes,
+        raw.retry_buffer_bytes,
+        raw.retry_buffer_total_bytes,
+    )?;
+    // What is in effect, written back so `check-config` prints it.
+    raw.max_body_bytes = Some(sizes.max_body_bytes);
+    raw.retry_buffer_bytes = Some(sizes.retry_buffer_bytes);
+    raw.retry_buffer_total_bytes = Some(sizes.retry_buffer_total_bytes);
     non_zero("shutdown_grace", raw.shutdown_grace)?;
+    non_zero("client_header_timeout", raw.client_header_timeout)?;
+    non_zero("client_idle_timeout", raw.client_idle_timeout)?;
+    let max_connections = NonZeroU32::new(raw.max_connections)
+        .ok_or_else(|| invalid("max_connections", "must be at least 1"))?;
     non_zero("connect_timeout", raw.connect_timeout)?;
     non_zero("pool_idle_timeout", raw.pool_idle_timeout)?;
     let retry = retry_settings("retry", &raw.retry)?;
@@ -77,8 +79,12 @@ pub fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErro
         listen: raw.listen,
         admin_listen: raw.admin_listen,
         shutdown_grace: raw.shutdown_grace,
-        max_body_bytes: raw.max_body_bytes,
-        retry_buffer_bytes: raw.retry_buffer_bytes,
+        max_body_bytes: sizes.max_body_bytes,
+        retry_buffer_bytes: sizes.retry_buffer_bytes,
+        retry_buffer_total_bytes: sizes.retry_buffer_total_bytes,
+        client_header_timeout: raw.client_header_timeout,
+        client_idle_timeout: raw.client_idle_timeout,
+        max_connections,
         connect_timeout: raw.connect_timeout,
         pool_idle_timeout: raw.pool_idle_timeout,
         retry,

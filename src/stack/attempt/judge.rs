@@ -100,7 +100,7 @@ async fn first_event<T>(
     let until = ctx
         .deadline
         .min(Instant::now() + settings.first_event_timeout);
-    let peeked = peek::peek(body, has_first_event, until, settings.first_event_timeout).await;
+    let peeked = peek::peek(body, has_first_event(), until, settings.first_event_timeout).await;
     let name = ctx.hop.upstream.name.clone();
     let (reason, error) = match peeked.end {
         PeekEnd::Enough => {

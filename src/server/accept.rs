@@ -1,0 +1,138 @@
+//! The accept loop of one listener: client limits (`limits`), HTTP/1.1 or h2c per
+//! connection (`version`), and the drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::limits::{ClientLimits, ConnClock, Tracked, Watched};
+use super::version::{self, Version};
+use crate::body::{Body, BoxError};
+
+/// Accepts connections until told to stop, then drains them within `grace`.
+pub(super) async fn serve<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    limits: ClientLimits,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    // HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
+    let builders = Arc::new((
+        http1::Builder::new(),
+        http2::Builder::new(TokioExecutor::new()),
+    ));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // e.g. EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(permit) = limits.admit() else {
+                    // Over max_connections: closed unanswered, counted.
+                    tracing::debug!("max_connections reached; connection closed");
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let clock = ConnClock::new(Instant::now(), &limits);
+                let service = {
+                    let (clock, handler) = (clock.clone(), handler.clone());
+                    service_fn(move |req| {
+                        let in_flight = clock.request_started();
+                        let response = handler(req);
+                        async move {
+                            let response = response.await?;
+                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                        }
+                    })
+                };
+                let (builders, watcher) = (builders.clone(), graceful.watcher());
+                let mut stop = stop.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    // A connection that never says which version it speaks is not
+                    // waited for, and gets `client_header_timeout` to say it.
+                    let detected = tokio::select! {
+                        detected = tokio::time::timeout_at(
+                            clock.first_head_due(),
+                            version::detect(stream),
+                        ) => detected,
+                        _ = stop.changed() => return,
+                    };
+                    let Ok(detected) = detected else {
+                        tracing::debug!("client sent no request head in time; closed");
+                        return;
+                    };
+                    // Each connection is dropped (closed) when `clock` says it has waited
+                    // too long with no request in flight.
+                    let ended = match detected {
+                        Ok((Version::H1, io)) => {
+                            let io = TokioIo::new(Watched::new(io, clock.clone()));
+                            let conn = watcher.watch(builders.0.serve_connection(io, service));
+                            tokio::select! {
+                                ended = conn => ended.map_err(BoxError::from),
+                                _ = clock.expired() => Ok(()),
+                            }
+                        }
+                        // Boxed: h2c is rare here, and its state would size every task.
+                        // Its frames are not heads: only in-flight streams count.
+                        Ok((Version::H2, io)) => {
+                            let conn = builders.1.serve_connection(TokioIo::new(io), service);
+                            let conn = Box::pin(watcher.watch(conn));
+                            tokio::select! {
+                                ended = conn => ended.map_err(BoxError::from),
+                                _ = clock.expired() => Ok(()),
+                            }
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.try_join_next().is_some() {}
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(open, ?grace, "waiting for open connections");
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown_grace passed; cutting remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}
