@@ -112,20 +112,23 @@ impl ConnClock {
     }
 
     /// Resolves when the connection has been waiting past its deadline.
+    ///
+    /// Requests do not wake it: while idle it sleeps until its deadline, or at most
+    /// until `header_timeout` from now (a head that starts later is due no earlier than
+    /// that), and reads the deadline again; while a request is in flight it waits for
+    /// the request to end. So a busy keep-alive connection arms no timer per request
+    /// and its task is not woken between requests.
     pub async fn expired(&self) {
         loop {
             let changed = self.changed.notified();
             match self.deadline() {
                 None => changed.await,
                 Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {
-                            if self.deadline().is_some_and(|d| d <= Instant::now()) {
-                                return;
-                            }
-                        }
-                        _ = changed => {}
+                    let now = Instant::now();
+                    if at <= now {
+                        return;
                     }
+                    tokio::time::sleep_until(at.min(now + self.header_timeout)).await;
                 }
             }
         }
@@ -138,15 +141,18 @@ impl ConnClock {
         InFlight(self.clone())
     }
 
-    /// Bytes arrived: while idle, they start the next head.
+    /// Bytes arrived: while idle, they start the next head (`expired` reads it when
+    /// its timer fires, which is never later than this head's deadline).
     fn read_some(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
-            && self
-                .head_since
-                .compare_exchange(NONE, self.now_ms(), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+            && self.head_since.load(Ordering::Acquire) == NONE
         {
-            self.changed.notify_one();
+            let _ = self.head_since.compare_exchange(
+                NONE,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 }

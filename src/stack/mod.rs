@@ -129,7 +129,16 @@ async fn forward<B: ClientBody, T: Transport>(
             }
             Err(refused) => return Err(refused.error),
         }
-        match attempts::run(&mut call, transport, &reporter, served, (index, has_next)).await {
+        // Boxed: a hop's attempts are most of this future's size, and the whole
+        // request future is moved several times on its way to hyper.
+        let hop_end = Box::pin(attempts::run(
+            &mut call,
+            transport,
+            &reporter,
+            served,
+            (index, has_next),
+        ));
+        match hop_end.await {
             HopEnd::Answer(response) => return Ok(response),
             HopEnd::FallBack(error) => last_error = error.or(last_error),
         }
