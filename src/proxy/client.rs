@@ -30,7 +30,7 @@ use tower::Service;
 
 use super::UpstreamBody;
 use super::h2_pool::{H2Counts, StreamLease};
-use super::h2_settings::{Sniffed, StreamLimit};
+use super::h2_settings::{StreamLimit, sniffed};
 use super::pool::Pool;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, TlsSettings, Upstream};
@@ -141,7 +141,7 @@ impl UpstreamClient {
             return self.handshake_h1(stream).await;
         }
         let limit = StreamLimit::new();
-        let stream = TokioIo::new(Sniffed::new(TokioIo::new(stream), limit.clone()));
+        let stream = TokioIo::new(sniffed(TokioIo::new(stream), limit.clone()));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(stream)
