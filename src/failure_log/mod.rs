@@ -9,7 +9,11 @@
 //! reach the OS within ~100 ms, are fsynced every second and on close, always as whole
 //! lines. A disk that refuses (full, read-only, no directory) costs records, not
 //! requests: it is counted in `FailureLogStats` and logged at most once a minute.
+//!
+//! The machinery is generic over the record (`DailyRecord`: `daily`, `writer`, `sink`,
+//! `files`, `read`): the request journal (`crate::journal`) runs on it too.
 
+pub mod daily;
 mod files;
 pub mod read;
 mod record;
@@ -23,16 +27,18 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-
 use crate::config::FailureLogSettings;
 use crate::events::{AttemptReport, Observer, RequestEvent};
 
-pub use files::{day_of, file_name, file_path, list_days, remove_old};
+pub use daily::{DailyLog, Queue};
+pub use files::{
+    DailyRecord, FAILURES, FileKind, day_of, file_name, file_path, list_days, remove_old,
+};
 pub use record::{FailureRecord, RecordContext, Timestamp};
 pub use scrub::{MAX_MESSAGE_BYTES, clean_message};
 pub use stats::FailureLogStats;
+/// The counters of any daily log (the journal's too).
+pub type LogStats = FailureLogStats;
 pub use time::{Clock, Day, Micros, SystemClock, civil_from_days, days_from_civil};
 pub use writer::Writer;
 
@@ -62,9 +68,8 @@ impl Default for Options {
 
 /// A running failure log: the observer side for the request path and its writer task.
 pub struct FailureLog {
+    log: DailyLog<FailureRecord>,
     observer: Arc<FailureLogObserver>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl FailureLog {
@@ -78,36 +83,19 @@ impl FailureLog {
 
     /// The observer side and its writer, not yet running. Tests and the benchmark hold
     /// the writer back to fill the channel; `start_writer` runs it.
-    pub fn new(settings: &FailureLogSettings, options: Options) -> (FailureLog, Writer) {
-        let (tx, rx) = mpsc::channel(options.capacity.max(1));
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let stats = FailureLogStats::default();
-        let writer = Writer {
-            rx,
-            stop: stop_rx,
-            dir: settings.dir.clone(),
-            retention_days: settings.retention_days.get(),
-            clock: options.clock.clone(),
-            flush_every: options.flush_every,
-            fsync_every: options.fsync_every,
-            stats: stats.clone(),
-        };
-        let observer = Arc::new(FailureLogObserver {
-            tx,
-            clock: options.clock,
-            stats,
-        });
-        let log = FailureLog {
-            observer,
-            stop: Some(stop_tx),
-            task: None,
-        };
-        (log, writer)
+    pub fn new(
+        settings: &FailureLogSettings,
+        options: Options,
+    ) -> (FailureLog, Writer<FailureRecord>) {
+        let (log, writer) =
+            DailyLog::new(settings.dir.clone(), settings.retention_days.get(), options);
+        let observer = Arc::new(FailureLogObserver(log.queue().clone()));
+        (FailureLog { log, observer }, writer)
     }
 
     /// Runs `writer` as this log's task (awaited by `close`).
-    pub fn start_writer(&mut self, writer: Writer) {
-        self.task = Some(tokio::spawn(writer.run()));
+    pub fn start_writer(&mut self, writer: Writer<FailureRecord>) {
+        self.log.start_writer(writer);
     }
 
     /// The observer to put on the request path.
@@ -116,70 +104,28 @@ impl FailureLog {
     }
 
     pub fn stats(&self) -> FailureLogStats {
-        self.observer.stats.clone()
+        self.log.stats()
     }
 
     /// Stops the writer after it has written and fsynced every record queued so far.
     /// Records offered afterwards are dropped (and counted).
-    pub async fn close(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "failure log writer failed");
-        }
+    pub async fn close(self) {
+        self.log.close().await;
     }
 }
 
 /// Turns events into records and offers them to the writer, never waiting.
-struct FailureLogObserver {
-    tx: mpsc::Sender<Box<FailureRecord>>,
-    clock: Arc<dyn Clock>,
-    stats: FailureLogStats,
-}
-
-impl FailureLogObserver {
-    /// `failed` says cheaply whether `make` would give a record, so a full queue costs
-    /// no allocation.
-    fn offer(&self, failed: bool, make: impl FnOnce(Micros) -> Option<FailureRecord>) {
-        if !failed {
-            return;
-        }
-        if self.tx.capacity() == 0 {
-            self.dropped();
-            return;
-        }
-        let Some(record) = make(Micros::from_system(self.clock.now())) else {
-            return;
-        };
-        if self.tx.try_send(Box::new(record)).is_err() {
-            self.dropped();
-        }
-    }
-
-    fn dropped(&self) {
-        self.stats.add_dropped(1);
-        let dropped = self.stats.records_dropped();
-        if dropped.is_power_of_two() {
-            tracing::warn!(
-                dropped,
-                "failure log queue full or closed: records dropped (the request path never waits)"
-            );
-        }
-    }
-}
+struct FailureLogObserver(Arc<Queue<FailureRecord>>);
 
 impl Observer for FailureLogObserver {
     fn attempt(&self, event: &AttemptReport) {
-        self.offer(FailureRecord::attempt_failed(event), |at| {
+        self.0.offer(FailureRecord::attempt_failed(event), |at| {
             FailureRecord::from_attempt(event, at)
         });
     }
 
     fn request(&self, event: &RequestEvent) {
-        self.offer(FailureRecord::request_failed(event), |at| {
+        self.0.offer(FailureRecord::request_failed(event), |at| {
             FailureRecord::from_request(event, at)
         });
     }

@@ -1,19 +1,19 @@
-//! Reading the daily files back (for `backstop failures` and the demo): whole lines
-//! that parse are records; a torn last line or a corrupt line is skipped and counted,
-//! never fatal; fields this version does not know are ignored.
+//! Reading daily files back (for `backstop failures`, `backstop requests` and the
+//! demo): whole lines that parse are records; a torn last line or a corrupt line is
+//! skipped and counted, never fatal; fields this version does not know are ignored.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use super::files;
+use super::files::DailyRecord;
 use super::record::FailureRecord;
 use super::time::{Day, Micros};
 
 /// A record and its line as written (printed as it was by `--json`, so fields of a
 /// newer version survive).
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub record: FailureRecord,
+pub struct Entry<R = FailureRecord> {
+    pub record: R,
     pub line: String,
 }
 
@@ -40,46 +40,67 @@ impl Filter {
 }
 
 /// What was read from a set of files.
-#[derive(Debug, Default)]
-pub struct Read {
-    pub entries: Vec<Entry>,
+#[derive(Debug)]
+pub struct Read<R = FailureRecord> {
+    pub entries: Vec<Entry<R>>,
     /// Files read, in order.
     pub files: Vec<PathBuf>,
     /// Lines that were not a readable record (torn or corrupt), per file.
     pub skipped: Vec<(PathBuf, usize)>,
 }
 
-impl Read {
+impl<R> Default for Read<R> {
+    fn default() -> Read<R> {
+        Read {
+            entries: Vec::new(),
+            files: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+impl<R> Read<R> {
     pub fn skipped_total(&self) -> usize {
         self.skipped.iter().map(|(_, n)| n).sum()
     }
 }
 
-/// Reads the files of `days` (those that exist) in `dir`, keeping what `filter` keeps.
+/// Reads the failure-log files of `days` (those that exist) in `dir`, keeping what
+/// `filter` keeps.
 pub fn read_days(dir: &Path, days: &[Day], filter: &Filter) -> std::io::Result<Read> {
+    read_daily(dir, days, |r| filter.keeps(r))
+}
+
+/// Reads the files of `days` (those that exist) in `dir`, keeping what `keep` keeps,
+/// oldest record first.
+pub fn read_daily<R: DailyRecord>(
+    dir: &Path,
+    days: &[Day],
+    keep: impl Fn(&R) -> bool,
+) -> std::io::Result<Read<R>> {
     let mut read = Read::default();
     for day in days {
-        let path = files::file_path(dir, *day);
+        let path = R::FILES.file_path(dir, *day);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let skipped = read_lines(std::io::BufReader::new(file), filter, &mut read.entries)?;
+        let skipped = read_lines(std::io::BufReader::new(file), &keep, &mut read.entries)?;
         if skipped > 0 {
             read.skipped.push((path.clone(), skipped));
         }
         read.files.push(path);
     }
-    read.entries.sort_by_key(|e| e.record.timestamp);
+    read.entries.sort_by_key(|e| e.record.timestamp());
     Ok(read)
 }
 
 /// Parses lines into `out`; returns how many were skipped as unreadable.
-pub fn read_lines(
+pub fn read_lines<R: DailyRecord>(
     mut input: impl BufRead,
-    filter: &Filter,
-    out: &mut Vec<Entry>,
+    keep: impl Fn(&R) -> bool,
+    out: &mut Vec<Entry<R>>,
 ) -> std::io::Result<usize> {
     let mut skipped = 0;
     let mut raw = Vec::new();
@@ -96,8 +117,8 @@ pub fn read_lines(
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_str::<FailureRecord>(line) {
-            Ok(record) if filter.keeps(&record) => out.push(Entry {
+        match serde_json::from_str::<R>(line) {
+            Ok(record) if keep(&record) => out.push(Entry {
                 record,
                 line: line.to_owned(),
             }),
@@ -121,7 +142,8 @@ mod tests {
             "{\"timestamp\":\"2026-05-01T10:00:02.0000"
         );
         let mut out = Vec::new();
-        let skipped = read_lines(text.as_bytes(), &Filter::default(), &mut out).expect("reads");
+        let all = Filter::default();
+        let skipped = read_lines(text.as_bytes(), |r| all.keeps(r), &mut out).expect("reads");
         assert_eq!(skipped, 2);
         let types: Vec<_> = out.iter().map(|e| e.record.error_type.as_str()).collect();
         assert_eq!(types, ["reset", "timeout"]);

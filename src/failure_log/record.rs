@@ -102,6 +102,14 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+impl super::files::DailyRecord for FailureRecord {
+    const FILES: super::files::FileKind = super::files::FAILURES;
+
+    fn timestamp(&self) -> Micros {
+        self.timestamp.0
+    }
+}
+
 impl FailureRecord {
     /// Whether `from_attempt` gives a record.
     pub fn attempt_failed(e: &AttemptReport) -> bool {

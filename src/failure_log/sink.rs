@@ -1,4 +1,4 @@
-//! The synchronous side of the writer: appends whole batches of lines to the day's
+//! The synchronous side of a daily-file writer (failure log, request journal): appends whole batches of lines to the day's
 //! file, fsyncs, rolls over to a new file when the day changes, and survives a disk
 //! that refuses (counted, and logged at most once a minute). Runs on the blocking pool.
 
@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::files::file_path;
+use super::files::FileKind;
 use super::stats::FailureLogStats;
 use super::time::Day;
 
@@ -16,6 +16,7 @@ const COMPLAIN_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Sink {
     dir: PathBuf,
+    kind: FileKind,
     current: Option<OpenFile>,
     stats: FailureLogStats,
     last_complaint: Option<Instant>,
@@ -33,9 +34,10 @@ struct OpenFile {
 }
 
 impl Sink {
-    pub fn new(dir: PathBuf, stats: FailureLogStats) -> Sink {
+    pub fn new(dir: PathBuf, kind: FileKind, stats: FailureLogStats) -> Sink {
         Sink {
             dir,
+            kind,
             current: None,
             stats,
             last_complaint: None,
@@ -98,7 +100,7 @@ impl Sink {
                 .read(true)
                 .append(true)
                 .create(true)
-                .open(file_path(&self.dir, day))?;
+                .open(self.kind.file_path(&self.dir, day))?;
             let torn = ends_mid_line(&mut file)?;
             self.current = Some(OpenFile {
                 day,
@@ -109,7 +111,7 @@ impl Sink {
         }
         self.current
             .as_mut()
-            .ok_or_else(|| std::io::Error::other("no open failure log file"))
+            .ok_or_else(|| std::io::Error::other("no open file"))
     }
 
     fn complain(&mut self, what: &'static str, error: &std::io::Error) {
@@ -125,8 +127,8 @@ impl Sink {
         self.last_complaint = Some(now);
         let suppressed = std::mem::take(&mut self.suppressed);
         tracing::error!(
-            dir = %self.dir.display(), op = what, %error, suppressed,
-            "failure log cannot write; proxying continues, records are being lost"
+            dir = %self.dir.display(), log = self.kind.what, op = what, %error, suppressed,
+            "cannot write; proxying continues, records are being lost"
         );
     }
 }
@@ -145,6 +147,7 @@ fn ends_mid_line(file: &mut File) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure_log::files::{FAILURES, file_path};
 
     #[test]
     fn a_torn_file_gets_a_newline_before_new_lines() {
@@ -152,7 +155,7 @@ mod tests {
         let day = Day::from_civil(2026, 5, 1);
         std::fs::write(file_path(dir.path(), day), "{\"a\":1}\n{\"torn").expect("seed");
         let stats = FailureLogStats::default();
-        let mut sink = Sink::new(dir.path().to_path_buf(), stats.clone());
+        let mut sink = Sink::new(dir.path().to_path_buf(), FAILURES, stats.clone());
         sink.append(day, b"{\"b\":2}\n", 1);
         sink.sync();
         let text = std::fs::read_to_string(file_path(dir.path(), day)).expect("read");
@@ -166,7 +169,7 @@ mod tests {
         let file = dir.path().join("file.txt");
         std::fs::write(&file, "x").expect("seed");
         let stats = FailureLogStats::default();
-        let mut sink = Sink::new(file.join("sub"), stats.clone());
+        let mut sink = Sink::new(file.join("sub"), FAILURES, stats.clone());
         sink.append(Day(0), b"{}\n", 3);
         sink.append(Day(0), b"{}\n", 2);
         assert_eq!(stats.records_written(), 0);

@@ -1,4 +1,5 @@
-//! The one background task that owns the files. Records arrive on a bounded channel;
+//! The one background task that owns a daily log's files (the failure log's, the
+//! request journal's: any `DailyRecord`). Records arrive on a bounded channel;
 //! they are encoded into a batch and handed to the OS every `flush_every` (or sooner
 //! when the batch grows past `FLUSH_BYTES`), fsynced every `fsync_every`, and on close
 //! everything still queued is written and fsynced before the task ends. File work runs
@@ -11,8 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::files;
-use super::record::FailureRecord;
+use super::files::DailyRecord;
 use super::sink::Sink;
 use super::stats::FailureLogStats;
 use super::time::{Clock, Day, Micros};
@@ -22,8 +22,8 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// Records taken off the channel at once.
 const RECV_BATCH: usize = 256;
 
-pub struct Writer {
-    pub(super) rx: mpsc::Receiver<Box<FailureRecord>>,
+pub struct Writer<R: DailyRecord> {
+    pub(super) rx: mpsc::Receiver<Box<R>>,
     pub(super) stop: oneshot::Receiver<()>,
     pub(super) dir: PathBuf,
     pub(super) retention_days: u32,
@@ -47,8 +47,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, record: &FailureRecord, stats: &FailureLogStats) {
-        let day = record.timestamp.0.day();
+    fn push<R: DailyRecord>(&mut self, record: &R, stats: &FailureLogStats) {
+        let day = record.timestamp().day();
         if self.chunks.last().is_none_or(|c| c.day != day) {
             self.chunks.push(Chunk {
                 day,
@@ -70,7 +70,7 @@ impl Batch {
                 // Cannot happen for this type; never leave half a line behind if it does.
                 chunk.lines.truncate(before);
                 stats.add_dropped(1);
-                tracing::error!(%error, "failure record not encodable");
+                tracing::error!(%error, log = R::FILES.what, "record not encodable");
             }
         }
     }
@@ -84,9 +84,9 @@ struct Work {
     retention: Option<Day>,
 }
 
-impl Writer {
+impl<R: DailyRecord> Writer<R> {
     pub async fn run(mut self) {
-        let mut sink = Some(Sink::new(self.dir.clone(), self.stats.clone()));
+        let mut sink = Some(Sink::new(self.dir.clone(), R::FILES, self.stats.clone()));
         let mut retention_day = self.today();
         self.trip(
             &mut sink,
@@ -123,7 +123,7 @@ impl Writer {
                         break;
                     }
                     for record in received.drain(..) {
-                        batch.push(&record, &self.stats);
+                        batch.push(&*record, &self.stats);
                     }
                     if batch.bytes >= FLUSH_BYTES {
                         let batch = std::mem::take(&mut batch);
@@ -135,7 +135,7 @@ impl Writer {
         // Closing: refuse new records, write what is queued, make it durable.
         self.rx.close();
         while let Ok(record) = self.rx.try_recv() {
-            batch.push(&record, &self.stats);
+            batch.push(&*record, &self.stats);
         }
         self.trip(
             &mut sink,
@@ -159,7 +159,7 @@ impl Writer {
         }
         let mut owned = sink
             .take()
-            .unwrap_or_else(|| Sink::new(self.dir.clone(), self.stats.clone()));
+            .unwrap_or_else(|| Sink::new(self.dir.clone(), R::FILES, self.stats.clone()));
         let (dir, keep_days) = (self.dir.clone(), self.retention_days);
         let done = tokio::task::spawn_blocking(move || {
             for chunk in work.batch.chunks {
@@ -169,7 +169,7 @@ impl Writer {
                 owned.sync();
             }
             if let Some(today) = work.retention
-                && let Err(e) = files::remove_old(&dir, today, keep_days)
+                && let Err(e) = R::FILES.remove_old(&dir, today, keep_days)
             {
                 owned.retention_failed(&e);
             }
@@ -181,7 +181,7 @@ impl Writer {
             Err(error) => {
                 // A panic in file code: count it, start over with a fresh sink next time.
                 self.stats.add_error();
-                tracing::error!(%error, "failure log write task failed");
+                tracing::error!(%error, log = R::FILES.what, "write task failed");
             }
         }
     }
