@@ -13,6 +13,7 @@ use http::Method;
 use crate::limits::CircuitState;
 use crate::limits::pacing::PaceView;
 use crate::request_meta::RequestMeta;
+use crate::response_capture::CapturedResponse;
 use crate::retry::{Decision, GiveUp, Outcome};
 
 /// What backstop did after an attempt.
@@ -127,6 +128,9 @@ pub struct RequestEvent {
     pub refused: Option<Refusal>,
     pub usage: Option<Usage>,
     pub meta: Arc<RequestMeta>,
+    /// The body the client got, when the journal keeps responses (else `None`, and
+    /// nothing is done per frame).
+    pub response: Option<Box<CapturedResponse>>,
 }
 
 /// The bounded `endpoint` label of SPEC §4, from a request path.

@@ -13,6 +13,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use crate::proxy::headers::{BACKSTOP_TAG, STAINLESS_RETRY_COUNT};
+use crate::request_fingerprint::RequestFingerprint;
 use serde::de::IgnoredAny;
 
 /// Longest tag kept; longer ones are cut. Tags name a caller's purpose, not data.
@@ -28,6 +29,8 @@ pub struct RequestMeta {
     pub body_bytes: u64,
     pub tag: Option<Arc<str>>,
     pub client_retry_count: Option<u32>,
+    /// Body hash and idempotency key; only when the journal is on.
+    pub fingerprint: Option<Box<RequestFingerprint>>,
     /// The buffered body, until its hints are read.
     body: Option<Bytes>,
     hints: OnceLock<BodyHints>,
@@ -80,6 +83,7 @@ impl RequestMeta {
                 .get(STAINLESS_RETRY_COUNT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
+            fingerprint: None,
             body: body.filter(|b| b.first() == Some(&b'{')).cloned(),
             hints: OnceLock::new(),
         };

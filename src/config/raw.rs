@@ -36,6 +36,9 @@ pub struct RawConfig {
     pub pool_idle_timeout: Duration,
     pub retry: RawRetry,
     pub failure_log: RawFailureLog,
+    /// `[journal]`: off unless the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<RawJournal>,
     pub tls: RawTls,
     pub metrics: RawMetrics,
     #[serde(rename = "upstream")]
@@ -58,6 +61,7 @@ impl Default for RawConfig {
             pool_idle_timeout: Duration::from_secs(90),
             retry: RawRetry::default(),
             failure_log: RawFailureLog::default(),
+            journal: None,
             tls: RawTls::default(),
             metrics: RawMetrics::default(),
             upstreams: Vec::new(),
@@ -151,6 +155,26 @@ impl Default for RawFailureLog {
         Self {
             dir: PathBuf::from("data/failures"),
             retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJournal {
+    pub dir: PathBuf,
+    pub retention_days: u32,
+    pub responses: bool,
+    pub max_response_bytes: u64,
+}
+
+impl Default for RawJournal {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data/journal"),
+            retention_days: 7,
+            responses: false,
+            max_response_bytes: 8 * 1024 * 1024,
         }
     }
 }

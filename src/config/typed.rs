@@ -42,6 +42,9 @@ pub struct Config {
     /// `[retry]` as written, the defaults every upstream starts from.
     pub retry: RetrySettings,
     pub failure_log: FailureLogSettings,
+    /// `[journal]`; `None` (the default) when the table is absent: no journal, and no
+    /// per-request work for it.
+    pub journal: Option<JournalSettings>,
     pub tls: TlsSettings,
     pub metrics: MetricsSettings,
     /// At least one; names and path prefixes are unique.
@@ -86,6 +89,19 @@ pub struct FailureLogSettings {
     pub dir: PathBuf,
     /// Files older than this many days are deleted (default 30).
     pub retention_days: NonZeroU32,
+}
+
+/// The request journal (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSettings {
+    /// Directory of the daily `requests-YYYY-MM-DD.jsonl` files (default data/journal).
+    pub dir: PathBuf,
+    /// Files older than this many days are deleted (default 7).
+    pub retention_days: NonZeroU32,
+    /// Keep the response body each client got (default false).
+    pub responses: bool,
+    /// A response body over this many bytes is left out, marked truncated (default 8 MiB).
+    pub max_response_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

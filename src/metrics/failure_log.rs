@@ -1,13 +1,14 @@
-//! The failure log's three counters, read when scraped. The failure log keeps its own
-//! counts (it knows nothing of Prometheus); it hands `Recorder::attach_failure_log` an
-//! object that can read them. Until one is attached the counters read 0.
+//! A daily log's three counters (the failure log's, the request journal's), read when
+//! scraped. Each log keeps its own counts (it knows nothing of Prometheus); it hands
+//! `Recorder::attach_failure_log` / `attach_journal` an object that can read them.
+//! Until one is attached (no `[journal]`, say) the counters read 0.
 
 use std::sync::{Arc, RwLock};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 
-/// What the failure log has done since start (monotonic counts).
+/// What a daily log has done since start (monotonic counts).
 pub trait FailureLogCounts: Send + Sync + 'static {
     /// Records written to the file (reached the OS).
     fn records_written(&self) -> u64;
@@ -19,15 +20,17 @@ pub trait FailureLogCounts: Send + Sync + 'static {
 
 type Source = Arc<RwLock<Option<Arc<dyn FailureLogCounts>>>>;
 
-/// A `Collector` for `backstop_failure_records_total`, `…_dropped_total` and
-/// `backstop_failure_log_errors_total`.
+/// A `Collector` for one log's three families: written, dropped, errors.
 #[derive(Clone)]
 pub struct FailureLogCollector {
     descs: [Desc; 3],
     source: Source,
 }
 
-const FAMILIES: [(&str, &str); 3] = [
+/// Names and help of a log's three families: written, dropped, errors.
+pub type Families = [(&'static str, &'static str); 3];
+
+pub const FAILURE_LOG: Families = [
     (
         "backstop_failure_records_total",
         "Failure records written to the failure log.",
@@ -42,8 +45,23 @@ const FAMILIES: [(&str, &str); 3] = [
     ),
 ];
 
+pub const JOURNAL: Families = [
+    (
+        "backstop_journal_records_total",
+        "Request records written to the journal.",
+    ),
+    (
+        "backstop_journal_records_dropped_total",
+        "Journal records dropped (the writer could not keep up, or the write failed).",
+    ),
+    (
+        "backstop_journal_errors_total",
+        "Errors writing the journal (full or read-only disk, …); proxying goes on.",
+    ),
+];
+
 impl FailureLogCollector {
-    pub fn new() -> prometheus::Result<FailureLogCollector> {
+    pub fn new(families: Families) -> prometheus::Result<FailureLogCollector> {
         let desc = |(name, help): (&str, &str)| {
             Desc::new(
                 name.to_owned(),
@@ -53,7 +71,7 @@ impl FailureLogCollector {
             )
         };
         Ok(FailureLogCollector {
-            descs: [desc(FAMILIES[0])?, desc(FAMILIES[1])?, desc(FAMILIES[2])?],
+            descs: [desc(families[0])?, desc(families[1])?, desc(families[2])?],
             source: Arc::default(),
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! - `labels`: every label value as a type, bounded by construction;
 //! - `families`: `Metrics`, the Prometheus families as fields with typed methods;
-//! - `failure_log`: the failure log's counters, read at scrape time;
+//! - `failure_log`: the failure log's and the journal's counters, read at scrape time;
 //! - `load`: connections refused and the retry-buffer budget, read at scrape time;
 //! - `stats`: per-upstream and per-tag tallies behind `/stats` and `/status`;
 //! - `status_page`: the `/status` HTML.
@@ -69,6 +69,7 @@ pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     failure_log: FailureLogCollector,
+    journal: FailureLogCollector,
     load: LoadCollector,
     connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
@@ -80,14 +81,17 @@ impl Recorder {
     /// upstreams. Fails only if `registry` already holds one of these names.
     pub fn new(registry: &Registry, config: &Config) -> prometheus::Result<Recorder> {
         let metrics = Metrics::register(registry)?;
-        let failure_log = FailureLogCollector::new()?;
+        let failure_log = FailureLogCollector::new(failure_log::FAILURE_LOG)?;
         registry.register(Box::new(failure_log.clone()))?;
+        let journal = FailureLogCollector::new(failure_log::JOURNAL)?;
+        registry.register(Box::new(journal.clone()))?;
         let load = LoadCollector::new()?;
         registry.register(Box::new(load.clone()))?;
         let recorder = Recorder {
             registry: registry.clone(),
             metrics,
             failure_log,
+            journal,
             load,
             connections: Default::default(),
             stats: Stats::default(),
@@ -113,6 +117,12 @@ impl Recorder {
     /// Lets the failure log's own counters show as its three counter families.
     pub fn attach_failure_log(&self, counts: Arc<dyn FailureLogCounts>) {
         self.failure_log.attach(counts);
+    }
+
+    /// Lets the request journal's counters show as `backstop_journal_records_total`,
+    /// `backstop_journal_records_dropped_total` and `backstop_journal_errors_total`.
+    pub fn attach_journal(&self, counts: Arc<dyn FailureLogCounts>) {
+        self.journal.attach(counts);
     }
 
     /// Lets the server's and the retry-buffer budget's counts show as

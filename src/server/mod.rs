@@ -3,7 +3,8 @@
 //!
 //! Shutdown order: `/readyz` turns 503, the proxy listener stops accepting, open
 //! connections finish their in-flight requests (streams too) within `shutdown_grace`
-//! and are then cut; the failure log writes and fsyncs what those requests recorded;
+//! and are then cut; the failure log and the journal write and fsync what those
+//! requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
 mod accept;
@@ -24,6 +25,7 @@ use crate::admin::{self, Admin, Phase, Readiness};
 use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
+use crate::journal::Journal;
 use crate::metrics::{FailureLogCounts, LoadCounts, Recorder, UpstreamConnections};
 use crate::proxy::BufferBudget;
 use crate::runtime::Runtime;
@@ -48,6 +50,8 @@ pub enum StartError {
 pub struct Running {
     started: Started,
     failure_log: FailureLog,
+    /// `None` without `[journal]`.
+    journal: Option<Journal>,
 }
 
 /// Binds both listeners and starts serving. Nothing is bound if the config is refused.
@@ -71,13 +75,21 @@ pub async fn start_with_failure_log(
     observer: Arc<dyn Observer>,
     failure_log: FailureLog,
 ) -> Result<Running, StartError> {
-    match serve_both(config, observer, &failure_log).await {
+    let journal = config
+        .journal
+        .as_ref()
+        .map(|settings| Journal::start(settings, failure_log::Options::default()));
+    match serve_both(config, observer, &failure_log, journal.as_ref()).await {
         Ok(started) => Ok(Running {
             started,
             failure_log,
+            journal,
         }),
         Err(e) => {
             failure_log.close().await;
+            if let Some(journal) = journal {
+                journal.close().await;
+            }
             Err(e)
         }
     }
@@ -100,15 +112,17 @@ async fn serve_both(
     config: Config,
     observer: Arc<dyn Observer>,
     failure_log: &FailureLog,
+    journal: Option<&Journal>,
 ) -> Result<Started, StartError> {
     // Each server has its own registry: no globals, so tests in one process do not mix.
     let metrics = Arc::new(Recorder::new(&prometheus::Registry::new(), &config)?);
     metrics.attach_failure_log(Arc::new(failure_log.stats()));
-    let observer: Arc<dyn Observer> = Arc::new(Observers(vec![
-        failure_log.observer(),
-        metrics.clone(),
-        observer,
-    ]));
+    let mut observers = vec![failure_log.observer(), metrics.clone(), observer];
+    if let Some(journal) = journal {
+        metrics.attach_journal(Arc::new(journal.stats()));
+        observers.push(journal.observer());
+    }
+    let observer: Arc<dyn Observer> = Arc::new(Observers(observers));
     let readiness = Arc::new(Readiness::default());
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
@@ -230,6 +244,11 @@ impl Running {
         self.failure_log.stats()
     }
 
+    /// Counters of the request journal; `None` without `[journal]`.
+    pub fn journal_stats(&self) -> Option<FailureLogStats> {
+        self.journal.as_ref().map(Journal::stats)
+    }
+
     /// Idle keep-alive connections to `upstream` waiting for a request (diagnostics, tests).
     pub fn idle_upstream_connections(&self, upstream: &str) -> usize {
         self.started
@@ -246,7 +265,7 @@ impl Running {
 
     /// Swaps in a new config for new requests; in-flight requests keep the old one.
     /// Listen addresses cannot change without a restart (a warning says so).
-    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+    pub fn reload(&self, mut config: Config) -> Result<(), ConfigError> {
         if config.listen != self.config().listen
             || config.admin_listen != self.config().admin_listen
         {
@@ -271,6 +290,11 @@ impl Running {
         if new.dir != old.dir || new.retention_days != old.retention_days {
             tracing::warn!("failure_log changes take effect only after a restart");
         }
+        if config.journal != current.journal {
+            tracing::warn!("[journal] changes take effect only after a restart");
+            // The request path must keep matching the journal that runs.
+            config.journal.clone_from(&current.journal);
+        }
         let upstreams = config.upstreams.len();
         let next = Runtime::new(config, Some(&self.started.runtime.load()))?;
         self.started.runtime.store(Arc::new(next));
@@ -291,6 +315,9 @@ impl Running {
         self.started.runtime.load().client.shutdown().await;
         // Write and fsync what the requests recorded.
         self.failure_log.close().await;
+        if let Some(journal) = self.journal {
+            journal.close().await;
+        }
         let _ = self.started.stop_admin.send(true);
         if let Err(e) = self.started.admin_task.await {
             tracing::error!(error = %e, "admin listener task failed");

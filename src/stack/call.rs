@@ -14,6 +14,7 @@ use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::proxy::headers::STAINLESS_READ_TIMEOUT;
 use crate::proxy::request_body::{BodyLimits, RequestBody};
+use crate::request_fingerprint::RequestFingerprint;
 use crate::request_meta::RequestMeta;
 use crate::runtime::{Hop, Runtime};
 
@@ -47,11 +48,16 @@ impl Call {
         let body_bytes = body
             .buffered()
             .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
-        let meta = Arc::new(RequestMeta::read(
-            &parts.headers,
-            body.buffered(),
-            body_bytes,
-        ));
+        let mut meta = RequestMeta::read(&parts.headers, body.buffered(), body_bytes);
+        if runtime.config.journal.is_some() {
+            meta.fingerprint = Some(Box::new(RequestFingerprint::read(
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+                body.buffered(),
+            )));
+        }
+        let meta = Arc::new(meta);
         let deadline = Instant::now() + client_deadline(&parts.headers, retry.deadline);
         Ok(Call {
             replayable: body.is_replayable(),

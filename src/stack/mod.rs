@@ -85,7 +85,14 @@ pub async fn serve<B: ClientBody, T: Transport>(
     } else {
         forwarding.instrument(span.clone()).await
     };
-    respond::respond(result, served, ident, observer, started, &span)
+    // Only with `[journal] responses = true` is the body the client gets kept.
+    let keep_response = runtime
+        .config
+        .journal
+        .as_ref()
+        .filter(|j| j.responses)
+        .map(|j| j.max_response_bytes);
+    respond::respond(result, served, ident, observer, started, &span, keep_response)
 }
 
 /// Steps 1–3: route, read, then each hop in turn until one answers.

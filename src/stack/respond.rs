@@ -1,7 +1,8 @@
 //! Step 4: the response. The last attempt's response as it was, or backstop's own
 //! error; `x-backstop-request-id`, `x-backstop-attempts`, `x-backstop-upstream`, and
 //! `x-should-retry` where backstop has an opinion (`response_head`); the body watched
-//! on its way out (`watch`) for the request's one `RequestEvent`.
+//! on its way out (`watch`) for the request's one `RequestEvent` (and, with `[journal]
+//! responses = true`, its bytes kept up to `max_response_bytes`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use super::watch::WatchedBody;
 use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::{BodyEnd, Observer, Refusal, RequestEvent, endpoint_kind};
+use crate::response_capture::CapturedResponse;
 use crate::retry::GiveUp;
 
 pub(super) fn respond(
@@ -27,6 +29,7 @@ pub(super) fn respond(
     observer: Arc<dyn Observer>,
     started: Instant,
     span: &tracing::Span,
+    keep_response: Option<u64>,
 ) -> Response<Body> {
     let (mut response, should_retry, refused) = answer(result, served.give_up, span);
     response_head::add(
@@ -60,6 +63,7 @@ pub(super) fn respond(
         refused,
         usage: None,
         meta: served.meta,
+        response: CapturedResponse::start(keep_response, status, response.headers()),
     };
     let (parts, body) = response.into_parts();
     let body = WatchedBody::new(

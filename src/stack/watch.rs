@@ -1,7 +1,8 @@
 //! Watches the final response body on its way out, without holding it back: when the
 //! first bytes leave (time to first chunk), how it ended (complete, interrupted, client
 //! gone), and the `usage` it reported (`usage`), never by collecting the body. Emits
-//! the request's one `RequestEvent`.
+//! the request's one `RequestEvent`. With `[journal] responses = true` the frames are
+//! also handed to the event's `CapturedResponse` as they pass.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ impl Watch {
             event
                 .time_to_first_chunk
                 .get_or_insert_with(|| self.started.elapsed());
+            if let Some(response) = &mut event.response {
+                response.push(data);
+            }
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);

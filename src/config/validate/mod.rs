@@ -5,8 +5,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::ConfigError;
-use super::raw::{RawConfig, RawMetrics, RawRetry, RawRetryOverride};
-use super::typed::{Config, FailureLogSettings, MetricsSettings, RetrySettings, TlsSettings};
+use super::raw::{RawConfig, RawJournal, RawMetrics, RawRetry, RawRetryOverride};
+use super::typed::{
+    Config, FailureLogSettings, JournalSettings, MetricsSettings, RetrySettings, TlsSettings,
+};
 
 /// Reads an environment variable; injected so tests need not touch the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -53,6 +55,7 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
     if raw.failure_log.dir.as_os_str().is_empty() {
         return Err(invalid("failure_log.dir", "must not be empty"));
     }
+    let journal = raw.journal.as_ref().map(journal).transpose()?;
     for (i, file) in raw.tls.extra_ca_files.iter().enumerate() {
         if !file.is_file() {
             return Err(invalid(
@@ -92,6 +95,7 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
             dir: raw.failure_log.dir.clone(),
             retention_days,
         },
+        journal,
         tls: TlsSettings {
             native_roots: raw.tls.native_roots,
             extra_ca_files: raw.tls.extra_ca_files.clone(),
@@ -99,6 +103,20 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         metrics,
         upstreams,
         raw,
+    })
+}
+
+fn journal(raw: &RawJournal) -> Result<JournalSettings, ConfigError> {
+    let retention_days = NonZeroU32::new(raw.retention_days)
+        .ok_or_else(|| invalid("journal.retention_days", "must be at least 1"))?;
+    if raw.dir.as_os_str().is_empty() {
+        return Err(invalid("journal.dir", "must not be empty"));
+    }
+    Ok(JournalSettings {
+        dir: raw.dir.clone(),
+        retention_days,
+        responses: raw.responses,
+        max_response_bytes: raw.max_response_bytes,
     })
 }
 
