@@ -103,10 +103,19 @@ mod tests {
     #[test]
     fn hash_covers_method_path_and_body_and_round_trips_as_hex() {
         let a = request_sha256(&Method::POST, "/v1/chat/completions", b"{}");
-        assert_eq!(a, request_sha256(&Method::POST, "/v1/chat/completions", b"{}"));
-        assert_ne!(a, request_sha256(&Method::PUT, "/v1/chat/completions", b"{}"));
+        assert_eq!(
+            a,
+            request_sha256(&Method::POST, "/v1/chat/completions", b"{}")
+        );
+        assert_ne!(
+            a,
+            request_sha256(&Method::PUT, "/v1/chat/completions", b"{}")
+        );
         assert_ne!(a, request_sha256(&Method::POST, "/v1/completions", b"{}"));
-        assert_ne!(a, request_sha256(&Method::POST, "/v1/chat/completions", b"{ }"));
+        assert_ne!(
+            a,
+            request_sha256(&Method::POST, "/v1/chat/completions", b"{ }")
+        );
         // sha256("GET /\n") as `printf 'GET /\n' | sha256sum` gives it.
         assert_eq!(
             request_sha256(&Method::GET, "/", b"").to_string(),
@@ -121,9 +130,15 @@ mod tests {
         let mut h = HeaderMap::new();
         let fp = |h: &HeaderMap| RequestFingerprint::read(&Method::POST, "/", h, None);
         assert_eq!(fp(&h).idempotency_key, None);
-        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("batch-7-item-190"));
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_static("batch-7-item-190"),
+        );
         assert_eq!(fp(&h).idempotency_key.as_deref(), Some("batch-7-item-190"));
-        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&"k".repeat(256)).expect("ascii"));
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_str(&"k".repeat(256)).expect("ascii"),
+        );
         assert_eq!(fp(&h).idempotency_key, None);
         assert_eq!(fp(&h).sha256, None);
     }

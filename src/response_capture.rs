@@ -81,7 +81,10 @@ mod tests {
         c.push(&Bytes::from_static(b"data: "));
         c.push(&Bytes::from_static(b"1\n\n"));
         assert_eq!(c.body().as_deref(), Some(&b"data: 1\n\n"[..]));
-        assert_eq!(c.content_type.as_ref().map(|v| v.as_bytes()), Some(&b"text/event-stream"[..]));
+        assert_eq!(
+            c.content_type.as_ref().map(|v| v.as_bytes()),
+            Some(&b"text/event-stream"[..])
+        );
         c.push(&Bytes::from_static(b"data: 2\n\n"));
         assert!(c.truncated);
         assert_eq!(c.body(), None);

@@ -4,16 +4,17 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use super::daily_files::{
+    fit, log_dir, parse_day, parse_since, period, print_notes, terminal_width,
+};
+use crate::failure_log::Day;
 use crate::failure_log::read::{Entry, Filter, read_days};
 use crate::failure_log::summary::Summary;
-use crate::failure_log::{Day, Micros};
 
 /// Where the log is when neither `--dir` nor a config says otherwise.
 const DEFAULT_DIR: &str = "data/failures";
-/// Terminal width when `COLUMNS` is not set.
-const DEFAULT_WIDTH: usize = 120;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FailuresArgs {
@@ -43,17 +44,8 @@ pub struct FailuresArgs {
     pub dir: Option<PathBuf>,
 }
 
-fn parse_day(s: &str) -> Result<Day, String> {
-    Day::parse(s).ok_or_else(|| format!("`{s}` is not a date like 2026-05-01"))
-}
-
-fn parse_since(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not an age like 30m, 1h or 2d ({e})"))
-}
-
 pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
-    let dir = match log_dir(args.dir.as_deref(), config) {
+    let dir = match log_dir(args.dir.as_deref(), config, "failure_log", DEFAULT_DIR) {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("backstop failures: {e}");
@@ -68,15 +60,7 @@ pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let now = Micros::from_system(SystemTime::now());
-    let (days, since) = match (args.date, args.since) {
-        (Some(day), _) => (vec![day], None),
-        (None, Some(age)) => {
-            let from = now.minus(age);
-            ((from.day().0..=now.day().0).map(Day).collect(), Some(from))
-        }
-        (None, None) => (vec![now.day()], None),
-    };
+    let (days, since) = period(args.date, args.since);
     let filter = Filter {
         since,
         upstream: args.upstream.clone(),
@@ -90,19 +74,7 @@ pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for (path, n) in &read.skipped {
-        eprintln!(
-            "note: skipped {n} unreadable line(s) (torn or corrupt) in {}",
-            path.display()
-        );
-    }
-    if read.files.is_empty() {
-        let which = match days.as_slice() {
-            [one] => one.to_string(),
-            many => format!("{} to {}", many[0], many[many.len() - 1]),
-        };
-        eprintln!("no failure log file for {which} in {}", dir.display());
-    }
+    print_notes(&read, &days, &dir, "failure log");
     let text = if args.summary {
         Summary::of_entries(&read.entries).render()
     } else if args.json {
@@ -116,37 +88,6 @@ pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
     // A closed pipe (`| head`) is not an error worth a message.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
-}
-
-/// `--dir`, else `failure_log.dir` of the config file, else the default. Only that
-/// key is read, so a config whose `api_key_env` is unset here still works.
-fn log_dir(dir: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(dir) = dir {
-        return Ok(dir.to_path_buf());
-    }
-    let Some(config) = config else {
-        return Ok(PathBuf::from(DEFAULT_DIR));
-    };
-    let text = std::fs::read_to_string(config)
-        .map_err(|e| format!("cannot read config {}: {e}", config.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| format!("config {} is not valid TOML: {e}", config.display()))?;
-    match table.get("failure_log").and_then(|f| f.get("dir")) {
-        None => Ok(PathBuf::from(DEFAULT_DIR)),
-        Some(toml::Value::String(dir)) => Ok(PathBuf::from(dir)),
-        Some(_) => Err(format!(
-            "config {}: failure_log.dir must be a string",
-            config.display()
-        )),
-    }
-}
-
-fn terminal_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .filter(|w| *w >= 40)
-        .unwrap_or(DEFAULT_WIDTH)
 }
 
 /// One row per record; the message gets whatever width is left.
@@ -218,32 +159,4 @@ fn row(e: &Entry) -> [String; 8] {
         decision,
         message,
     ]
-}
-
-/// `s` in at most `width` characters, ending in `…` when cut.
-fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_owned();
-    }
-    let mut cut: String = s.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fit_cuts_with_an_ellipsis() {
-        assert_eq!(fit("abcdef", 6), "abcdef");
-        assert_eq!(fit("abcdef", 4), "abc…");
-    }
-
-    #[test]
-    fn bad_flags_have_clear_errors() {
-        assert!(parse_day("2026-02-30").unwrap_err().contains("not a date"));
-        assert!(parse_since("soon").unwrap_err().contains("not an age"));
-        assert_eq!(parse_since("2d"), Ok(Duration::from_secs(2 * 86_400)));
-    }
 }

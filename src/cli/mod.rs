@@ -1,8 +1,10 @@
-//! The command line: `serve` (the default), `check-config`, `failures`, `mock-upstream`,
-//! `demo`.
+//! The command line: `serve` (the default), `check-config`, `failures`, `requests`,
+//! `mock-upstream`, `demo`.
 
 mod check_config;
+mod daily_files;
 pub mod failures;
+pub mod requests;
 mod serve;
 
 use std::path::PathBuf;
@@ -50,6 +52,11 @@ enum Command {
     /// Read the failure log: a table of today's failures (UTC), or --date / --since,
     /// filtered by --upstream / --tag / --error-type; --json or --summary.
     Failures(failures::FailuresArgs),
+    /// Read the request journal ([journal]): a table of today's requests (UTC), or
+    /// --date / --since, filtered by --upstream / --tag / --outcome; --json or
+    /// --summary (per upstream and tag: calls, failure rate, retries, p50/p95,
+    /// tokens); `requests show ID` prints a stored response body.
+    Requests(requests::RequestsArgs),
     /// Run an OpenAI-compatible upstream with injectable faults, for demos and tests.
     MockUpstream(crate::mock::cli::MockArgs),
     /// Start a flaky mock upstream and backstop in front of it, send a burst of
@@ -62,7 +69,10 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Some(Command::Demo(_) | Command::Failures(_))) {
+    let default_level = if matches!(
+        cli.command,
+        Some(Command::Demo(_) | Command::Failures(_) | Command::Requests(_))
+    ) {
         "warn"
     } else {
         "info"
@@ -72,6 +82,7 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config::run(&source),
         Command::Failures(args) => failures::run(&args, cli.config.as_deref()),
+        Command::Requests(args) => requests::run(&args, cli.config.as_deref()),
         Command::Serve => block_on(serve::run(source)),
         Command::Demo(args) => block_on(async move {
             match crate::demo::run(args).await {

@@ -49,11 +49,8 @@ impl Journal {
 
     /// The observer side and its writer, not yet running (`start_writer` runs it).
     pub fn new(settings: &JournalSettings, options: Options) -> (Journal, Writer<JournalRecord>) {
-        let (log, writer) = DailyLog::new(
-            settings.dir.clone(),
-            settings.retention_days.get(),
-            options,
-        );
+        let (log, writer) =
+            DailyLog::new(settings.dir.clone(), settings.retention_days.get(), options);
         let observer = Arc::new(JournalObserver(log.queue().clone()));
         (Journal { log, observer }, writer)
     }

@@ -131,7 +131,13 @@ mod tests {
     use super::*;
     use crate::journal::UsageRecord;
 
-    fn record(upstream: &str, tag: Option<&str>, outcome: &str, attempts: u32, ms: u64) -> JournalRecord {
+    fn record(
+        upstream: &str,
+        tag: Option<&str>,
+        outcome: &str,
+        attempts: u32,
+        ms: u64,
+    ) -> JournalRecord {
         JournalRecord {
             upstream: Some(upstream.into()),
             tag: tag.map(Into::into),
@@ -163,7 +169,15 @@ mod tests {
         assert_eq!(s.by_upstream["azure"].failed, 1);
         assert_eq!(s.by_tag[NONE].calls, 1);
         let text = s.render();
-        assert!(text.starts_with("requests: 21; failed: 2 (9.5%); retries: 2; tokens: 190 in, 95 out\n"), "{text}");
-        assert!(text.contains("\nopenai       20        1     5.0%        2"), "{text}");
+        assert!(
+            text.starts_with(
+                "requests: 21; failed: 2 (9.5%); retries: 2; tokens: 190 in, 95 out\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nopenai       20        1     5.0%        2"),
+            "{text}"
+        );
     }
 }

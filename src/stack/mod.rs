@@ -92,7 +92,15 @@ pub async fn serve<B: ClientBody, T: Transport>(
         .as_ref()
         .filter(|j| j.responses)
         .map(|j| j.max_response_bytes);
-    respond::respond(result, served, ident, observer, started, &span, keep_response)
+    respond::respond(
+        result,
+        served,
+        ident,
+        observer,
+        started,
+        &span,
+        keep_response,
+    )
 }
 
 /// Steps 1–3: route, read, then each hop in turn until one answers.
