@@ -157,6 +157,9 @@ const FAMILIES: [(&str, &str); 21] = [
     ("backstop_failure_records_total", "counter"),
     ("backstop_failure_records_dropped_total", "counter"),
     ("backstop_failure_log_errors_total", "counter"),
+    ("backstop_journal_records_total", "counter"),
+    ("backstop_journal_records_dropped_total", "counter"),
+    ("backstop_journal_errors_total", "counter"),
     ("gen_ai_client_token_usage", "histogram"),
     ("gen_ai_client_operation_duration_seconds", "histogram"),
     (

@@ -25,6 +25,10 @@ EXPECTED = {
     "backstop_failure_records": ("counter", set()),
     "backstop_failure_records_dropped": ("counter", set()),
     "backstop_failure_log_errors": ("counter", set()),
+    # SPEC §6: the request journal (0 without [journal]).
+    "backstop_journal_records": ("counter", set()),
+    "backstop_journal_records_dropped": ("counter", set()),
+    "backstop_journal_errors": ("counter", set()),
     "gen_ai_client_token_usage": ("histogram", GEN_AI | {"gen_ai_token_type"}),
     "gen_ai_client_operation_duration_seconds": ("histogram", GEN_AI | {"error_type"}),
     "gen_ai_client_operation_time_to_first_chunk_seconds": ("histogram", GEN_AI | {"error_type"}),
