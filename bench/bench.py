@@ -31,7 +31,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
 FLOOR = "hyper-floor"
-CONTESTANTS = ["direct", "nginx", FLOOR, "backstop"]  # FLOOR is dropped if not built
+JOURNAL = "backstop-journal"            # [journal], metadata only
+JOURNAL_RESP = "backstop-journal-responses"  # [journal] responses = true
+JOURNALS = {JOURNAL: "", JOURNAL_RESP: "responses = true\n"}
+JOURNAL_KINDS = ["json", "sse"]
+CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP]  # FLOOR is dropped if not built
 # Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x), hyper-floor
 # 1838x. x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
 UP = {"json": 18081, "sse": 18082, "fail": 18083, "idle": 18084}
@@ -40,6 +44,8 @@ PORTS = {
     "nginx": {k: v + 100 for k, v in UP.items()},
     "backstop": {k: v + 200 for k, v in UP.items()},
     FLOOR: {k: v + 300 for k, v in UP.items()},
+    JOURNAL: {k: v + 400 for k, v in UP.items()},
+    JOURNAL_RESP: {k: v + 500 for k, v in UP.items()},
 }
 FLOOR_KINDS = ["json", "sse", "idle"]  # not "fail": it does not retry, so nothing to compare
 FAIL_RATE = 0.3
@@ -251,8 +257,8 @@ def proxy_nginx_body():
     return "\n".join(blocks)
 
 
-def backstop_conf(tmp, kind):
-    port = PORTS["backstop"][kind]
+def backstop_conf(tmp, kind, name="backstop"):
+    port = PORTS[name][kind]
     retry = ""
     if kind == "fail":  # short backoff: measure the proxy, not the sleep between tries
         retry = ('[retry]\nbase_delay = "5ms"\nthrottle_base_delay = "5ms"\n'
@@ -262,12 +268,12 @@ admin_listen = "127.0.0.1:{port + 1000}"
 {retry}
 [failure_log]
 dir = "{tmp}/failures"
-
+{f'[journal]{chr(10)}dir = "{tmp}/journal-{name}-{kind}"{chr(10)}{JOURNALS[name]}' if name in JOURNALS else ""}
 [[upstream]]
 name = "bench"
 base_url = "http://127.0.0.1:{UP[kind]}"
 """
-    path = os.path.join(tmp, f"backstop-{kind}.toml")
+    path = os.path.join(tmp, f"{name}-{kind}.toml")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -392,6 +398,12 @@ def main():
     for kind in UP:
         bs[kind] = start([a.backstop, "serve", "--config", backstop_conf(tmp, kind)],
                          f"backstop-{kind}", tmp, proxy_cpus)
+    journaled = {}
+    for name in JOURNALS:
+        for kind in JOURNAL_KINDS:
+            journaled[name, kind] = start([a.backstop, "serve", "--config",
+                                           backstop_conf(tmp, kind, name)],
+                                          f"{name}-{kind}", tmp, proxy_cpus)
     floor = {}
     if a.floor:  # one process per upstream, like backstop
         for kind in FLOOR_KINDS:
@@ -403,6 +415,8 @@ def main():
         wait_port(PORTS["backstop"][kind], bs[kind])
     for kind, p in floor.items():
         wait_port(PORTS[FLOOR][kind], p)
+    for (name, kind), p in journaled.items():
+        wait_port(PORTS[name][kind], p)
     time.sleep(0.5)
 
     def pids(name, kind):
@@ -412,6 +426,8 @@ def main():
             return [bs[kind].pid]
         if name == FLOOR:
             return [floor[kind].pid]
+        if name in JOURNALS:
+            return [journaled[name, kind].pid]
         return []
 
     def url(name, kind):
@@ -438,7 +454,7 @@ def main():
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
     R["fail"] = phase(lambda n: [wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail"))],
-                      [n for n in names if n != FLOOR])
+                      [n for n in names if n != FLOOR and n not in JOURNALS])
 
     R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in proxies}
 

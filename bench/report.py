@@ -58,6 +58,10 @@ def summarize(R):
         S[f"{c}_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"], lambda a, b: a["rps"] / b["rps"])
         S[f"{c}_cpu_ratio"] = per_round(R[c]["backstop"], R[c]["nginx"],
                                         lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
+        for j in ("backstop-journal", "backstop-journal-responses"):
+            if j in R[c]:  # what [journal] costs: same-round CPU per request vs plain backstop
+                S[f"{c}_cpu_ratio_{j}"] = per_round(R[c][j], R[c]["backstop"],
+                                                    lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
         if FLOOR in R[c]:  # the split of the gap: (floor / nginx) x (backstop / floor)
             for key, (x, y) in {"floor_nginx": (FLOOR, "nginx"),
                                 "backstop_floor": ("backstop", FLOOR)}.items():
@@ -111,6 +115,10 @@ def targets(R, S):
          S["added_backstop"]["p50"] * 1e3, " µs", lambda v: v <= S["added_nginx"]["p50"] * 1e3),
         ("SSE first-event overhead vs direct", "≤ 0.5 ms", S[f"sse_{b}"]["first_over"], " ms",
          lambda v: v <= 0.5),
+        ("CPU per request (c=32), [journal] metadata / backstop", "≤ 1.10×",
+         S.get("c32_cpu_ratio_backstop-journal"), "×", lambda v: v <= 1.10),
+        ("CPU per request (c=32), [journal] responses = true / backstop", "≤ 1.25×",
+         S.get("c32_cpu_ratio_backstop-journal-responses"), "×", lambda v: v <= 1.25),
         ("RSS idle (fresh process)", "≤ 10 MiB", idle, " MiB", lambda v: v <= 10),
         ("RSS per open SSE stream", "≤ 30 KiB", per, " KiB", lambda v: v <= 30),
         ("Release binary size", "≤ 15 MiB", size, " MiB", lambda v: v <= 15),
