@@ -4,6 +4,8 @@
 
 pub mod buffer_budget;
 pub mod client;
+pub mod connectors;
+pub mod egress;
 pub mod h2_pool;
 pub mod h2_settings;
 pub mod headers;

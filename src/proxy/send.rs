@@ -9,6 +9,7 @@ use http::{Request, Response, Uri, Version};
 use tokio::time::Instant;
 
 use super::client::SendError;
+use super::egress::ProxyRefused;
 use super::headers::prepare_outbound;
 use super::request_body::BodyTooLarge;
 use super::{Transport, UpstreamBody};
@@ -104,6 +105,17 @@ fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
             },
             error: ProxyError::BodyTooLarge {
                 limit: too_large.limit,
+            },
+        };
+    }
+    if let Some(refused) = find_source::<ProxyRefused>(e) {
+        return SendFailure {
+            outcome: Outcome::Fatal {
+                reason: Reason::UpstreamProxyError,
+            },
+            error: ProxyError::UpstreamProxy {
+                upstream: upstream.name.clone(),
+                detail: refused.to_string(),
             },
         };
     }
