@@ -158,6 +158,7 @@ const FAMILIES: [(&str, &str); 21] = [
     ("backstop_retries_suppressed_total", "counter"),
     ("backstop_backoff_seconds", "histogram"),
     ("backstop_in_flight_requests", "gauge"),
+    ("backstop_websocket_sessions", "gauge"),
     ("backstop_consecutive_failures", "gauge"),
     ("backstop_circuit_state", "gauge"),
     ("backstop_rate_limit_wait_seconds", "histogram"),

@@ -17,6 +17,7 @@ pub mod send;
 pub mod sse;
 pub mod transport;
 pub mod upstream_body;
+pub mod websocket;
 
 pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;

@@ -12,7 +12,7 @@ use super::client::SendError;
 use super::egress::ProxyRefused;
 use super::headers::prepare_outbound;
 use super::request_body::BodyTooLarge;
-use super::{Transport, UpstreamBody};
+use super::{Transport, UpstreamBody, websocket};
 use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
@@ -65,6 +65,9 @@ pub fn outbound_request(
     let headers = request.headers_mut();
     headers.clone_from(&client.headers);
     prepare_outbound(headers, upstream.kind, upstream.api_key.as_ref());
+    if websocket::is_handshake(&client.method, &client.headers) {
+        websocket::keep_upgrade(headers);
+    }
     Ok(request)
 }
 

@@ -22,6 +22,9 @@
 //!    `x-backstop-*` headers and `x-should-retry`, its body watched (`watch`) for the
 //!    request's one `RequestEvent`.
 //!
+//! A WebSocket handshake takes the same steps; its `101` then opens a session
+//! (`websocket`).
+//!
 //! The path is generic over the client's body and the upstream (`proxy::Transport`), so
 //! service tests drive it on a paused clock with an in-memory upstream
 //! (`mock::memory`). A client that disconnects drops this future, which cancels the
@@ -38,6 +41,7 @@ mod response_head;
 mod served;
 mod usage;
 mod watch;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -71,17 +75,25 @@ pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
     observer: Arc<dyn Observer>,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     let started = Instant::now();
     let ident = Ident::new(&request);
+    let upgrade = websocket::client_side(&mut request);
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new();
     let result = forward(runtime, transport, &observer, request, &ident, &mut served)
         .instrument(span.clone())
         .await;
-    respond::respond(result, served, ident, observer, started, &span)
+    let Some(client) = upgrade else {
+        return respond::respond(result, served, ident, observer, started, &span);
+    };
+    let (session_observer, upstream) = (observer.clone(), served.upstream.clone());
+    let response = respond::respond(result, served, ident, observer, started, &span);
+    websocket::open(runtime, session_observer, upstream, client, response)
+        .instrument(span)
+        .await
 }
 
 /// Steps 1–3: route, read, then each hop in turn until one answers.
