@@ -269,3 +269,19 @@ pub async fn scrape(proxy: &Running) -> scrape::Scrape {
     assert_eq!(response.status, StatusCode::OK);
     scrape::Scrape::parse(response.text())
 }
+
+/// Scrapes until `check` holds (every 20 ms, at most `limit`); the last scrape either way.
+pub async fn scrape_until(
+    proxy: &Running,
+    limit: Duration,
+    check: impl Fn(&scrape::Scrape) -> bool,
+) -> (bool, scrape::Scrape) {
+    let until = Instant::now() + limit;
+    loop {
+        let s = scrape(proxy).await;
+        if check(&s) || Instant::now() >= until {
+            return (check(&s), s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
