@@ -90,7 +90,7 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = match self.pools.get(upstream.name.as_str()) {
             Some(pool) => pool.clone(),
-            None => Pool::new(self.idle_timeout, self.tasks.clone()),
+            None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
         };
         if request.headers().contains_key(UPGRADE) {
             return Box::pin(self.send_upgrade(request, upstream)).await;
@@ -123,7 +123,7 @@ impl UpstreamClient {
         let Conn::H1(mut sender) = self.connect(&request, upstream, true).await? else {
             return Err(SendError::BadRequest("an upgrade needs HTTP/1.1"));
         };
-        to_wire_form(&mut request, upstream)?;
+        to_wire_form(&mut request, host_header(upstream).as_ref(), upstream)?;
         let response = sender.send_request(request).await?;
         refused_by_forward_proxy(&response, upstream)?;
         Ok(response.map(|body| UpstreamBody::new(body, None)))
@@ -276,7 +276,7 @@ async fn send_h1(
     if sender.ready().await.is_err() {
         return Err(Unsent::Again(Box::new(request)));
     }
-    to_wire_form(&mut request, upstream).map_err(Unsent::Failed)?;
+    to_wire_form(&mut request, pool.host.as_ref(), upstream).map_err(Unsent::Failed)?;
     match sender.try_send_request(request).await {
         Ok(response) => {
             refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
@@ -328,24 +328,36 @@ async fn send_h2(
 
 /// HTTP/1.1 sends the path (origin form) and names the host in `Host`; to a forward
 /// proxy, the whole URI (absolute form) with the proxy's credentials.
-fn to_wire_form(request: &mut Request<Body>, upstream: &Upstream) -> Result<(), SendError> {
-    if let Some(proxy) = forward_proxy(upstream) {
-        let host = host_header(upstream).ok_or(SendError::BadRequest("no upstream host"))?;
-        let headers = request.headers_mut();
-        headers.insert(HOST, host);
-        if let Some(auth) = proxy.authorization() {
-            headers.insert(PROXY_AUTHORIZATION, auth.clone());
-        }
-        return Ok(());
+fn to_wire_form(
+    request: &mut Request<Body>,
+    host: Option<&HeaderValue>,
+    upstream: &Upstream,
+) -> Result<(), SendError> {
+    let Some(proxy) = forward_proxy(upstream) else {
+        return to_origin_form(request, host);
+    };
+    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
+    let headers = request.headers_mut();
+    headers.insert(HOST, host.clone());
+    if let Some(auth) = proxy.authorization() {
+        headers.insert(PROXY_AUTHORIZATION, auth.clone());
     }
+    Ok(())
+}
+
+/// HTTP/1.1 sends the path (origin form) and names the host in `Host`.
+fn to_origin_form(
+    request: &mut Request<Body>,
+    host: Option<&HeaderValue>,
+) -> Result<(), SendError> {
     let path = request
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *request.uri_mut() = Uri::from(path);
-    let host = host_header(upstream).ok_or(SendError::BadRequest("no upstream host"))?;
-    request.headers_mut().insert(HOST, host);
+    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
+    request.headers_mut().insert(HOST, host.clone());
     Ok(())
 }
 
@@ -392,7 +404,7 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
         .upstreams
         .iter()
         .map(|u| {
-            let pool = Pool::new(config.pool_idle_timeout, tasks.clone());
+            let pool = Pool::new(config.pool_idle_timeout, tasks.clone(), host_header(u));
             (u.name.as_str().into(), pool)
         })
         .collect();
