@@ -149,7 +149,7 @@ async fn gives_up_after_retries_and_counts_the_suppressed_retry() {
 }
 
 /// SPEC §4's table and §9's families: every family, with its type.
-const FAMILIES: [(&str, &str); 21] = [
+const FAMILIES: [(&str, &str); 22] = [
     ("backstop_requests_total", "counter"),
     ("backstop_request_duration_seconds", "histogram"),
     ("backstop_upstream_attempts_total", "counter"),
