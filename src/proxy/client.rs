@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
@@ -92,7 +92,8 @@ impl UpstreamClient {
             Some(pool) => pool.clone(),
             None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
         };
-        if request.headers().contains_key(UPGRADE) {
+        // A handshake is a GET: other methods skip the header lookup.
+        if request.method() == Method::GET && request.headers().contains_key(UPGRADE) {
             return Box::pin(self.send_upgrade(request, upstream)).await;
         }
         if pool.h2.is_open() {
