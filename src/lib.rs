@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mock;
 pub mod names;
 pub mod proxy;
+pub mod read_tap;
 pub mod request_meta;
 pub mod retry;
 pub mod routing;

@@ -5,30 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use backstop::mock::{MockOptions, MockUpstream};
 
-fn python() -> Option<PathBuf> {
-    if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
-        return None;
-    }
-    let python = std::env::var_os("BACKSTOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python")));
-    assert!(
-        python.exists(),
-        "no Python with the openai SDK at {}: run scripts/test (it makes .venv), \
-         or set BACKSTOP_TEST_PYTHON, or BACKSTOP_SKIP_PYTHON=1 to skip",
-        python.display()
-    );
-    Some(python)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_sdk_works_through_backstop() {
-    let Some(python) = python() else {
+    let Some(python) = common::python() else {
         eprintln!("skipped: BACKSTOP_SKIP_PYTHON is set");
         return;
     };
@@ -44,9 +27,8 @@ async fn official_openai_python_sdk_works_through_backstop() {
         .local_addr()
         .expect("addr")
         .port();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
+    let toml = format!(
+        "[[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
          [[upstream]]\nname = \"azure\"\nkind = \"azure\"\nbase_url = \"{}\"\npath_prefix = \"/openai/\"\n\
          [[upstream]]\nname = \"dead\"\nbase_url = \"http://127.0.0.1:{dead_port}\"\npath_prefix = \"/dead/\"\n\
          [upstream.retry]\nbase_delay = \"10ms\"\n\
@@ -56,8 +38,7 @@ async fn official_openai_python_sdk_works_through_backstop() {
         mock.url(),
         storm.url()
     );
-    let config = backstop::Config::from_toml(&text, &|_| None).expect("config");
-    let proxy = backstop::start(config).await.expect("start");
+    let (proxy, _, _) = common::start_toml(&toml, &[]).await;
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_smoke.py");
     let output = tokio::time::timeout(

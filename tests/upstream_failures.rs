@@ -8,19 +8,10 @@ use std::time::Duration;
 
 use backstop::mock::{Fault, StreamEnd, StreamScript};
 use bytes::Bytes;
-use common::{Harness, TestClient, config, sse_data, timed_frames};
+use common::{Harness, TestClient, config, sse_data, stream_request, timed_frames};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-
-fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
-    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
-}
 
 #[tokio::test]
 async fn connection_refused_gives_502_in_openai_shape() {
@@ -127,19 +118,19 @@ async fn stream_that_dies_mid_way_ends_with_an_error_event() {
     assert_eq!(events.len(), 3, "{events:?}");
 }
 
+/// `GET /v1/models`, with the response body left unread.
+async fn models(h: &Harness) -> http::Response<hyper::body::Incoming> {
+    let request = h.client.request(Method::GET, "/v1/models");
+    h.client
+        .send(request.body(Full::new(Bytes::new())).expect("request"))
+        .await
+}
+
 #[tokio::test]
 async fn torn_json_body_is_not_passed_off_as_complete() {
     let h = Harness::start().await;
     h.mock.push(Fault::ResetMidBody);
-    let response = h
-        .client
-        .send(
-            h.client
-                .request(Method::GET, "/v1/models")
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await;
+    let response = models(&h).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -158,15 +149,7 @@ async fn an_error_body_that_breaks_while_being_read_reaches_the_client_broken() 
     // client must see it break, not a clean, shorter error body.
     let h = Harness::start_with("[retry]\nmax_retries = 0\n").await;
     h.mock.push(Fault::ErrorBodyCut(503));
-    let response = h
-        .client
-        .send(
-            h.client
-                .request(Method::GET, "/v1/models")
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await;
+    let response = models(&h).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let collected = http_body_util::BodyExt::collect(response.into_body())
         .await

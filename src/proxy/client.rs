@@ -29,7 +29,7 @@ use super::UpstreamBody;
 use super::connectors::{self, Direct, ThroughProxy};
 use super::egress::ProxyRefused;
 use super::h2_pool::{H2Counts, StreamLease};
-use super::h2_settings::{Sniffed, StreamLimit};
+use super::h2_settings::{StreamLimit, sniffed};
 use super::pool::Pool;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, EgressProxy, Upstream};
@@ -180,7 +180,7 @@ impl UpstreamClient {
             return self.handshake_h1(stream, upgrade).await;
         }
         let limit = StreamLimit::new();
-        let stream = TokioIo::new(Sniffed::new(TokioIo::new(stream), limit.clone()));
+        let stream = TokioIo::new(sniffed(TokioIo::new(stream), limit.clone()));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(stream)

@@ -23,9 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::limits::{ClientLimits, ConnClock, Tracked, Watched};
+use super::limits::{ClientLimits, ConnClock, Tracked};
 use super::version::{self, Version};
 use crate::body::{Body, BoxError};
+use crate::read_tap::ReadTap;
 
 /// Accepts connections until told to stop, then drains them within `grace`.
 pub(super) async fn serve<F, Fut>(
@@ -96,7 +97,7 @@ pub(super) async fn serve<F, Fut>(
                     // too long with no request in flight.
                     let ended = match detected {
                         Ok((Version::H1, io)) => {
-                            let io = TokioIo::new(Watched::new(io, clock.clone()));
+                            let io = TokioIo::new(ReadTap::new(io, clock.clone()));
                             let conn = builders.0.serve_connection(io, service).with_upgrades();
                             until_done(conn, &clock, stop).await
                         }
