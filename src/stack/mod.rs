@@ -22,6 +22,9 @@
 //!    `x-backstop-*` headers and `x-should-retry`, its body watched (`watch`) for the
 //!    request's one `RequestEvent`.
 //!
+//! A WebSocket handshake takes the same steps; its `101` then opens a session
+//! (`websocket`).
+//!
 //! The path is generic over the client's body and the upstream (`proxy::Transport`), so
 //! service tests drive it on a paused clock with an in-memory upstream
 //! (`mock::memory`). A client that disconnects drops this future, which cancels the
@@ -38,6 +41,7 @@ mod response_head;
 mod served;
 mod usage;
 mod watch;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -50,7 +54,7 @@ use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::events::Observer;
 use crate::proxy::Transport;
-use crate::runtime::Runtime;
+use crate::runtime::{Hop, Runtime};
 use attempts::HopEnd;
 use call::Call;
 use report::{Ident, Reporter};
@@ -71,10 +75,11 @@ pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
     observer: Arc<dyn Observer>,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     let started = Instant::now();
     let ident = Ident::new(&request);
+    let upgrade = websocket::client_side(&mut request);
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new();
@@ -92,18 +97,25 @@ pub async fn serve<B: ClientBody, T: Transport>(
         .as_ref()
         .filter(|j| j.responses)
         .map(|j| j.max_response_bytes);
-    respond::respond(
-        result,
-        served,
-        ident,
-        observer,
-        started,
-        &span,
-        keep_response,
-    )
+    let Some(client) = upgrade else {
+        return respond::respond(
+            result,
+            served,
+            ident,
+            observer,
+            started,
+            &span,
+            keep_response,
+        );
+    };
+    let (session_observer, upstream) = (observer.clone(), served.upstream.clone());
+    let response = respond::respond(result, served, ident, observer, started, &span, None);
+    websocket::open(runtime, session_observer, upstream, client, response)
+        .instrument(span)
+        .await
 }
 
-/// Steps 1–3: route, read, then each hop in turn until one answers.
+/// Steps 1–2, route and read, then step 3 through the chain (`Chain::through`).
 async fn forward<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
@@ -124,46 +136,73 @@ async fn forward<B: ClientBody, T: Transport>(
 
     let mut call = Call::read(parts, body, runtime, primary).await?;
     served.meta = call.meta.clone();
+    let chain = Chain {
+        runtime,
+        transport,
+        observer: &**observer,
+        ident,
+    };
+    chain.through(primary, &mut call, served).await
+}
 
-    let meta = call.meta.clone();
-    let mut last_error = None;
-    let mut chain = runtime.chain(primary).enumerate().peekable();
-    while let Some((index, hop)) = chain.next() {
-        let has_next = chain.peek().is_some() && call.replayable;
-        served.at(hop);
-        let reporter = Reporter {
-            observer: &**observer,
-            ident,
-            hop,
-            meta: &meta,
-        };
-        match admit::admit(&call, &reporter, served.attempts + 1, has_next).await {
-            Ok(admitted) => {
-                served.queue_wait += admitted.waited;
-                served.settle = admitted.settle.or(served.settle.take());
+/// What step 3 needs besides the request: where the hops come from, how to reach
+/// upstreams, who is told.
+struct Chain<'a, T> {
+    runtime: &'a Runtime,
+    transport: &'a T,
+    observer: &'a dyn Observer,
+    ident: &'a Ident,
+}
+
+impl<T: Transport> Chain<'_, T> {
+    /// Step 3: each hop of `primary`'s chain in turn, admitted then attempted, until
+    /// one answers.
+    async fn through(
+        &self,
+        primary: &Hop,
+        call: &mut Call,
+        served: &mut Served,
+    ) -> Result<Response<Body>, ProxyError> {
+        let meta = call.meta.clone();
+        let mut last_error = None;
+        let mut chain = self.runtime.chain(primary).enumerate().peekable();
+        while let Some((index, hop)) = chain.next() {
+            let has_next = chain.peek().is_some() && call.replayable;
+            served.at(hop);
+            let reporter = Reporter {
+                observer: self.observer,
+                ident: self.ident,
+                hop,
+                meta: &meta,
+            };
+            match admit::admit(call, &reporter, served.attempts + 1, has_next).await {
+                Ok(admitted) => {
+                    served.queue_wait += admitted.waited;
+                    served.settle = admitted.settle.or(served.settle.take());
+                }
+                Err(refused) if refused.falls_back => {
+                    last_error = Some(refused.error);
+                    continue;
+                }
+                Err(refused) => return Err(refused.error),
             }
-            Err(refused) if refused.falls_back => {
-                last_error = Some(refused.error);
-                continue;
+            // Boxed: a hop's attempts are most of this future's size, and the whole
+            // request future is moved several times on its way to hyper.
+            let ended = Box::pin(attempts::run(
+                call,
+                self.transport,
+                &reporter,
+                served,
+                (index, has_next),
+            ));
+            match ended.await {
+                HopEnd::Answer(response) => return Ok(response),
+                HopEnd::FallBack(error) => last_error = error.or(last_error),
             }
-            Err(refused) => return Err(refused.error),
         }
-        // Boxed: a hop's attempts are most of this future's size, and the whole
-        // request future is moved several times on its way to hyper.
-        let hop_end = Box::pin(attempts::run(
-            &mut call,
-            transport,
-            &reporter,
-            served,
-            (index, has_next),
-        ));
-        match hop_end.await {
-            HopEnd::Answer(response) => return Ok(response),
-            HopEnd::FallBack(error) => last_error = error.or(last_error),
-        }
+        // Reached when every hop handed over (the last one's circuit was open, say).
+        Err(last_error.unwrap_or(ProxyError::NoRoute {
+            path: self.ident.endpoint.to_string(),
+        }))
     }
-    // Reached when every hop handed over (the last one's circuit was open, say).
-    Err(last_error.unwrap_or(ProxyError::NoRoute {
-        path: ident.endpoint.to_string(),
-    }))
 }

@@ -2,6 +2,7 @@
 //! raw-socket helpers and bounded polling. Each test gets its own ports.
 #![allow(dead_code)]
 
+pub mod egress;
 pub mod process;
 pub mod scrape;
 pub mod tls;
@@ -335,4 +336,20 @@ pub async fn scrape(proxy: &Running) -> scrape::Scrape {
     let response = admin_get(proxy, "/metrics").await;
     assert_eq!(response.status, StatusCode::OK);
     scrape::Scrape::parse(response.text())
+}
+
+/// Scrapes until `check` holds (every 20 ms, at most `limit`); the last scrape either way.
+pub async fn scrape_until(
+    proxy: &Running,
+    limit: Duration,
+    check: impl Fn(&scrape::Scrape) -> bool,
+) -> (bool, scrape::Scrape) {
+    let until = Instant::now() + limit;
+    loop {
+        let s = scrape(proxy).await;
+        if check(&s) || Instant::now() >= until {
+            return (check(&s), s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
