@@ -8,6 +8,27 @@ use std::time::{Duration, SystemTime};
 use crate::failure_log::read::Read;
 use crate::failure_log::{Day, Micros};
 
+/// The period and filters both commands take (`--date` / `--since`, `--upstream`,
+/// `--tag`) and where the files are (`--dir`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Selection {
+    /// The UTC day to read (YYYY-MM-DD). Default: today (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day, conflicts_with = "since")]
+    pub date: Option<Day>,
+    /// Records from this long ago until now, e.g. 30m, 1h, 2d.
+    #[arg(long, value_name = "AGE", value_parser = parse_since)]
+    pub since: Option<Duration>,
+    /// Only records of this upstream.
+    #[arg(long, value_name = "NAME")]
+    pub upstream: Option<String>,
+    /// Only records with this tag (the client's x-backstop-tag).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// The directory. Default: its `dir` key in --config, else the default.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// Terminal width when `COLUMNS` is not set.
 const DEFAULT_WIDTH: usize = 120;
 

@@ -2,14 +2,10 @@
 //! records as JSON lines (`--json`), or counts (`--summary`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use super::daily_files::{
-    fit, log_dir, parse_day, parse_since, period, print_notes, terminal_width,
-};
-use crate::failure_log::Day;
+use super::daily_files::{Selection, fit, log_dir, period, print_notes, terminal_width};
 use crate::failure_log::read::{Entry, Filter, read_days};
 use crate::failure_log::summary::Summary;
 
@@ -18,18 +14,8 @@ const DEFAULT_DIR: &str = "data/failures";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FailuresArgs {
-    /// The UTC day to read (YYYY-MM-DD). Default: today (UTC).
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day, conflicts_with = "since")]
-    pub date: Option<Day>,
-    /// Records from this long ago until now, e.g. 30m, 1h, 2d.
-    #[arg(long, value_name = "AGE", value_parser = parse_since)]
-    pub since: Option<Duration>,
-    /// Only records of this upstream.
-    #[arg(long, value_name = "NAME")]
-    pub upstream: Option<String>,
-    /// Only records with this tag (the client's x-backstop-tag).
-    #[arg(long, value_name = "TAG")]
-    pub tag: Option<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Only records of this error type (server_error, rate_limited, timeout, …).
     #[arg(long, value_name = "TYPE")]
     pub error_type: Option<String>,
@@ -39,13 +25,15 @@ pub struct FailuresArgs {
     /// Print counts by upstream, error type and tag, and per hour.
     #[arg(long)]
     pub summary: bool,
-    /// The log directory. Default: failure_log.dir of --config, else data/failures.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
 }
 
 pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
-    let dir = match log_dir(args.dir.as_deref(), config, "failure_log", DEFAULT_DIR) {
+    let dir = match log_dir(
+        args.select.dir.as_deref(),
+        config,
+        "failure_log",
+        DEFAULT_DIR,
+    ) {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("backstop failures: {e}");
@@ -60,11 +48,11 @@ pub fn run(args: &FailuresArgs, config: Option<&Path>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let (days, since) = period(args.date, args.since);
+    let (days, since) = period(args.select.date, args.select.since);
     let filter = Filter {
         since,
-        upstream: args.upstream.clone(),
-        tag: args.tag.clone(),
+        upstream: args.select.upstream.clone(),
+        tag: args.select.tag.clone(),
         error_type: args.error_type.clone(),
     };
     let read = match read_days(&dir, &days, &filter) {

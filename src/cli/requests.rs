@@ -5,13 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use super::daily_files::{
-    fit, log_dir, parse_day, parse_since, period, print_notes, terminal_width,
-};
+use super::daily_files::{Selection, fit, log_dir, period, print_notes, terminal_width};
+use crate::failure_log::Micros;
 use crate::failure_log::read::{Entry, read_daily};
-use crate::failure_log::{Day, Micros};
 use crate::journal::summary::Summary;
 use crate::journal::{JournalRecord, REQUESTS};
 
@@ -31,18 +28,8 @@ const DEFAULT_DIR: &str = "data/journal";
 pub struct RequestsArgs {
     #[command(subcommand)]
     pub command: Option<RequestsCommand>,
-    /// The UTC day to read (YYYY-MM-DD). Default: today (UTC).
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day, conflicts_with = "since")]
-    pub date: Option<Day>,
-    /// Requests that ended from this long ago until now, e.g. 30m, 1h, 2d.
-    #[arg(long, value_name = "AGE", value_parser = parse_since)]
-    pub since: Option<Duration>,
-    /// Only requests answered by this upstream.
-    #[arg(long, value_name = "NAME")]
-    pub upstream: Option<String>,
-    /// Only requests with this tag (the client's x-backstop-tag).
-    #[arg(long, value_name = "TAG")]
-    pub tag: Option<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Only requests with this outcome: ok, failed, refused, interrupted, client_gone.
     #[arg(long, value_name = "OUTCOME")]
     pub outcome: Option<String>,
@@ -53,9 +40,6 @@ pub struct RequestsArgs {
     /// ok), failure rate, retries, p50/p95 duration, tokens.
     #[arg(long)]
     pub summary: bool,
-    /// The journal directory. Default: journal.dir of --config, else data/journal.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -74,7 +58,7 @@ pub enum RequestsCommand {
 pub fn run(args: &RequestsArgs, config: Option<&Path>) -> ExitCode {
     let dir_flag = match &args.command {
         Some(RequestsCommand::Show { dir, .. }) => dir.as_deref(),
-        None => args.dir.as_deref(),
+        None => args.select.dir.as_deref(),
     };
     let dir = match log_dir(dir_flag, config, "journal", DEFAULT_DIR) {
         Ok(dir) => dir,
@@ -98,7 +82,7 @@ pub fn run(args: &RequestsArgs, config: Option<&Path>) -> ExitCode {
 }
 
 fn list(args: &RequestsArgs, dir: &Path) -> ExitCode {
-    let (days, since) = period(args.date, args.since);
+    let (days, since) = period(args.select.date, args.select.since);
     let read = match read_daily(dir, &days, |r: &JournalRecord| keeps(args, since, r)) {
         Ok(read) => read,
         Err(e) => {
@@ -126,8 +110,8 @@ fn keeps(args: &RequestsArgs, since: Option<Micros>, r: &JournalRecord) -> bool 
     let same =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
     since.is_none_or(|t| r.timestamp.0 >= t)
-        && same(&args.upstream, r.upstream.as_deref())
-        && same(&args.tag, r.tag.as_deref())
+        && same(&args.select.upstream, r.upstream.as_deref())
+        && same(&args.select.tag, r.tag.as_deref())
         && same(&args.outcome, Some(r.outcome.as_str()))
 }
 
