@@ -176,7 +176,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("\nopenai       20        1     5.0%        2"),
+            text.contains("\nopenai         20        1     5.0%        2        10        19"),
             "{text}"
         );
     }
