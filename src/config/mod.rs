@@ -10,8 +10,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use typed::{
-    ApiKey, CircuitBreaker, Config, FailureLogSettings, MetricsSettings, RateLimit, RetrySettings,
-    TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
+    ApiKey, CircuitBreaker, Config, FailureLogSettings, FallbackOn, MetricsSettings, RateLimit,
+    RetrySettings, TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
 };
 pub use validate::EnvLookup;
 

@@ -35,6 +35,7 @@ mod fallback;
 mod report;
 mod respond;
 mod response_head;
+mod rewrite;
 mod served;
 mod usage;
 mod watch;
@@ -108,17 +109,26 @@ async fn forward<B: ClientBody, T: Transport>(
 
     let meta = call.meta.clone();
     let mut last_error = None;
-    let mut chain = runtime.chain(primary).enumerate().peekable();
+    // The request's model is read only if a fallback shares a host with an earlier hop.
+    let mut chain = runtime
+        .chain(primary, || meta.model())
+        .enumerate()
+        .peekable();
+    let fallback_on = primary.upstream.fallback_on;
     while let Some((index, hop)) = chain.next() {
-        let has_next = chain.peek().is_some() && call.replayable;
+        let next = chain.peek().filter(|_| call.replayable);
         served.upstream = Some(hop.name.clone());
         let reporter = Reporter {
             observer: &**observer,
             ident,
             hop,
             meta: &meta,
+            next: next.map(|(_, next)| fallback::Next {
+                name: &next.name,
+                on: fallback_on,
+            }),
         };
-        match admit::admit(&call, &reporter, served.attempts + 1, has_next).await {
+        match admit::admit(&call, &reporter, served.attempts + 1).await {
             Ok(admitted) => {
                 served.queue_wait += admitted.waited;
                 served.settle = admitted.settle.or(served.settle.take());
@@ -132,11 +142,7 @@ async fn forward<B: ClientBody, T: Transport>(
         // Boxed: a hop's attempts are most of this future's size, and the whole
         // request future is moved several times on its way to hyper.
         let hop_end = Box::pin(attempts::run(
-            &mut call,
-            transport,
-            &reporter,
-            served,
-            (index, has_next),
+            &mut call, transport, &reporter, served, index,
         ));
         match hop_end.await {
             HopEnd::Answer(response) => return Ok(response),

@@ -18,6 +18,7 @@ pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Conf
     }
 }
 
+mod fallback;
 mod sizes;
 mod upstream;
 
@@ -74,6 +75,10 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         upstreams.push(upstream(i, up, &raw.retry, env)?);
     }
     check_upstream_set(&upstreams)?;
+    // What is in effect, written back so `check-config` prints it.
+    for (raw, up) in raw.upstreams.iter_mut().zip(&upstreams) {
+        raw.path_prefix.clone_from(&up.path_prefix);
+    }
 
     Ok(Config {
         listen: raw.listen,
