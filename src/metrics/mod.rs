@@ -186,6 +186,11 @@ impl Observer for Recorder {
             (Verdict::GiveUp, Some(why)) if matches!(e.outcome, Outcome::Retry { .. }) => {
                 self.metrics.retry_suppressed(&up, why);
             }
+            (Verdict::Fallback, _) => {
+                if let Some(to) = &e.fallback_to {
+                    self.stats.fallback(&e.upstream, to);
+                }
+            }
             _ => {}
         }
         if e.outcome.is_failure() {

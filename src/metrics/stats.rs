@@ -45,6 +45,8 @@ struct Tally {
     latencies_ms: VecDeque<u32>,
     circuit: CircuitState,
     pacing: Option<PacingView>,
+    /// Requests handed over to each fallback (configured upstream names only).
+    fallbacks: BTreeMap<Arc<str>, u64>,
 }
 
 impl Tally {
@@ -188,6 +190,18 @@ impl Stats {
         }
     }
 
+    /// `upstream` handed a request over to its fallback `to`. Both must be configured
+    /// upstreams, so the map stays bounded by the config.
+    pub fn fallback(&self, upstream: &str, to: &str) {
+        let mut t = self.tallies.lock();
+        let Some(to) = t.upstreams.get_key_value(to).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        if let Some(tally) = t.upstreams.get_mut(upstream) {
+            *tally.fallbacks.entry(to).or_default() += 1;
+        }
+    }
+
     pub fn set_circuit(&self, upstream: &str, state: CircuitState) {
         if let Some(tally) = self.tallies.lock().upstreams.get_mut(upstream) {
             tally.circuit = state;
@@ -215,6 +229,12 @@ impl Stats {
                     pacing: tally.pacing,
                     h2_connections: 0,
                     h2_streams: 0,
+                    fallbacks: tally.fallbacks.values().sum(),
+                    fallbacks_to: tally
+                        .fallbacks
+                        .iter()
+                        .map(|(to, n)| (to.to_string(), *n))
+                        .collect(),
                     row: tally.row(now),
                 })
                 .collect(),
@@ -257,6 +277,10 @@ pub struct UpstreamRow {
     pub h2_connections: usize,
     /// ... and the streams (requests) in flight on them.
     pub h2_streams: u32,
+    /// Requests this upstream handed over to a fallback ...
+    pub fallbacks: u64,
+    /// ... and to which one, by name.
+    pub fallbacks_to: BTreeMap<String, u64>,
     #[serde(flatten)]
     pub row: Row,
 }
@@ -363,6 +387,24 @@ mod tests {
     }
 
     #[test]
+    fn fallbacks_are_counted_per_upstream_and_target_among_configured_names_only() {
+        let stats = Stats::default();
+        stats.set_upstreams(["a", "b", "c"]);
+        stats.fallback("a", "b");
+        stats.fallback("a", "b");
+        stats.fallback("a", "c");
+        stats.fallback("a", "gone-after-reload");
+        stats.fallback("unknown", "b");
+        let snap = stats.snapshot();
+        let a = &snap.upstreams[0];
+        assert_eq!(a.fallbacks, 3);
+        assert_eq!(a.fallbacks_to.get("b"), Some(&2));
+        assert_eq!(a.fallbacks_to.get("c"), Some(&1));
+        assert_eq!(a.fallbacks_to.len(), 2);
+        assert_eq!(snap.upstreams[1].fallbacks, 0);
+    }
+
+    #[test]
     fn a_success_resets_failures_in_a_row_and_tags_are_bounded() {
         let stats = Stats::default();
         stats.set_upstreams(["a"]);
@@ -376,6 +418,7 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.tags.len(), MAX_TAGS + 1);
         let other = snap.tags.iter().find(|t| t.tag == "other").expect("other");
+        assert_eq!(snap.upstreams[0].fallbacks, 0);
         assert_eq!(other.row.total, 300 - MAX_TAGS as u64);
         assert_eq!(snap.upstreams[0].row.failure_rate, 0.667);
     }
