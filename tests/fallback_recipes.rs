@@ -7,6 +7,7 @@ mod common;
 use backstop::mock::{Fault, MockUpstream};
 use bytes::Bytes;
 use common::TestClient;
+use common::chains::refusing_url;
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
@@ -24,11 +25,6 @@ fn recipe(heading: &str) -> String {
     let start = block.find("```toml\n").expect("a toml block") + 8;
     let len = block[start..].find("```").expect("its end");
     block[start..start + len].to_owned()
-}
-
-fn refusing_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("http://{}", listener.local_addr().expect("addr"))
 }
 
 async fn run(toml: &str) -> (backstop::Running, TestClient) {
