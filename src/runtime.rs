@@ -28,6 +28,8 @@ pub struct Hop {
     pub upstream: Arc<Upstream>,
     /// The upstream's name, for events and labels without a copy per request.
     pub name: Arc<str>,
+    /// The name as the `x-backstop-upstream` response header, made once.
+    pub name_header: Option<http::HeaderValue>,
     /// Kept across a reload when the budget settings are unchanged.
     pub budget: Arc<RetryBudget>,
     /// Kept across a reload when the limit settings are unchanged.
@@ -163,6 +165,7 @@ impl Hop {
         Hop {
             upstream: Arc::new(u.clone()),
             name: u.name.as_str().into(),
+            name_header: http::HeaderValue::from_str(&u.name).ok(),
             budget,
             limits,
             fallbacks: fallbacks(u, all),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use backstop::events::{BodyEnd, RecordingObserver, RequestEvent, Usage};
 use backstop::mock::{Fault, MockUpstream, StreamEnd, StreamScript};
 use bytes::Bytes;
-use common::{TestClient, config, eventually, timed_frames};
+use common::{TestClient, config, eventually, stream_request, timed_frames};
 use http::Method;
 use http_body_util::Full;
 use serde_json::json;
@@ -35,13 +35,6 @@ async fn setup() -> Setup {
         observer,
         _proxy: proxy,
     }
-}
-
-fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
-    client
-        .request(Method::POST, "/v1/chat/completions")
-        .body(Full::new(Bytes::from(r#"{"model":"m","stream":true}"#)))
-        .expect("request")
 }
 
 async fn one_request(observer: &RecordingObserver) -> RequestEvent {

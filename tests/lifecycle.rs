@@ -7,7 +7,9 @@ use std::time::Duration;
 use backstop::mock::{Fault, MockUpstream, StreamEnd, StreamScript};
 use bytes::Bytes;
 use common::process::{signal, spawn_serve, wait_for_log};
-use common::{Harness, TestClient, config, eventually, sse_data, timed_frames, within};
+use common::{
+    Harness, TestClient, config, eventually, sse_data, stream_request, timed_frames, within,
+};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 
@@ -19,16 +21,6 @@ fn slow_stream(chunks: usize, gap_ms: u64) -> Fault {
         first_event_delay: Duration::ZERO,
         ..StreamScript::default()
     })
-}
-
-fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
-    client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            r#"{"model":"m","stream":true,"messages":[]}"#,
-        )))
-        .expect("request")
 }
 
 #[tokio::test]

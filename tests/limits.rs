@@ -15,28 +15,16 @@ use http_body_util::Full;
 use serde_json::json;
 
 fn chat(max_tokens: u32) -> serde_json::Value {
-    json!({"model": "gpt-4o", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
+    let mut body = common::chat("gpt-4o");
+    body["max_tokens"] = json!(max_tokens);
+    body
 }
 
-/// Starts backstop with `toml` (listeners are added) and the given env for keys.
 async fn proxy(
     toml: &str,
     env: &[(&str, &str)],
 ) -> (backstop::Running, TestClient, Arc<RecordingObserver>) {
-    let text = format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}");
-    let lookup = |var: &str| {
-        env.iter()
-            .find(|(k, _)| *k == var)
-            .map(|(_, v)| (*v).to_owned())
-    };
-    let config =
-        backstop::Config::from_toml(&text, &lookup).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let observer = Arc::new(RecordingObserver::default());
-    let running = backstop::start_with_observer(config, observer.clone())
-        .await
-        .expect("start");
-    let client = TestClient::new(running.proxy_addr());
-    (running, client, observer)
+    common::start_toml(toml, env).await
 }
 
 async fn concurrently(client: &TestClient, n: usize, body: serde_json::Value) -> Vec<Collected> {

@@ -8,23 +8,16 @@ use std::time::Duration;
 use backstop::mock::{Fault, StreamScript};
 use bytes::Bytes;
 use common::scrape::Scrape;
-use common::{Harness, admin_get, config_with_env, scrape, timed_frames};
+use common::{FAST, Harness, admin_get, chat, config_with_env, scrape, timed_frames};
 use http::Method;
 use http_body_util::Full;
 use serde_json::json;
-
-const FAST: &str =
-    "[retry]\nbase_delay = \"5ms\"\nthrottle_base_delay = \"10ms\"\nmax_delay = \"20ms\"";
 
 const REQUESTS: &str = "backstop_requests_total";
 const ATTEMPTS: &str = "backstop_upstream_attempts_total";
 const RETRIES: &str = "backstop_retries_total";
 const TOKENS_COUNT: &str = "gen_ai_client_token_usage_count";
 const TOKENS_SUM: &str = "gen_ai_client_token_usage_sum";
-
-fn chat(model: &str) -> serde_json::Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-}
 
 /// Scrapes until `name{labels}` reaches `at_least` (request events land when the
 /// response body has ended, a moment after the client has read it).

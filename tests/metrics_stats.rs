@@ -11,7 +11,10 @@ use http::Method;
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-const FAST: &str = "[retry]\nbase_delay = \"5ms\"\nthrottle_base_delay = \"10ms\"\nmax_delay = \"20ms\"\nmax_retries = 1";
+/// `common::FAST` with one retry.
+fn fast_one_retry() -> String {
+    format!("{}\nmax_retries = 1", common::FAST)
+}
 
 async fn tagged(h: &Harness, tag: &str) -> u16 {
     let request = h
@@ -48,7 +51,7 @@ fn tag<'a>(stats: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn stats_count_requests_retries_and_failures_in_a_row() {
-    let h = Harness::start_with(FAST).await;
+    let h = Harness::start_with(&fast_one_retry()).await;
 
     // 1: 503 then 200, a success after one retry.
     h.mock.push(Fault::ServerError(503));

@@ -44,9 +44,8 @@ async fn official_openai_python_sdk_works_through_backstop() {
         .local_addr()
         .expect("addr")
         .port();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
+    let toml = format!(
+        "[[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
          [[upstream]]\nname = \"azure\"\nkind = \"azure\"\nbase_url = \"{}\"\npath_prefix = \"/openai/\"\n\
          [[upstream]]\nname = \"dead\"\nbase_url = \"http://127.0.0.1:{dead_port}\"\npath_prefix = \"/dead/\"\n\
          [upstream.retry]\nbase_delay = \"10ms\"\n\
@@ -56,8 +55,7 @@ async fn official_openai_python_sdk_works_through_backstop() {
         mock.url(),
         storm.url()
     );
-    let config = backstop::Config::from_toml(&text, &|_| None).expect("config");
-    let proxy = backstop::start(config).await.expect("start");
+    let (proxy, _, _) = common::start_toml(&toml, &[]).await;
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_smoke.py");
     let output = tokio::time::timeout(

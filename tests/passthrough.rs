@@ -13,7 +13,9 @@ use http_body_util::Full;
 use serde_json::json;
 
 fn chat(stream: bool) -> serde_json::Value {
-    json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    let mut body = common::chat("gpt-4o-mini");
+    body["stream"] = json!(stream);
+    body
 }
 
 #[tokio::test]
@@ -278,16 +280,12 @@ async fn absolute_uri_and_forged_host_still_go_only_to_the_configured_upstream()
 #[tokio::test]
 async fn unrouted_path_gets_404_in_openai_shape() {
     let mock = MockUpstream::start().await.expect("mock");
-    let text = format!(
-        "listen=\"127.0.0.1:0\"\nadmin_listen=\"127.0.0.1:0\"\n[[upstream]]\nname=\"only-v1\"\nbase_url=\"{}\"\npath_prefix=\"/v1/\"\n",
+    let toml = format!(
+        "[[upstream]]\nname=\"only-v1\"\nbase_url=\"{}\"\npath_prefix=\"/v1/\"\n",
         mock.url()
     );
-    let proxy = backstop::start(backstop::Config::from_toml(&text, &|_| None).expect("config"))
-        .await
-        .expect("start");
-    let response = TestClient::new(proxy.proxy_addr())
-        .get("/admin/secrets")
-        .await;
+    let (_proxy, client, _) = common::start_toml(&toml, &[]).await;
+    let response = client.get("/admin/secrets").await;
     assert_eq!(response.status, StatusCode::NOT_FOUND);
     assert_eq!(response.json()["error"]["code"], "no_route");
     assert_eq!(mock.request_count(), 0);

@@ -8,26 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 use backstop::events::{RecordingObserver, Verdict};
 use backstop::mock::{Fault, MockUpstream, RetryAfter, StreamEnd, StreamScript};
 use bytes::Bytes;
-use common::{Harness, TestClient, config, sse_data, timed_frames};
+use common::{FAST, Harness, TestClient, config, sse_data, stream_request, timed_frames};
 use http::{Method, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
 
 /// Short delays so the suite stays fast; the rules are the same at any scale.
-const FAST: &str =
-    "[retry]\nbase_delay = \"10ms\"\nthrottle_base_delay = \"20ms\"\nmax_delay = \"100ms\"";
-
 fn chat() -> serde_json::Value {
-    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-}
-
-fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
-    let body = json!({"model": "m", "stream": true, "messages": []});
-    client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
+    common::chat("gpt-4o-mini")
 }
 
 fn gaps(mock: &MockUpstream) -> Vec<Duration> {

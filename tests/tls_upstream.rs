@@ -96,13 +96,12 @@ async fn proxy_to(upstream: &TlsUpstream, ca_file: Option<&std::path::Path>) -> 
         ),
         None => "[tls]\nnative_roots = false\n".to_owned(),
     };
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{tls}[retry]\nbase_delay = \"5ms\"\n\
+    let toml = format!(
+        "{tls}[retry]\nbase_delay = \"5ms\"\n\
          [[upstream]]\nname = \"tls\"\nbase_url = \"https://localhost:{}\"\n",
         upstream.addr.port()
     );
-    let config = backstop::Config::from_toml(&text, &|_| None).expect("config");
-    backstop::start(config).await.expect("start")
+    common::start_toml(&toml, &[]).await.0
 }
 
 #[tokio::test]

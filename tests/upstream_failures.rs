@@ -8,19 +8,10 @@ use std::time::Duration;
 
 use backstop::mock::{Fault, StreamEnd, StreamScript};
 use bytes::Bytes;
-use common::{Harness, TestClient, config, sse_data, timed_frames};
+use common::{Harness, TestClient, config, sse_data, stream_request, timed_frames};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-
-fn stream_request(client: &TestClient) -> http::Request<Full<Bytes>> {
-    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
-}
 
 #[tokio::test]
 async fn connection_refused_gives_502_in_openai_shape() {

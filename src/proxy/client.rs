@@ -89,15 +89,15 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let pool = match self.pools.get(upstream.name.as_str()) {
             Some(pool) => pool.clone(),
-            None => Pool::new(self.idle_timeout, self.tasks.clone()),
+            None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
         };
         if pool.h2.is_open() {
-            return self.send_on_h2(&pool, request, upstream).await;
+            return self.send_on_h2(&pool, request).await;
         }
         // Pooled connections first; one the server closed meanwhile hands the request
         // back unsent, and the next one (or a new one) gets it.
         while let Some(sender) = pool.take() {
-            match send_h1(&pool, sender, request, upstream).await {
+            match send_h1(&pool, sender, request).await {
                 Ok(response) => return Ok(response),
                 Err(Unsent::Again(back)) => request = *back,
                 Err(Unsent::Failed(e)) => return Err(e),
@@ -106,7 +106,7 @@ impl UpstreamClient {
         // Boxed: connecting (TLS, HTTP/2 handshake) is a large future that would
         // otherwise sit inside every request's future and be copied with it.
         let conn = Box::pin(self.connect(&request)).await?;
-        send_on_new(&pool, conn, request, upstream).await
+        send_on_new(&pool, conn, request).await
     }
 
     /// On an HTTP/2 upstream: a stream on a connection with room, else on a new
@@ -115,7 +115,6 @@ impl UpstreamClient {
         &self,
         pool: &Arc<Pool>,
         request: Request<Body>,
-        upstream: &Upstream,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(stream) = pool.h2.lease() {
             return send_h2(stream, request).await;
@@ -127,7 +126,7 @@ impl UpstreamClient {
         }
         let conn = Box::pin(self.connect(&request)).await?;
         drop(opening);
-        send_on_new(pool, conn, request, upstream).await
+        send_on_new(pool, conn, request).await
     }
 
     async fn connect(&self, request: &Request<Body>) -> Result<Conn, SendError> {
@@ -230,12 +229,11 @@ async fn send_h1(
     pool: &Arc<Pool>,
     mut sender: http1::SendRequest<Body>,
     mut request: Request<Body>,
-    upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, Unsent> {
     if sender.ready().await.is_err() {
         return Err(Unsent::Again(Box::new(request)));
     }
-    to_origin_form(&mut request, upstream).map_err(Unsent::Failed)?;
+    to_origin_form(&mut request, pool.host.as_ref()).map_err(Unsent::Failed)?;
     match sender.try_send_request(request).await {
         Ok(response) => {
             let lender = Some((pool.clone(), sender));
@@ -253,7 +251,6 @@ async fn send_on_new(
     pool: &Arc<Pool>,
     conn: Conn,
     request: Request<Body>,
-    upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, SendError> {
     match conn {
         Conn::H2(sender, limit) => {
@@ -261,7 +258,7 @@ async fn send_on_new(
             pool.start_sweeping();
             send_h2(stream, request).await
         }
-        Conn::H1(sender) => match send_h1(pool, sender, request, upstream).await {
+        Conn::H1(sender) => match send_h1(pool, sender, request).await {
             Ok(response) => Ok(response),
             Err(Unsent::Again(_)) => Err(SendError::Connect(
                 "the new connection closed before the request was sent".into(),
@@ -285,15 +282,18 @@ async fn send_h2(
 }
 
 /// HTTP/1.1 sends the path (origin form) and names the host in `Host`.
-fn to_origin_form(request: &mut Request<Body>, upstream: &Upstream) -> Result<(), SendError> {
+fn to_origin_form(
+    request: &mut Request<Body>,
+    host: Option<&HeaderValue>,
+) -> Result<(), SendError> {
     let path = request
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *request.uri_mut() = Uri::from(path);
-    let host = host_header(upstream).ok_or(SendError::BadRequest("no upstream host"))?;
-    request.headers_mut().insert(HOST, host);
+    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
+    request.headers_mut().insert(HOST, host.clone());
     Ok(())
 }
 
@@ -338,7 +338,7 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
         .upstreams
         .iter()
         .map(|u| {
-            let pool = Pool::new(config.pool_idle_timeout, tasks.clone());
+            let pool = Pool::new(config.pool_idle_timeout, tasks.clone(), host_header(u));
             (u.name.as_str().into(), pool)
         })
         .collect();

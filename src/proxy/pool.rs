@@ -33,6 +33,8 @@ pub struct Pool {
     /// Set at shutdown: connections coming back are closed instead of kept.
     closed: AtomicBool,
     tasks: Arc<Tasks>,
+    /// The `Host` header HTTP/1.1 requests to this upstream carry, made once.
+    pub host: Option<http::HeaderValue>,
 }
 
 struct Idle {
@@ -41,7 +43,11 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(idle_timeout: Duration, tasks: Arc<Tasks>) -> Arc<Pool> {
+    pub fn new(
+        idle_timeout: Duration,
+        tasks: Arc<Tasks>,
+        host: Option<http::HeaderValue>,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
             h2: H2Pool::default(),
@@ -49,6 +55,7 @@ impl Pool {
             sweeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             tasks,
+            host,
         })
     }
 

@@ -79,9 +79,13 @@ pub async fn serve<B: ClientBody, T: Transport>(
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new();
-    let result = forward(runtime, transport, &observer, request, &ident, &mut served)
-        .instrument(span.clone())
-        .await;
+    let forwarding = forward(runtime, transport, &observer, request, &ident, &mut served);
+    // Only an enabled span (debug logs on) is worth entering on every poll.
+    let result = if span.is_disabled() {
+        forwarding.await
+    } else {
+        forwarding.instrument(span.clone()).await
+    };
     respond::respond(result, served, ident, observer, started, &span)
 }
 
@@ -101,7 +105,7 @@ async fn forward<B: ClientBody, T: Transport>(
             path: parts.uri.path().to_owned(),
         })?;
     tracing::debug!(upstream = %primary.name, "routed");
-    served.upstream = Some(primary.name.clone());
+    served.at(primary);
     served.in_flight = Some(InFlight::start(observer, &primary.name));
 
     let mut call = Call::read(parts, body, runtime, primary).await?;
@@ -117,7 +121,7 @@ async fn forward<B: ClientBody, T: Transport>(
     let fallback_on = primary.upstream.fallback_on;
     while let Some((index, hop)) = chain.next() {
         let next = chain.peek().filter(|_| call.replayable);
-        served.upstream = Some(hop.name.clone());
+        served.at(hop);
         let reporter = Reporter {
             observer: &**observer,
             ident,

@@ -51,7 +51,7 @@ pub(super) fn respond(
         &ident.id,
         served.attempts,
         should_retry,
-        served.upstream.as_deref(),
+        served.upstream_header.as_ref(),
     );
     if let Some(in_flight) = served.in_flight.take() {
         in_flight.disarm();

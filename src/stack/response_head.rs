@@ -15,7 +15,7 @@ pub(super) fn add(
     request_id: &str,
     attempts: u32,
     should_retry: Option<&'static str>,
-    upstream: Option<&str>,
+    upstream: Option<&HeaderValue>,
 ) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);
@@ -24,8 +24,8 @@ pub(super) fn add(
     if let Some(value) = should_retry {
         headers.insert(SHOULD_RETRY, HeaderValue::from_static(value));
     }
-    if let Some(name) = upstream.and_then(|n| HeaderValue::from_str(n).ok()) {
-        headers.insert(UPSTREAM, name);
+    if let Some(name) = upstream {
+        headers.insert(UPSTREAM, name.clone());
     }
 }
 
@@ -60,7 +60,8 @@ mod tests {
     #[test]
     fn every_response_names_its_request_and_attempts() {
         let mut h = HeaderMap::new();
-        add(&mut h, "0190abc", 3, Some("false"), Some("azure-eu"));
+        let upstream = HeaderValue::from_static("azure-eu");
+        add(&mut h, "0190abc", 3, Some("false"), Some(&upstream));
         assert_eq!(h["x-backstop-request-id"], "0190abc");
         assert_eq!(h["x-backstop-attempts"], "3");
         assert_eq!(h["x-should-retry"], "false");

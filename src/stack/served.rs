@@ -14,8 +14,9 @@ use crate::retry::GiveUp;
 pub(super) struct Served {
     pub attempts: u32,
     pub give_up: Option<GiveUp>,
-    /// The upstream that answered (or refused).
+    /// The upstream that answered (or refused), and its name as a header value.
     pub upstream: Option<Arc<str>>,
+    pub upstream_header: Option<http::HeaderValue>,
     pub meta: Arc<RequestMeta>,
     pub fate: Arc<StreamFate>,
     pub queue_wait: Duration,
@@ -26,11 +27,18 @@ pub(super) struct Served {
 }
 
 impl Served {
+    /// The request is now with `hop`.
+    pub fn at(&mut self, hop: &crate::runtime::Hop) {
+        self.upstream = Some(hop.name.clone());
+        self.upstream_header.clone_from(&hop.name_header);
+    }
+
     pub fn new() -> Served {
         Served {
             attempts: 0,
             give_up: None,
             upstream: None,
+            upstream_header: None,
             meta: no_meta(),
             fate: Arc::default(),
             queue_wait: Duration::ZERO,

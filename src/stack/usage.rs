@@ -9,14 +9,17 @@ const USAGE_KEY: &[u8] = b"\"usage\"";
 /// object with its `*_tokens_details`.
 const USAGE_WINDOW: usize = 2048;
 
-/// What `usage_at` needs of a body, kept as it streams past: the first `USAGE_WINDOW`
-/// bytes from the last `"usage"` key seen (a later key replaces them), so a long stream
-/// costs no more than a short one. Holds nothing until a key passes, but the last few
-/// bytes, in case a key is split between two chunks.
+/// What `usage_at` needs of a body, kept as it streams past: the usage read from the
+/// last `"usage"` key seen when its chunk held the whole object (the usual case: no
+/// copy at all), else the first `USAGE_WINDOW` bytes from that key (a later key
+/// replaces them), so a long stream costs no more than a short one. Holds nothing
+/// until a key passes, but the last few bytes, in case a key is split between chunks.
 #[derive(Default)]
 pub(super) struct UsageTail {
-    /// Starts with the last key seen; empty before any.
-    pub kept: Vec<u8>,
+    /// The usage of the last key, read from the chunk that held it whole.
+    read: Option<Usage>,
+    /// Starts with the last key seen, when its object did not end in its chunk.
+    kept: Vec<u8>,
     /// The body's last `carry_len` bytes (fewer than a key).
     carry: [u8; USAGE_KEY.len() - 1],
     carry_len: usize,
@@ -28,7 +31,10 @@ impl UsageTail {
         if let Some(at) = rfind(data, USAGE_KEY) {
             self.kept.clear();
             let end = data.len().min(at + USAGE_WINDOW);
-            self.kept.extend_from_slice(&data[at..end]);
+            match settled(&data[at..end]) {
+                Some(read) => self.read = read,
+                None => self.kept.extend_from_slice(&data[at..end]),
+            }
         } else if let Some(at) = self.key_across(data) {
             self.kept.clear();
             self.kept.extend_from_slice(&self.carry[at..self.carry_len]);
@@ -39,6 +45,15 @@ impl UsageTail {
             self.kept.extend_from_slice(&data[..take]);
         }
         self.keep_carry(data);
+    }
+
+    /// The usage of the last `"usage"` key that passed.
+    pub fn usage(&self) -> Option<Usage> {
+        if self.kept.is_empty() {
+            self.read
+        } else {
+            usage_at(&self.kept)
+        }
     }
 
     /// Where in `carry` a key starts that ends in `data`.
@@ -62,6 +77,26 @@ impl UsageTail {
             self.carry[keep..keep + data.len()].copy_from_slice(data);
             self.carry_len = keep + data.len();
         }
+    }
+}
+
+/// `usage_at(rest)` when no later byte can change it: a usage was read, the value is
+/// not an object (`"usage": null`), or `rest` is already the whole window; `None` when
+/// the object may go on in the next chunk.
+fn settled(rest: &[u8]) -> Option<Option<Usage>> {
+    if let Some(usage) = usage_at(rest) {
+        return Some(Some(usage));
+    }
+    if rest.len() >= USAGE_WINDOW {
+        return Some(None);
+    }
+    let value = rest[USAGE_KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    match value.first() {
+        Some(b'{') | None => None,
+        Some(_) => Some(None),
     }
 }
 
@@ -243,7 +278,7 @@ mod tests {
             tail.push(chunk);
         }
         assert!(tail.kept.len() <= USAGE_WINDOW);
-        usage_at(&tail.kept)
+        tail.usage()
     }
 
     #[test]

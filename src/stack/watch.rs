@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::usage::{UsageTail, usage_at};
+use super::usage::UsageTail;
 use crate::body::{Body, BoxError};
 use crate::events::{BodyEnd, Observer, RequestEvent};
 use crate::limits::UpstreamLimits;
@@ -39,7 +39,7 @@ impl Watch {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
         };
-        event.usage = self.tail.as_ref().and_then(|t| usage_at(&t.kept));
+        event.usage = self.tail.as_ref().and_then(UsageTail::usage);
         if let (Some((limits, estimate)), Some(usage)) = (&self.settle, event.usage)
             && let Some(rate) = &limits.rate
         {

@@ -8,9 +8,10 @@ pub mod scrape;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use backstop::events::RecordingObserver;
 use backstop::mock::MockUpstream;
 use backstop::{Config, Running};
 use bytes::Bytes;
@@ -64,6 +65,53 @@ pub fn config_with_env(
          [[upstream]]\nname = \"mock\"\nbase_url = \"{base_url}\"\n{upstream_extra}\n"
     );
     Config::from_toml(&text, env).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+/// Short backoffs: end-to-end tests measure the proxy, not the sleep between tries.
+pub const FAST: &str =
+    "[retry]\nbase_delay = \"5ms\"\nthrottle_base_delay = \"10ms\"\nmax_delay = \"20ms\"";
+
+/// A chat completion request body for `model`, as an SDK sends it.
+pub fn chat(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// A streamed chat completion request (`"stream": true`) to `client`'s backstop.
+pub fn stream_request(client: &TestClient) -> Request<Full<Bytes>> {
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    client
+        .request(Method::POST, "/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}
+
+/// Starts backstop from `toml` (its listeners on ephemeral ports are added, and a
+/// failure log in a temp dir unless `toml` has one), with `env` for `api_key_env`.
+/// Every event also goes to the returned recording observer.
+pub async fn start_toml(
+    toml: &str,
+    env: &[(&str, &str)],
+) -> (Running, TestClient, Arc<RecordingObserver>) {
+    let failure_log = if toml.contains("[failure_log]") {
+        String::new()
+    } else {
+        failure_log_toml(shared_failure_dir())
+    };
+    let text =
+        format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{failure_log}{toml}");
+    let lookup = |var: &str| {
+        env.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let config = Config::from_toml(&text, &lookup).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let observer = Arc::new(RecordingObserver::default());
+    let running = backstop::start_with_observer(config, observer.clone())
+        .await
+        .expect("start");
+    let client = TestClient::new(running.proxy_addr());
+    (running, client, observer)
 }
 
 /// A mock upstream that answers every request with 503.
