@@ -77,17 +77,7 @@ impl RequestBody {
         let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total: u64 = 0;
-        loop {
-            let frame = tokio::time::timeout(limits.idle_timeout, incoming.frame())
-                .await
-                .map_err(|_| {
-                    ProxyError::BadRequestBody("client stopped sending the body".into())
-                })?;
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.into().to_string()))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
+        while let Some(data) = next_chunk(&mut incoming, limits.idle_timeout).await? {
             let len = data.len() as u64;
             total += len;
             if total > limits.max_body_bytes {
@@ -174,6 +164,25 @@ fn kept(bytes: Bytes, permit: BufferPermit) -> Bytes {
         bytes,
         _permit: permit,
     })
+}
+
+/// The next data chunk of the client's body, `None` at its end; waits at most `idle`.
+async fn next_chunk<B: ClientBody>(
+    incoming: &mut B,
+    idle: Duration,
+) -> Result<Option<Bytes>, ProxyError> {
+    loop {
+        let frame = tokio::time::timeout(idle, incoming.frame())
+            .await
+            .map_err(|_| ProxyError::BadRequestBody("client stopped sending the body".into()))?;
+        let Some(frame) = frame else {
+            return Ok(None);
+        };
+        let frame = frame.map_err(|e| ProxyError::BadRequestBody(e.into().to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
 }
 
 fn concat(mut chunks: Vec<Bytes>, capacity: usize) -> Bytes {

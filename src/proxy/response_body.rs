@@ -38,6 +38,7 @@ impl StreamFate {
 }
 
 pin_project_lite::pin_project! {
+    #[project = Guarded]
     pub struct GuardedBody {
         fate: Option<Arc<StreamFate>>,
         // Bytes already read from the upstream (while deciding), sent first.
@@ -113,6 +114,28 @@ fn error_event(at_event_boundary: bool, code: &str, message: &str) -> Bytes {
     Bytes::from(format!("{prefix}data: {}\n\n", error_json(code, message)))
 }
 
+/// The body ends before its time: the fate is recorded; an SSE stream gets a final
+/// error event, any other body an error (the client sees it break, not end clean).
+fn end_early(
+    this: Guarded<'_>,
+    failure: StreamError,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    *this.done = true;
+    tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
+    let code = match failure {
+        StreamError::Idle(_) => "stream_idle_timeout",
+        StreamError::Broken(_) => "stream_interrupted",
+    };
+    if let Some(fate) = this.fate {
+        let _ = fate.0.set(code);
+    }
+    if *this.sse {
+        let event = error_event(this.sent.at_event_end(), code, &failure.to_string());
+        return Poll::Ready(Some(Ok(Frame::data(event))));
+    }
+    Poll::Ready(Some(Err(Box::new(failure))))
+}
+
 impl HttpBody for GuardedBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -169,27 +192,14 @@ impl HttpBody for GuardedBody {
                         }
                         *this.armed_for = Some(deadline);
                     }
-                    match this.idle.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                    match this.idle.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
                         Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
                         _ => return Poll::Pending,
                     }
                 }
             },
         };
-        *this.done = true;
-        tracing::warn!(error = %failure, sse = *this.sse, "response stream ended early");
-        let code = match failure {
-            StreamError::Idle(_) => "stream_idle_timeout",
-            StreamError::Broken(_) => "stream_interrupted",
-        };
-        if let Some(fate) = this.fate {
-            let _ = fate.0.set(code);
-        }
-        if *this.sse {
-            let event = error_event(this.sent.at_event_end(), code, &failure.to_string());
-            return Poll::Ready(Some(Ok(Frame::data(event))));
-        }
-        Poll::Ready(Some(Err(Box::new(failure))))
+        end_early(this, failure)
     }
 
     fn is_end_stream(&self) -> bool {

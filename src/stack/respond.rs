@@ -17,7 +17,7 @@ use super::served::Served;
 use super::watch::WatchedBody;
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::events::{BodyEnd, Observer, RequestEvent, endpoint_kind};
+use crate::events::{BodyEnd, Observer, Refusal, RequestEvent, endpoint_kind};
 use crate::retry::GiveUp;
 
 pub(super) fn respond(
@@ -28,24 +28,7 @@ pub(super) fn respond(
     started: Instant,
     span: &tracing::Span,
 ) -> Response<Body> {
-    let mut should_retry = served
-        .give_up
-        .is_some_and(GiveUp::spent_retries)
-        .then_some("false");
-    let mut refused = None;
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => {
-            span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
-            match error {
-                ProxyError::CircuitOpen { .. } => should_retry = Some("false"),
-                // Never reached the upstream: a retry after `retry-after` costs it nothing.
-                ProxyError::RateLimited { .. } => should_retry = Some("true"),
-                _ => refused = Some(error.refusal()),
-            }
-            error.into_response()
-        }
-    };
+    let (mut response, should_retry, refused) = answer(result, served.give_up, span);
     response_head::add(
         response.headers_mut(),
         &ident.id,
@@ -89,6 +72,28 @@ pub(super) fn respond(
         served.settle,
     );
     Response::from_parts(parts, body.boxed())
+}
+
+/// The response to send (backstop's own for an error), whether the client's SDK should
+/// retry it (`x-should-retry`), and the refusal an error before any attempt was.
+fn answer(
+    result: Result<Response<Body>, ProxyError>,
+    give_up: Option<GiveUp>,
+    span: &tracing::Span,
+) -> (Response<Body>, Option<&'static str>, Option<Refusal>) {
+    let spent = give_up.is_some_and(GiveUp::spent_retries);
+    let error = match result {
+        Ok(response) => return (response, spent.then_some("false"), None),
+        Err(error) => error,
+    };
+    span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
+    let (should_retry, refused) = match error {
+        ProxyError::CircuitOpen { .. } => (Some("false"), None),
+        // Never reached the upstream: a retry after `retry-after` costs it nothing.
+        ProxyError::RateLimited { .. } => (Some("true"), None),
+        _ => (spent.then_some("false"), Some(error.refusal())),
+    };
+    (error.into_response(), should_retry, refused)
 }
 
 fn usage_endpoint(kind: &str) -> bool {
