@@ -27,15 +27,17 @@ fn recipe(heading: &str) -> String {
     block[start..start + len].to_owned()
 }
 
+/// backstop running `toml` with quick retries; every `api_key_env` is set.
 async fn run(toml: &str) -> (backstop::Running, TestClient) {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[retry]\n\
-         base_delay = \"5ms\"\nthrottle_base_delay = \"5ms\"\nmax_delay = \"20ms\"\n{toml}"
-    );
-    let env = |var: &str| Some(format!("key-of-{var}"));
-    let config = backstop::Config::from_toml(&text, &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let running = backstop::start(config).await.expect("start");
-    let client = TestClient::new(running.proxy_addr());
+    let env = [
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "OPENAI_KEY_ORG_A",
+        "OPENAI_KEY_ORG_B",
+    ]
+    .map(|var| (var, format!("key-of-{var}")));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (running, client, _) = common::start_toml(&format!("{}\n{toml}", common::FAST), &env).await;
     (running, client)
 }
 

@@ -105,18 +105,7 @@ async fn official_openai_python_sdk_works_through_backstop() {
 
 /// A backstop in front of `toml`'s upstreams, keys from `env`; its base URL.
 async fn backstop_for(toml: &str, env: &[(&str, &str)]) -> (backstop::Running, String) {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [retry]\nbase_delay = \"5ms\"\nthrottle_base_delay = \"5ms\"\nmax_delay = \"20ms\"\n{toml}"
-    );
-    let lookup = |var: &str| {
-        env.iter()
-            .find(|(k, _)| *k == var)
-            .map(|(_, v)| (*v).to_owned())
-    };
-    let config =
-        backstop::Config::from_toml(&text, &lookup).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let running = backstop::start(config).await.expect("start");
+    let (running, _, _) = common::start_toml(&format!("{}\n{toml}", common::FAST), env).await;
     let url = format!("http://{}", running.proxy_addr());
     (running, url)
 }
