@@ -28,6 +28,7 @@
 mod buckets;
 mod failure_log;
 mod families;
+mod handovers;
 mod labels;
 mod load;
 mod series;

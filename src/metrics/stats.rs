@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::handovers::{HandoverView, Handovers};
 use super::labels::CircuitState;
 use crate::limits::pacing::PaceView;
 
@@ -46,7 +47,7 @@ struct Tally {
     circuit: CircuitState,
     pacing: Option<PacingView>,
     /// Requests handed over to each fallback (configured upstream names only).
-    fallbacks: BTreeMap<Arc<str>, u64>,
+    handovers: Handovers,
 }
 
 impl Tally {
@@ -150,11 +151,15 @@ impl Default for Stats {
 impl Stats {
     /// Lists exactly these upstreams (kept tallies survive a reload; removed ones go).
     pub fn set_upstreams<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: Vec<&str> = names.into_iter().collect();
         let mut t = self.tallies.lock();
         let mut kept = BTreeMap::new();
-        for name in names {
+        for &name in &names {
             let tally = t.upstreams.remove(name).unwrap_or_default();
             kept.insert(Arc::from(name), tally);
+        }
+        for tally in kept.values_mut() {
+            tally.handovers.retain(|to| names.contains(&to));
         }
         t.upstreams = kept;
     }
@@ -198,7 +203,7 @@ impl Stats {
             return;
         };
         if let Some(tally) = t.upstreams.get_mut(upstream) {
-            *tally.fallbacks.entry(to).or_default() += 1;
+            tally.handovers.count(to);
         }
     }
 
@@ -229,12 +234,7 @@ impl Stats {
                     pacing: tally.pacing,
                     h2_connections: 0,
                     h2_streams: 0,
-                    fallbacks: tally.fallbacks.values().sum(),
-                    fallbacks_to: tally
-                        .fallbacks
-                        .iter()
-                        .map(|(to, n)| (to.to_string(), *n))
-                        .collect(),
+                    handovers: tally.handovers.view(),
                     row: tally.row(now),
                 })
                 .collect(),
@@ -277,10 +277,8 @@ pub struct UpstreamRow {
     pub h2_connections: usize,
     /// ... and the streams (requests) in flight on them.
     pub h2_streams: u32,
-    /// Requests this upstream handed over to a fallback ...
-    pub fallbacks: u64,
-    /// ... and to which one, by name.
-    pub fallbacks_to: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub handovers: HandoverView,
     #[serde(flatten)]
     pub row: Row,
 }
@@ -387,24 +385,6 @@ mod tests {
     }
 
     #[test]
-    fn fallbacks_are_counted_per_upstream_and_target_among_configured_names_only() {
-        let stats = Stats::default();
-        stats.set_upstreams(["a", "b", "c"]);
-        stats.fallback("a", "b");
-        stats.fallback("a", "b");
-        stats.fallback("a", "c");
-        stats.fallback("a", "gone-after-reload");
-        stats.fallback("unknown", "b");
-        let snap = stats.snapshot();
-        let a = &snap.upstreams[0];
-        assert_eq!(a.fallbacks, 3);
-        assert_eq!(a.fallbacks_to.get("b"), Some(&2));
-        assert_eq!(a.fallbacks_to.get("c"), Some(&1));
-        assert_eq!(a.fallbacks_to.len(), 2);
-        assert_eq!(snap.upstreams[1].fallbacks, 0);
-    }
-
-    #[test]
     fn a_success_resets_failures_in_a_row_and_tags_are_bounded() {
         let stats = Stats::default();
         stats.set_upstreams(["a"]);
@@ -418,7 +398,6 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.tags.len(), MAX_TAGS + 1);
         let other = snap.tags.iter().find(|t| t.tag == "other").expect("other");
-        assert_eq!(snap.upstreams[0].fallbacks, 0);
         assert_eq!(other.row.total, 300 - MAX_TAGS as u64);
         assert_eq!(snap.upstreams[0].row.failure_rate, 0.667);
     }

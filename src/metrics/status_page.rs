@@ -111,7 +111,11 @@ pub fn render(s: &Snapshot) -> String {
 
 /// Who handed requests over to whom: one line per upstream that did.
 fn fallbacks(out: &mut String, s: &Snapshot) {
-    let mut rows = s.upstreams.iter().filter(|u| u.fallbacks > 0).peekable();
+    let mut rows = s
+        .upstreams
+        .iter()
+        .filter(|u| u.handovers.fallbacks > 0)
+        .peekable();
     if rows.peek().is_none() {
         return;
     }
@@ -121,6 +125,7 @@ fn fallbacks(out: &mut String, s: &Snapshot) {
     );
     for u in rows {
         let to: Vec<String> = u
+            .handovers
             .fallbacks_to
             .iter()
             .map(|(name, n)| format!("{} {n}", escape(name)))
@@ -129,7 +134,7 @@ fn fallbacks(out: &mut String, s: &Snapshot) {
             out,
             "<tr><td class=\"name\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             escape(&u.name),
-            u.fallbacks,
+            u.handovers.fallbacks,
             to.join(" · ")
         );
     }
