@@ -43,6 +43,10 @@ pub enum ProxyError {
         upstream: String,
         retry_after: std::time::Duration,
     },
+    /// The egress proxy refused to carry the request (407, refused `CONNECT`); `detail`
+    /// names the proxy without its credentials.
+    #[error("the egress proxy for upstream {upstream} refused: {detail}")]
+    UpstreamProxy { upstream: String, detail: String },
     /// Connected, but the exchange broke before a response arrived.
     #[error("upstream {upstream} failed before responding: {detail}")]
     Upstream { upstream: String, detail: String },
@@ -54,7 +58,9 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamProxy { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -71,6 +77,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "upstream_connect_error",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream_error",
+            ProxyError::UpstreamProxy { .. } => "upstream_proxy_error",
             ProxyError::CircuitOpen { .. } => "circuit_open",
             ProxyError::RateLimited { .. } => "rate_limited_locally",
         }
@@ -86,6 +93,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "connect_error",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Upstream { .. } => "reset",
+            ProxyError::UpstreamProxy { .. } => "upstream_proxy_error",
             ProxyError::CircuitOpen { .. } => "circuit_open",
             ProxyError::RateLimited { .. } => "rate_limited",
         }

@@ -201,6 +201,11 @@ pub trait Observer: Send + Sync + 'static {
     fn request(&self, event: &RequestEvent) {
         let _ = event;
     }
+
+    /// A WebSocket session to `upstream` opened (`true`) or ended (`false`).
+    fn websocket_session(&self, upstream: &str, open: bool) {
+        let _ = (upstream, open);
+    }
 }
 
 /// Several observers in turn (failure log, metrics, …).
@@ -240,6 +245,12 @@ impl Observer for Observers {
     fn request(&self, event: &RequestEvent) {
         for o in &self.0 {
             o.request(event);
+        }
+    }
+
+    fn websocket_session(&self, upstream: &str, open: bool) {
+        for o in &self.0 {
+            o.websocket_session(upstream, open);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! serves until `shutdown` completes and then drains. The CLI lives in `cli`.
 
 pub mod admin;
+mod base64;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod mock;
 pub mod names;
 pub mod proxy;
+pub mod read_tap;
 pub mod request_meta;
 pub mod retry;
 pub mod routing;

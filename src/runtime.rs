@@ -9,6 +9,7 @@ use crate::names::NameMap;
 use crate::proxy::{BufferBudget, UpstreamClient, client};
 use crate::retry::RetryBudget;
 use crate::routing::Router;
+use crate::tasks::Tasks;
 
 pub struct Runtime {
     pub config: Arc<Config>,
@@ -17,6 +18,8 @@ pub struct Runtime {
     /// Memory for request bodies kept for replay, shared by every request; the same
     /// budget across reloads (bodies kept under the old config still count).
     pub buffer_budget: Arc<BufferBudget>,
+    /// WebSocket sessions, drained within `shutdown_grace`; one set across reloads.
+    pub sessions: Arc<Tasks>,
     hops: NameMap<Hop>,
 }
 
@@ -84,6 +87,7 @@ impl Runtime {
             router,
             client,
             buffer_budget,
+            sessions: previous.map_or_else(Arc::default, |p| p.sessions.clone()),
             hops,
         })
     }

@@ -8,10 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use backstop::mock::{Fault, StreamEnd, StreamScript};
-use bytes::Bytes;
 use common::{Harness, TestClient, raw_exchange, scrape, sse_data, timed_frames};
-use http::{Method, StatusCode};
-use http_body_util::Full;
+use http::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -151,14 +149,7 @@ async fn a_stream_with_a_pause_longer_than_both_timeouts_is_not_cut() {
         end: StreamEnd::Done,
         ..StreamScript::default()
     }));
-    let body = json!({"model": "m", "stream": true, "messages": []});
-    let request = h
-        .client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    let response = h.client.send(request).await;
+    let response = h.client.send(common::stream_request(&h.client)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let frames = timed_frames(response.into_body(), Duration::from_secs(20)).await;
     let bytes: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();

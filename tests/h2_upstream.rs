@@ -13,47 +13,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestClient;
+use common::tls::LocalhostCert;
 use http::StatusCode;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::process::{Child, Command};
 
-fn python() -> Option<PathBuf> {
-    if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
-        return None;
-    }
-    let python = std::env::var_os("BACKSTOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python")));
-    assert!(
-        python.exists(),
-        "no Python with hypercorn at {}: run scripts/test (it makes .venv), \
-         or set BACKSTOP_TEST_PYTHON, or BACKSTOP_SKIP_PYTHON=1 to skip",
-        python.display()
-    );
-    Some(python)
-}
-
-/// A private CA and a `localhost` certificate signed by it (rustls refuses a
-/// self-signed CA as the server's own certificate), written as PEM files.
+/// The CA, certificate and key of a fresh `localhost` certificate, as PEM files.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("cert");
+    let cert = LocalhostCert::new();
     let paths = (
         dir.join("ca.pem"),
         dir.join("cert.pem"),
         dir.join("key.pem"),
     );
-    std::fs::write(&paths.0, ca_cert.pem()).expect("ca.pem");
-    std::fs::write(&paths.1, cert.pem()).expect("cert.pem");
-    std::fs::write(&paths.2, key.serialize_pem()).expect("key.pem");
+    std::fs::write(&paths.0, &cert.ca_pem).expect("ca.pem");
+    std::fs::write(&paths.1, &cert.cert_pem).expect("cert.pem");
+    std::fs::write(&paths.2, &cert.key_pem).expect("key.pem");
     paths
 }
 
@@ -129,7 +103,7 @@ async fn stats_h2(admin: &TestClient) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_beyond_the_stream_limit_get_more_connections() {
-    let Some(python) = python() else {
+    let Some(python) = common::python() else {
         eprintln!("skipped: BACKSTOP_SKIP_PYTHON is set");
         return;
     };

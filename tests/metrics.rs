@@ -142,7 +142,7 @@ async fn gives_up_after_retries_and_counts_the_suppressed_retry() {
 }
 
 /// SPEC §4's table and §9's families: every family, with its type.
-const FAMILIES: [(&str, &str); 21] = [
+const FAMILIES: [(&str, &str); 22] = [
     ("backstop_requests_total", "counter"),
     ("backstop_request_duration_seconds", "histogram"),
     ("backstop_upstream_attempts_total", "counter"),
@@ -151,6 +151,7 @@ const FAMILIES: [(&str, &str); 21] = [
     ("backstop_retries_suppressed_total", "counter"),
     ("backstop_backoff_seconds", "histogram"),
     ("backstop_in_flight_requests", "gauge"),
+    ("backstop_websocket_sessions", "gauge"),
     ("backstop_consecutive_failures", "gauge"),
     ("backstop_circuit_state", "gauge"),
     ("backstop_rate_limit_wait_seconds", "histogram"),

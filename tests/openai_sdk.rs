@@ -5,30 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use backstop::mock::{Fault, MockOptions, MockUpstream, StreamEnd, StreamScript};
 
-fn python() -> Option<PathBuf> {
-    if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
-        return None;
-    }
-    let python = std::env::var_os("BACKSTOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python")));
-    assert!(
-        python.exists(),
-        "no Python with the openai SDK at {}: run scripts/test (it makes .venv), \
-         or set BACKSTOP_TEST_PYTHON, or BACKSTOP_SKIP_PYTHON=1 to skip",
-        python.display()
-    );
-    Some(python)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_sdk_works_through_backstop() {
-    let Some(python) = python() else {
+    let Some(python) = common::python() else {
         eprintln!("skipped: BACKSTOP_SKIP_PYTHON is set");
         return;
     };
@@ -121,7 +104,7 @@ fn chain(primary_url: &str, primary_keys: &str, fallback_url: &str, fallback_key
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_sdk_gets_its_completion_through_each_fallback() {
-    let Some(python) = python() else {
+    let Some(python) = common::python() else {
         eprintln!("skipped: BACKSTOP_SKIP_PYTHON is set");
         return;
     };

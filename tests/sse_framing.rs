@@ -7,11 +7,8 @@ mod common;
 use std::time::Duration;
 
 use backstop::mock::{Fault, LineEnding, StreamEnd, StreamScript};
-use bytes::Bytes;
 use common::{Harness, timed_frames};
-use http::{Method, StatusCode};
-use http_body_util::Full;
-use serde_json::json;
+use http::StatusCode;
 
 /// The stream's lines and the ending of each, in order.
 fn split_lines(bytes: &[u8]) -> (Vec<String>, Vec<&'static str>) {
@@ -47,14 +44,7 @@ async fn stream_through(line_ending: LineEnding) -> (Vec<u8>, Harness) {
         line_ending,
         ..StreamScript::default()
     }));
-    let body = json!({"model": "m", "stream": true, "messages": []});
-    let request = h
-        .client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    let response = h.client.send(request).await;
+    let response = h.client.send(common::stream_request(&h.client)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()["x-backstop-attempts"],

@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use common::TestClient;
+use common::tls::LocalhostCert;
 use http::{Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 
 struct TlsUpstream {
@@ -29,26 +28,14 @@ struct TlsUpstream {
 /// An HTTPS server for `localhost` with a certificate from a fresh private CA,
 /// offering h2 and http/1.1, answering every request with a small JSON body.
 async fn tls_upstream() -> TlsUpstream {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("cert");
+    let cert = LocalhostCert::new();
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())
         .expect("server config");
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
@@ -82,7 +69,7 @@ async fn tls_upstream() -> TlsUpstream {
     });
     TlsUpstream {
         addr,
-        ca_pem: ca_cert.pem(),
+        ca_pem: cert.ca_pem.clone(),
         versions,
         handshakes,
     }

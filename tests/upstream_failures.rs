@@ -118,19 +118,19 @@ async fn stream_that_dies_mid_way_ends_with_an_error_event() {
     assert_eq!(events.len(), 3, "{events:?}");
 }
 
+/// `GET /v1/models`, with the response body left unread.
+async fn models(h: &Harness) -> http::Response<hyper::body::Incoming> {
+    let request = h.client.request(Method::GET, "/v1/models");
+    h.client
+        .send(request.body(Full::new(Bytes::new())).expect("request"))
+        .await
+}
+
 #[tokio::test]
 async fn torn_json_body_is_not_passed_off_as_complete() {
     let h = Harness::start().await;
     h.mock.push(Fault::ResetMidBody);
-    let response = h
-        .client
-        .send(
-            h.client
-                .request(Method::GET, "/v1/models")
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await;
+    let response = models(&h).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -149,15 +149,7 @@ async fn an_error_body_that_breaks_while_being_read_reaches_the_client_broken() 
     // client must see it break, not a clean, shorter error body.
     let h = Harness::start_with("[retry]\nmax_retries = 0\n").await;
     h.mock.push(Fault::ErrorBodyCut(503));
-    let response = h
-        .client
-        .send(
-            h.client
-                .request(Method::GET, "/v1/models")
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await;
+    let response = models(&h).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let collected = http_body_util::BodyExt::collect(response.into_body())
         .await

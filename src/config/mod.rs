@@ -3,12 +3,14 @@
 //! Unknown keys and bad values are rejected with the key's path and the reason, before
 //! any port is bound. The rest of backstop only ever sees `typed::Config`.
 
+pub mod egress;
 mod raw;
 mod typed;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use egress::EgressProxy;
 pub use typed::{
     ApiKey, CircuitBreaker, Config, FailureLogSettings, FallbackOn, MetricsSettings, RateLimit,
     RetrySettings, TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
@@ -66,7 +68,8 @@ impl Source {
         }
     }
 
-    /// Reads and validates the config, taking `api_key_env` values from the process env.
+    /// Reads and validates the config, taking `api_key_env` values and the `*_PROXY`
+    /// variables from the process env.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let text = match self {
             Source::File(path) => {
@@ -82,7 +85,8 @@ impl Source {
 }
 
 impl Config {
-    /// Parses and validates a TOML document; `env` resolves `api_key_env` names.
+    /// Parses and validates a TOML document; `env` resolves `api_key_env` names and the
+    /// `*_PROXY` variables (tests pass their own, never the developer's).
     pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
             key: "(document)".to_owned(),

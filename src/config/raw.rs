@@ -35,6 +35,12 @@ pub struct RawConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub websocket_idle_timeout: Option<Duration>,
     pub retry: RawRetry,
     pub failure_log: RawFailureLog,
     pub tls: RawTls,
@@ -57,6 +63,7 @@ impl Default for RawConfig {
             max_connections: 10_000,
             connect_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(90),
+            websocket_idle_timeout: None,
             retry: RawRetry::default(),
             failure_log: RawFailureLog::default(),
             tls: RawTls::default(),
@@ -222,6 +229,10 @@ pub struct RawUpstream {
     pub retry: Option<RawRetryOverride>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// A forward proxy URL or `"none"`; unset: the `*_PROXY` variables. Replaced by
+    /// its redacted form once validated, so `check-config` never prints a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 fn default_fallback_on() -> Vec<RawFallbackOn> {

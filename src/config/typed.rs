@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
+use super::egress::EgressProxy;
 use super::raw::RawConfig;
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long an idle pooled upstream connection is kept (default 90 s).
     pub pool_idle_timeout: Duration,
+    /// A WebSocket session with no bytes either way for this long is closed (default:
+    /// none, sessions may idle for ever).
+    pub websocket_idle_timeout: Option<Duration>,
     /// `[retry]` as written, the defaults every upstream starts from.
     pub retry: RetrySettings,
     pub failure_log: FailureLogSettings,
@@ -148,6 +152,9 @@ pub struct Upstream {
     /// `[retry]` with this upstream's overrides applied.
     pub retry: RetrySettings,
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// The forward proxy this upstream is reached through (SPEC §9), from its `proxy`
+    /// or the `*_PROXY` variables; `None`: direct.
+    pub proxy: Option<std::sync::Arc<EgressProxy>>,
 }
 
 /// What hands a request to the next fallback (SPEC §7 `fallback_on`).

@@ -27,6 +27,7 @@ pub struct Metrics {
     retries_suppressed: IntCounterVec,
     backoff: HistogramVec,
     in_flight: IntGaugeVec,
+    websocket_sessions: IntGaugeVec,
     consecutive_failures: IntGaugeVec,
     circuit_state: IntGaugeVec,
     rate_limit_wait: HistogramVec,
@@ -138,6 +139,12 @@ impl Metrics {
                 "Requests routed to an upstream whose response has not ended.",
                 &["upstream"],
             )?,
+            websocket_sessions: gauge(
+                r,
+                "backstop_websocket_sessions",
+                "WebSocket sessions open through backstop (after their 101).",
+                &["upstream"],
+            )?,
             consecutive_failures: gauge(
                 r,
                 "backstop_consecutive_failures",
@@ -210,6 +217,7 @@ impl Metrics {
             .with_label_values(&[u, GiveUp::BudgetExhausted.reason()]);
         self.backoff.with_label_values(&[u]);
         self.in_flight.with_label_values(&[u]);
+        self.websocket_sessions.with_label_values(&[u]);
         self.consecutive_failures.with_label_values(&[u]);
         self.circuit_state.with_label_values(&[u]);
         self.rate_limit_wait.with_label_values(&[u]);
@@ -294,6 +302,12 @@ impl Metrics {
 
     pub fn request_finished(&self, up: &UpstreamLabel) {
         self.in_flight(up).dec();
+    }
+
+    /// Sessions are rare and long: no cached series needed.
+    pub fn websocket_session(&self, up: &UpstreamLabel, open: bool) {
+        let gauge = self.websocket_sessions.with_label_values(&[up.as_str()]);
+        if open { gauge.inc() } else { gauge.dec() }
     }
 
     fn in_flight<'a>(&self, up: &'a UpstreamLabel) -> &'a IntGauge {

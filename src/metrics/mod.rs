@@ -173,6 +173,11 @@ impl Observer for Recorder {
         self.metrics.request_finished(&label);
     }
 
+    fn websocket_session(&self, upstream: &str, open: bool) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.metrics.websocket_session(&label, open);
+    }
+
     fn attempt(&self, e: &AttemptReport) {
         let up = self.vocabulary.load().upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();

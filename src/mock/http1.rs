@@ -46,6 +46,11 @@ impl Conn {
         }
     }
 
+    /// The stream and the bytes read from it but not used (a WebSocket session's start).
+    pub(super) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// Reads the next request. `Ok(None)` when the client closed between requests;
     /// `InvalidData` when the request is malformed.
     pub(super) async fn read_request(&mut self) -> io::Result<Option<Incoming>> {

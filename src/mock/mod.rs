@@ -12,7 +12,9 @@
 //!   (`stream_chunks` of them, `stream_gap` apart), a usage chunk when
 //!   `stream_options.include_usage` is set, then `data: [DONE]`;
 //! - `POST …/embeddings`: an embedding list; `GET …/models`: a model list;
-//! - anything else: 404 with an OpenAI error body.
+//! - anything else: 404 with an OpenAI error body;
+//! - a WebSocket handshake on any path: `101` and an echo session, or a minimal
+//!   Realtime server on `…/realtime` (`websocket`).
 //!
 //! Paths match by their end, so OpenAI (`/v1/…`) and Azure shapes
 //! (`/openai/deployments/{d}/…?api-version=…`, `/openai/v1/…`) are served alike. Every
@@ -26,6 +28,7 @@ mod openai;
 mod reply;
 mod server;
 mod sse;
+mod websocket;
 
 use std::io;
 use std::net::SocketAddr;

@@ -15,6 +15,7 @@ use super::fault::Fault;
 use super::http1::{Conn, Incoming};
 use super::openai;
 use super::reply::{self, After};
+use super::websocket;
 use super::{MockOptions, Received};
 
 /// State shared by the handle and every connection.
@@ -185,6 +186,12 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         };
         let (n, fault) = shared.admit(received.clone());
         tracing::debug!(n, method = %received.method, path = %received.path, ?fault, "mock upstream: request");
+        if matches!(fault, Fault::Ok) && websocket::is_handshake(&received) {
+            if let Err(error) = websocket::serve(conn, &received, n).await {
+                tracing::debug!(%error, "mock upstream: websocket session ended");
+            }
+            return;
+        }
         match reply::answer(&mut conn, &shared.opts, &received, n, fault, keep_alive).await {
             Ok(After::Continue) => continue,
             Ok(After::Close) | Err(_) => return,

@@ -15,33 +15,34 @@
 
 use std::sync::Arc;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::client::conn::{TrySendError, http1, http2};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower::Service;
 
 use super::UpstreamBody;
+use super::connectors::{self, Direct, ThroughProxy};
+use super::egress::ProxyRefused;
 use super::h2_pool::{H2Counts, StreamLease};
-use super::h2_settings::{Sniffed, StreamLimit};
+use super::h2_settings::{StreamLimit, sniffed};
 use super::pool::Pool;
 use crate::body::{Body, BoxError};
-use crate::config::{Config, ConfigError, TlsSettings, Upstream};
+use crate::config::{Config, ConfigError, EgressProxy, Upstream};
 use crate::names::NameMap;
 use crate::tasks::Tasks;
 
-type Connector = HttpsConnector<HttpConnector>;
-
 /// Connections to every configured upstream.
 pub struct UpstreamClient {
-    connector: Connector,
+    connector: Direct,
+    /// Offers only HTTP/1.1: a WebSocket handshake needs an HTTP/1.1 upgrade.
+    connector_h1: Direct,
+    /// For upstreams behind an egress proxy: TLS over a `CONNECT` tunnel.
+    through_proxy: NameMap<ThroughProxy>,
     /// For `http://` upstreams: the same TCP connector without the TLS wrapper, so each
     /// plain connection's task does not carry room for a TLS session it never uses.
     plain: HttpConnector,
@@ -91,13 +92,17 @@ impl UpstreamClient {
             Some(pool) => pool.clone(),
             None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
         };
+        // A handshake is a GET: other methods skip the header lookup.
+        if request.method() == Method::GET && request.headers().contains_key(UPGRADE) {
+            return Box::pin(self.send_upgrade(request, upstream)).await;
+        }
         if pool.h2.is_open() {
-            return self.send_on_h2(&pool, request).await;
+            return self.send_on_h2(&pool, request, upstream).await;
         }
         // Pooled connections first; one the server closed meanwhile hands the request
         // back unsent, and the next one (or a new one) gets it.
         while let Some(sender) = pool.take() {
-            match send_h1(&pool, sender, request).await {
+            match send_h1(&pool, sender, request, upstream).await {
                 Ok(response) => return Ok(response),
                 Err(Unsent::Again(back)) => request = *back,
                 Err(Unsent::Failed(e)) => return Err(e),
@@ -105,8 +110,24 @@ impl UpstreamClient {
         }
         // Boxed: connecting (TLS, HTTP/2 handshake) is a large future that would
         // otherwise sit inside every request's future and be copied with it.
-        let conn = Box::pin(self.connect(&request)).await?;
-        send_on_new(&pool, conn, request).await
+        let conn = Box::pin(self.connect(&request, upstream, false)).await?;
+        send_on_new(&pool, conn, request, upstream).await
+    }
+
+    /// A WebSocket handshake: on a new HTTP/1.1 connection of its own, never pooled
+    /// (after `101` it carries the session, taken with `hyper::upgrade::on`).
+    async fn send_upgrade(
+        &self,
+        mut request: Request<Body>,
+        upstream: &Upstream,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let Conn::H1(mut sender) = self.connect(&request, upstream, true).await? else {
+            return Err(SendError::BadRequest("an upgrade needs HTTP/1.1"));
+        };
+        to_wire_form(&mut request, host_header(upstream).as_ref(), upstream)?;
+        let response = sender.send_request(request).await?;
+        refused_by_forward_proxy(&response, upstream)?;
+        Ok(response.map(|body| UpstreamBody::new(body, None)))
     }
 
     /// On an HTTP/2 upstream: a stream on a connection with room, else on a new
@@ -115,6 +136,7 @@ impl UpstreamClient {
         &self,
         pool: &Arc<Pool>,
         request: Request<Body>,
+        upstream: &Upstream,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(stream) = pool.h2.lease() {
             return send_h2(stream, request).await;
@@ -124,24 +146,41 @@ impl UpstreamClient {
             drop(opening);
             return send_h2(stream, request).await;
         }
-        let conn = Box::pin(self.connect(&request)).await?;
+        let conn = Box::pin(self.connect(&request, upstream, false)).await?;
         drop(opening);
-        send_on_new(pool, conn, request).await
+        send_on_new(pool, conn, request, upstream).await
     }
 
-    async fn connect(&self, request: &Request<Body>) -> Result<Conn, SendError> {
+    /// A new connection to `upstream` (through its egress proxy, if any); `upgrade`:
+    /// HTTP/1.1 only, able to hand over its IO after `101`.
+    async fn connect(
+        &self,
+        request: &Request<Body>,
+        upstream: &Upstream,
+        upgrade: bool,
+    ) -> Result<Conn, SendError> {
         let uri = request.uri().clone();
         if uri.scheme() == Some(&Scheme::HTTP) {
-            let stream = connect_with(self.plain.clone(), uri).await?;
-            return self.handshake_h1(stream).await;
+            // Through a forward proxy, TCP goes to the proxy and requests in absolute form.
+            let to = upstream
+                .proxy
+                .as_ref()
+                .map_or(uri, |proxy| proxy.uri().clone());
+            let stream = connect_with(self.plain.clone(), to).await?;
+            return self.handshake_h1(stream, upgrade).await;
         }
         let stream: MaybeHttpsStream<TokioIo<TcpStream>> =
-            connect_with(self.connector.clone(), uri).await?;
-        if !stream.connected().is_negotiated_h2() {
-            return self.handshake_h1(stream).await;
+            match (self.through_proxy.get(upstream.name.as_str()), upgrade) {
+                (Some(tunnel), false) => connect_with(tunnel.any.clone(), uri).await?,
+                (Some(tunnel), true) => connect_with(tunnel.h1_only.clone(), uri).await?,
+                (None, false) => connect_with(self.connector.clone(), uri).await?,
+                (None, true) => connect_with(self.connector_h1.clone(), uri).await?,
+            };
+        if upgrade || !stream.connected().is_negotiated_h2() {
+            return self.handshake_h1(stream, upgrade).await;
         }
         let limit = StreamLimit::new();
-        let stream = TokioIo::new(Sniffed::new(TokioIo::new(stream), limit.clone()));
+        let stream = TokioIo::new(sniffed(TokioIo::new(stream), limit.clone()));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(stream)
@@ -154,7 +193,7 @@ impl UpstreamClient {
         Ok(Conn::H2(sender, limit))
     }
 
-    async fn handshake_h1<T>(&self, stream: T) -> Result<Conn, SendError>
+    async fn handshake_h1<T>(&self, stream: T, upgrade: bool) -> Result<Conn, SendError>
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -162,7 +201,11 @@ impl UpstreamClient {
             .handshake(stream)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
-        self.drive(conn);
+        if upgrade {
+            self.drive(conn.with_upgrades());
+        } else {
+            self.drive(conn);
+        }
         Ok(Conn::H1(sender))
     }
 
@@ -229,13 +272,15 @@ async fn send_h1(
     pool: &Arc<Pool>,
     mut sender: http1::SendRequest<Body>,
     mut request: Request<Body>,
+    upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, Unsent> {
     if sender.ready().await.is_err() {
         return Err(Unsent::Again(Box::new(request)));
     }
-    to_origin_form(&mut request, pool.host.as_ref()).map_err(Unsent::Failed)?;
+    to_wire_form(&mut request, pool.host.as_ref(), upstream).map_err(Unsent::Failed)?;
     match sender.try_send_request(request).await {
         Ok(response) => {
+            refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
             let lender = Some((pool.clone(), sender));
             Ok(response.map(|body| UpstreamBody::new(body, lender)))
         }
@@ -251,6 +296,7 @@ async fn send_on_new(
     pool: &Arc<Pool>,
     conn: Conn,
     request: Request<Body>,
+    upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, SendError> {
     match conn {
         Conn::H2(sender, limit) => {
@@ -258,7 +304,7 @@ async fn send_on_new(
             pool.start_sweeping();
             send_h2(stream, request).await
         }
-        Conn::H1(sender) => match send_h1(pool, sender, request).await {
+        Conn::H1(sender) => match send_h1(pool, sender, request, upstream).await {
             Ok(response) => Ok(response),
             Err(Unsent::Again(_)) => Err(SendError::Connect(
                 "the new connection closed before the request was sent".into(),
@@ -281,6 +327,25 @@ async fn send_h2(
     Ok(response.map(|body| UpstreamBody::on_stream(body, stream)))
 }
 
+/// HTTP/1.1 sends the path (origin form) and names the host in `Host`; to a forward
+/// proxy, the whole URI (absolute form) with the proxy's credentials.
+fn to_wire_form(
+    request: &mut Request<Body>,
+    host: Option<&HeaderValue>,
+    upstream: &Upstream,
+) -> Result<(), SendError> {
+    let Some(proxy) = forward_proxy(upstream) else {
+        return to_origin_form(request, host);
+    };
+    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
+    let headers = request.headers_mut();
+    headers.insert(HOST, host.clone());
+    if let Some(auth) = proxy.authorization() {
+        headers.insert(PROXY_AUTHORIZATION, auth.clone());
+    }
+    Ok(())
+}
+
 /// HTTP/1.1 sends the path (origin form) and names the host in `Host`.
 fn to_origin_form(
     request: &mut Request<Body>,
@@ -297,6 +362,30 @@ fn to_origin_form(
     Ok(())
 }
 
+/// The egress proxy an http upstream's requests are forwarded by (https ones tunnel).
+fn forward_proxy(upstream: &Upstream) -> Option<&EgressProxy> {
+    match &upstream.proxy {
+        Some(proxy) if upstream.base_url.scheme == Scheme::HTTP => Some(proxy),
+        _ => None,
+    }
+}
+
+/// A 407 from the forward proxy itself is a refusal, not the upstream's answer.
+fn refused_by_forward_proxy<B>(
+    response: &Response<B>,
+    upstream: &Upstream,
+) -> Result<(), SendError> {
+    match forward_proxy(upstream) {
+        Some(proxy) if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
+            let what = format!("a request to {}", upstream.base_url);
+            Err(SendError::Connect(Box::new(ProxyRefused::new(
+                proxy, what, 407,
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The upstream's authority, without the scheme's default port.
 fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
     let url = &upstream.base_url;
@@ -310,30 +399,8 @@ fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
 
 /// The client for `config`'s upstreams; its connection tasks go to `tasks`.
 pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, ConfigError> {
-    let roots = root_store(&config.tls)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Invalid {
-            key: "tls".to_owned(),
-            reason: format!("TLS setup failed: {e}"),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.connect_timeout));
-    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
-
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http.clone());
-
+    let tls = connectors::tls_config(config)?;
+    let tcp = connectors::tcp(config);
     let pools = config
         .upstreams
         .iter()
@@ -342,51 +409,25 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
             (u.name.as_str().into(), pool)
         })
         .collect();
+    let through_proxy = config
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            let tunnel = ThroughProxy::new(u, &tls, &tcp, config)?;
+            if let Some(proxy) = &u.proxy {
+                tracing::info!(upstream = %u.name, %proxy, from = %proxy.source, "egress proxy");
+            }
+            Some((u.name.as_str().into(), tunnel))
+        })
+        .collect();
     Ok(UpstreamClient {
-        connector,
-        plain: http,
+        connector: connectors::direct(&tls, &tcp, false),
+        connector_h1: connectors::direct(&tls, &tcp, true),
+        through_proxy,
+        plain: tcp,
         pools,
         idle_timeout: config.pool_idle_timeout,
         connect_timeout: config.connect_timeout,
         tasks,
     })
-}
-
-/// Bundled Mozilla roots, plus the OS store if `tls.native_roots`, plus `extra_ca_files`.
-fn root_store(tls: &TlsSettings) -> Result<RootCertStore, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if tls.native_roots {
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-        if !native.errors.is_empty() {
-            tracing::debug!(
-                added,
-                errors = native.errors.len(),
-                "some OS root certificates could not be loaded"
-            );
-        }
-    }
-    for (i, path) in tls.extra_ca_files.iter().enumerate() {
-        let key = format!("tls.extra_ca_files[{i}]");
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|iter| iter.collect())
-            .map_err(|e| ConfigError::Invalid {
-                key: key.clone(),
-                reason: format!("cannot read PEM certificates from {}: {e}", path.display()),
-            })?;
-        if certs.is_empty() {
-            return Err(ConfigError::Invalid {
-                key,
-                reason: format!("{} holds no PEM certificate", path.display()),
-            });
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| ConfigError::Invalid {
-                key: key.clone(),
-                reason: format!("bad CA certificate in {}: {e}", path.display()),
-            })?;
-        }
-    }
-    Ok(roots)
 }

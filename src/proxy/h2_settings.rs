@@ -5,14 +5,11 @@
 //! incoming frame's 9-byte header (and the payload of SETTINGS frames, a few bytes),
 //! skipping every other payload by its length: the bytes themselves pass untouched.
 
-use std::io;
-use std::pin::Pin;
+use crate::read_tap::{ReadTap, Tap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 const FRAME_HEADER: usize = 9;
@@ -150,69 +147,29 @@ impl Frames {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An upstream HTTP/2 connection's IO, reading the server's stream limit on the way.
-    pub struct Sniffed<I> {
-        #[pin]
-        io: I,
-        frames: Frames,
-        limit: Arc<StreamLimit>,
-    }
+/// What reads an upstream HTTP/2 connection's bytes for its stream limit.
+pub struct LimitTap {
+    frames: Frames,
+    limit: Arc<StreamLimit>,
 }
 
-impl<I> Sniffed<I> {
-    pub fn new(io: I, limit: Arc<StreamLimit>) -> Sniffed<I> {
-        Sniffed {
-            io,
+/// An upstream HTTP/2 connection's IO, reading the server's stream limit on the way.
+pub type Sniffed<I> = ReadTap<I, LimitTap>;
+
+/// `io`, with its server's stream limit read into `limit`.
+pub fn sniffed<I>(io: I, limit: Arc<StreamLimit>) -> Sniffed<I> {
+    ReadTap::new(
+        io,
+        LimitTap {
             frames: Frames::start(),
             limit,
-        }
-    }
+        },
+    )
 }
 
-impl<I: AsyncRead> AsyncRead for Sniffed<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let polled = this.io.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.frames.feed(&buf.filled()[before..], this.limit);
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite> AsyncWrite for Sniffed<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+impl Tap for LimitTap {
+    fn read(&mut self, bytes: &[u8]) {
+        self.frames.feed(bytes, &self.limit);
     }
 }
 

@@ -4,6 +4,8 @@
 
 pub mod buffer_budget;
 pub mod client;
+pub mod connectors;
+pub mod egress;
 pub mod h2_pool;
 pub mod h2_settings;
 pub mod headers;
@@ -15,6 +17,7 @@ pub mod send;
 pub mod sse;
 pub mod transport;
 pub mod upstream_body;
+pub mod websocket;
 
 pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;

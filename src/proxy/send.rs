@@ -9,9 +9,10 @@ use http::{Request, Response, Uri, Version};
 use tokio::time::Instant;
 
 use super::client::SendError;
+use super::egress::ProxyRefused;
 use super::headers::prepare_outbound;
 use super::request_body::BodyTooLarge;
-use super::{Transport, UpstreamBody};
+use super::{Transport, UpstreamBody, websocket};
 use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::ProxyError;
@@ -64,6 +65,9 @@ pub fn outbound_request(
     let headers = request.headers_mut();
     headers.clone_from(&client.headers);
     prepare_outbound(headers, upstream.kind, upstream.api_key.as_ref());
+    if websocket::is_handshake(&client.method, &client.headers) {
+        websocket::keep_upgrade(headers);
+    }
     Ok(request)
 }
 
@@ -104,6 +108,17 @@ fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
             },
             error: ProxyError::BodyTooLarge {
                 limit: too_large.limit,
+            },
+        };
+    }
+    if let Some(refused) = find_source::<ProxyRefused>(e) {
+        return SendFailure {
+            outcome: Outcome::Fatal {
+                reason: Reason::UpstreamProxyError,
+            },
+            error: ProxyError::UpstreamProxy {
+                upstream: upstream.name.clone(),
+                detail: refused.to_string(),
             },
         };
     }

@@ -39,6 +39,9 @@ pub enum Reason {
     BodyNotReplayable,
     BadRequest,
     RequestTooLarge,
+    /// The egress proxy refused (407, or a `CONNECT` it would not open): a setup
+    /// error, never retried.
+    UpstreamProxyError,
 }
 
 impl Reason {
@@ -71,6 +74,7 @@ impl Reason {
             Reason::BodyNotReplayable => "body_not_replayable",
             Reason::BadRequest => "bad_request",
             Reason::RequestTooLarge => "request_too_large",
+            Reason::UpstreamProxyError => "upstream_proxy_error",
         }
     }
 
@@ -122,6 +126,7 @@ impl Reason {
             Reason::StreamErrorEvent => "server_error",
             Reason::CircuitOpen => "circuit_open",
             Reason::RateLimitedLocally => "rate_limited",
+            Reason::UpstreamProxyError => "upstream_proxy_error",
             _ => match status {
                 Some(429) => "rate_limited",
                 Some(500..=599) => "server_error",
@@ -160,6 +165,7 @@ mod tests {
             (Reason::Status408, Some(408), "client_error"),
             (Reason::CircuitOpen, None, "circuit_open"),
             (Reason::RateLimitedLocally, None, "rate_limited"),
+            (Reason::UpstreamProxyError, None, "upstream_proxy_error"),
         ];
         for (reason, status, want) in cases {
             assert_eq!(reason.error_type(status), want, "{reason}");

@@ -1,8 +1,15 @@
 //! The accept loop of one listener: client limits (`limits`), HTTP/1.1 or h2c per
 //! connection (`version`), and the drain on shutdown.
+//!
+//! HTTP/1.1 connections are served `with_upgrades`: after a `101` hyper hands the
+//! connection's IO to the WebSocket session (`stack::websocket`) and this connection's
+//! task ends, so neither its clock nor its drain applies to the session, which the
+//! runtime's `sessions` own. hyper-util's `GracefulShutdown` does not take upgradeable
+//! connections, so each connection is told to finish by the stop signal itself.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,15 +18,15 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::limits::{ClientLimits, ConnClock, Tracked, Watched};
+use super::limits::{ClientLimits, ConnClock, Tracked};
 use super::version::{self, Version};
 use crate::body::{Body, BoxError};
+use crate::read_tap::ReadTap;
 
 /// Accepts connections until told to stop, then drains them within `grace`.
 pub(super) async fn serve<F, Fut>(
@@ -37,7 +44,6 @@ pub(super) async fn serve<F, Fut>(
         http1::Builder::new(),
         http2::Builder::new(TokioExecutor::new()),
     ));
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -70,7 +76,7 @@ pub(super) async fn serve<F, Fut>(
                         }
                     })
                 };
-                let (builders, watcher) = (builders.clone(), graceful.watcher());
+                let builders = builders.clone();
                 let mut stop = stop.clone();
                 connections.spawn(async move {
                     let _permit = permit;
@@ -91,22 +97,15 @@ pub(super) async fn serve<F, Fut>(
                     // too long with no request in flight.
                     let ended = match detected {
                         Ok((Version::H1, io)) => {
-                            let io = TokioIo::new(Watched::new(io, clock.clone()));
-                            let conn = watcher.watch(builders.0.serve_connection(io, service));
-                            tokio::select! {
-                                ended = conn => ended.map_err(BoxError::from),
-                                _ = clock.expired() => Ok(()),
-                            }
+                            let io = TokioIo::new(ReadTap::new(io, clock.clone()));
+                            let conn = builders.0.serve_connection(io, service).with_upgrades();
+                            until_done(conn, &clock, stop).await
                         }
                         // Boxed: h2c is rare here, and its state would size every task.
                         // Its frames are not heads: only in-flight streams count.
                         Ok((Version::H2, io)) => {
                             let conn = builders.1.serve_connection(TokioIo::new(io), service);
-                            let conn = Box::pin(watcher.watch(conn));
-                            tokio::select! {
-                                ended = conn => ended.map_err(BoxError::from),
-                                _ = clock.expired() => Ok(()),
-                            }
+                            until_done(Box::pin(conn), &clock, stop).await
                         }
                         Err(e) => Err(e.into()),
                     };
@@ -125,14 +124,62 @@ pub(super) async fn serve<F, Fut>(
     if open > 0 {
         tracing::info!(open, ?grace, "waiting for open connections");
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown_grace passed; cutting remaining connections"
         );
     }
     connections.shutdown().await;
+}
+
+/// A served connection, until it ends, its clock expires, or (after the stop signal)
+/// its in-flight requests are done.
+async fn until_done<C>(
+    conn: C,
+    clock: &ConnClock,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    C: Drain + Unpin,
+{
+    let mut conn = conn;
+    tokio::select! {
+        ended = &mut conn => return ended.map_err(BoxError::from),
+        _ = clock.expired() => return Ok(()),
+        _ = stop.wait_for(|stopped| *stopped) => Pin::new(&mut conn).drain(),
+    }
+    tokio::select! {
+        ended = conn => ended.map_err(BoxError::from),
+        _ = clock.expired() => Ok(()),
+    }
+}
+
+/// A connection that can be asked to finish what it has and take nothing new.
+trait Drain: Future<Output = Result<(), hyper::Error>> {
+    fn drain(self: Pin<&mut Self>);
+}
+
+impl<I, S> Drain for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Drain for Pin<Box<http2::Connection<I, S, TokioExecutor>>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown();
+    }
 }

@@ -14,7 +14,7 @@
 //! head, so it would also close idle keep-alive connections after the (shorter) header
 //! timeout instead of `client_idle_timeout`.
 
-use std::io;
+use crate::read_tap::{ReadTap, Tap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -211,64 +210,12 @@ impl HttpBody for Tracked {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A client connection's IO, telling its clock when bytes arrive.
-    pub struct Watched<I> {
-        #[pin]
-        io: I,
-        clock: Arc<ConnClock>,
-    }
-}
+/// A client connection's IO, telling its clock when bytes arrive.
+pub type Watched<I> = ReadTap<I, Arc<ConnClock>>;
 
-impl<I> Watched<I> {
-    pub fn new(io: I, clock: Arc<ConnClock>) -> Watched<I> {
-        Watched { io, clock }
-    }
-}
-
-impl<I: AsyncRead> AsyncRead for Watched<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let polled = this.io.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.clock.read_some();
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite> AsyncWrite for Watched<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+impl Tap for Arc<ConnClock> {
+    fn read(&mut self, _bytes: &[u8]) {
+        self.read_some();
     }
 }
 

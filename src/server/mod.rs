@@ -3,7 +3,8 @@
 //!
 //! Shutdown order: `/readyz` turns 503, the proxy listener stops accepting, open
 //! connections finish their in-flight requests (streams too) within `shutdown_grace`
-//! and are then cut; the failure log writes and fsyncs what those requests recorded;
+//! and are then cut, and so are WebSocket sessions (they get the same `shutdown_grace`,
+//! counted from the same moment); the failure log writes and fsyncs what those requests recorded;
 //! the admin listener goes last so probes see the draining state.
 
 mod accept;
@@ -284,9 +285,14 @@ impl Running {
         tracing::info!("draining");
         self.started.readiness.set(Phase::Draining);
         let _ = self.started.stop_proxy.send(true);
-        if let Err(e) = self.started.proxy_task.await {
+        let sessions = self.started.runtime.load().sessions.clone();
+        let grace = self.config().shutdown_grace;
+        let (proxy, ()) = tokio::join!(self.started.proxy_task, sessions.shutdown(grace));
+        if let Err(e) = proxy {
             tracing::error!(error = %e, "proxy listener task failed");
         }
+        // A handshake that completed while draining: its session is out of time too.
+        sessions.shutdown(std::time::Duration::ZERO).await;
         // Every request is over: close upstream connections and end their tasks.
         self.started.runtime.load().client.shutdown().await;
         // Write and fsync what the requests recorded.

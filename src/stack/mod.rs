@@ -22,6 +22,9 @@
 //!    `x-backstop-*` headers and `x-should-retry`, its body watched (`watch`) for the
 //!    request's one `RequestEvent`.
 //!
+//! A WebSocket handshake takes the same steps; its `101` then opens a session
+//! (`websocket`).
+//!
 //! The path is generic over the client's body and the upstream (`proxy::Transport`), so
 //! service tests drive it on a paused clock with an in-memory upstream
 //! (`mock::memory`). A client that disconnects drops this future, which cancels the
@@ -39,6 +42,7 @@ mod rewrite;
 mod served;
 mod usage;
 mod watch;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -51,7 +55,7 @@ use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::events::Observer;
 use crate::proxy::Transport;
-use crate::runtime::Runtime;
+use crate::runtime::{Hop, Runtime};
 use attempts::HopEnd;
 use call::Call;
 use report::{Ident, Reporter};
@@ -72,10 +76,11 @@ pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
     observer: Arc<dyn Observer>,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     let started = Instant::now();
     let ident = Ident::new(&request);
+    let upgrade = websocket::client_side(&mut request);
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new();
@@ -86,10 +91,17 @@ pub async fn serve<B: ClientBody, T: Transport>(
     } else {
         forwarding.instrument(span.clone()).await
     };
-    respond::respond(result, served, ident, observer, started, &span)
+    let Some(client) = upgrade else {
+        return respond::respond(result, served, ident, observer, started, &span);
+    };
+    let (session_observer, upstream) = (observer.clone(), served.upstream.clone());
+    let response = respond::respond(result, served, ident, observer, started, &span);
+    websocket::open(runtime, session_observer, upstream, client, response)
+        .instrument(span)
+        .await
 }
 
-/// Steps 1–3: route, read, then each hop in turn until one answers.
+/// Steps 1–2, route and read, then step 3 through the chain (`Chain::through`).
 async fn forward<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
@@ -110,51 +122,80 @@ async fn forward<B: ClientBody, T: Transport>(
 
     let mut call = Call::read(parts, body, runtime, primary).await?;
     served.meta = call.meta.clone();
+    let chain = Chain {
+        runtime,
+        transport,
+        observer: &**observer,
+        ident,
+    };
+    chain.through(primary, &mut call, served).await
+}
 
-    let meta = call.meta.clone();
-    let mut last_error = None;
-    // The request's model is read only if a fallback shares a host with an earlier hop.
-    let mut chain = runtime
-        .chain(primary, || meta.model())
-        .enumerate()
-        .peekable();
-    let fallback_on = primary.upstream.fallback_on;
-    while let Some((index, hop)) = chain.next() {
-        let next = chain.peek().filter(|_| call.replayable);
-        served.at(hop);
-        let reporter = Reporter {
-            observer: &**observer,
-            ident,
-            hop,
-            meta: &meta,
-            next: next.map(|(_, next)| fallback::Next {
-                name: &next.name,
-                on: fallback_on,
-            }),
-        };
-        match admit::admit(&call, &reporter, served.attempts + 1).await {
-            Ok(admitted) => {
-                served.queue_wait += admitted.waited;
-                served.settle = admitted.settle.or(served.settle.take());
+/// What step 3 needs besides the request: where the hops come from, how to reach
+/// upstreams, who is told.
+struct Chain<'a, T> {
+    runtime: &'a Runtime,
+    transport: &'a T,
+    observer: &'a dyn Observer,
+    ident: &'a Ident,
+}
+
+impl<T: Transport> Chain<'_, T> {
+    /// Step 3: each hop of `primary`'s chain in turn, admitted then attempted, until
+    /// one answers.
+    async fn through(
+        &self,
+        primary: &Hop,
+        call: &mut Call,
+        served: &mut Served,
+    ) -> Result<Response<Body>, ProxyError> {
+        let meta = call.meta.clone();
+        let mut last_error = None;
+        // The request's model is read only if a fallback shares a host with an earlier hop.
+        let chain = self.runtime.chain(primary, || meta.model());
+        let mut chain = chain.enumerate().peekable();
+        let fallback_on = primary.upstream.fallback_on;
+        while let Some((index, hop)) = chain.next() {
+            let next = chain.peek().filter(|_| call.replayable);
+            served.at(hop);
+            let reporter = Reporter {
+                observer: self.observer,
+                ident: self.ident,
+                hop,
+                meta: &meta,
+                next: next.map(|(_, next)| fallback::Next {
+                    name: &next.name,
+                    on: fallback_on,
+                }),
+            };
+            match admit::admit(call, &reporter, served.attempts + 1).await {
+                Ok(admitted) => {
+                    served.queue_wait += admitted.waited;
+                    served.settle = admitted.settle.or(served.settle.take());
+                }
+                Err(refused) if refused.falls_back => {
+                    last_error = Some(refused.error);
+                    continue;
+                }
+                Err(refused) => return Err(refused.error),
             }
-            Err(refused) if refused.falls_back => {
-                last_error = Some(refused.error);
-                continue;
+            // Boxed: a hop's attempts are most of this future's size, and the whole
+            // request future is moved several times on its way to hyper.
+            let ended = Box::pin(attempts::run(
+                call,
+                self.transport,
+                &reporter,
+                served,
+                index,
+            ));
+            match ended.await {
+                HopEnd::Answer(response) => return Ok(response),
+                HopEnd::FallBack(error) => last_error = error.or(last_error),
             }
-            Err(refused) => return Err(refused.error),
         }
-        // Boxed: a hop's attempts are most of this future's size, and the whole
-        // request future is moved several times on its way to hyper.
-        let hop_end = Box::pin(attempts::run(
-            &mut call, transport, &reporter, served, index,
-        ));
-        match hop_end.await {
-            HopEnd::Answer(response) => return Ok(response),
-            HopEnd::FallBack(error) => last_error = error.or(last_error),
-        }
+        // Reached when every hop handed over (the last one's circuit was open, say).
+        Err(last_error.unwrap_or(ProxyError::NoRoute {
+            path: self.ident.endpoint.to_string(),
+        }))
     }
-    // Reached when every hop handed over (the last one's circuit was open, say).
-    Err(last_error.unwrap_or(ProxyError::NoRoute {
-        path: ident.endpoint.to_string(),
-    }))
 }

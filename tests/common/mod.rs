@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod chains;
+pub mod egress;
 pub mod process;
 pub mod scrape;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -112,6 +114,24 @@ pub async fn start_toml(
         .expect("start");
     let client = TestClient::new(running.proxy_addr());
     (running, client, observer)
+}
+
+/// The Python with the openai SDK (and the other test packages): `BACKSTOP_TEST_PYTHON`,
+/// else the `.venv` that scripts/test makes; `None` when `BACKSTOP_SKIP_PYTHON` is set.
+pub fn python() -> Option<std::path::PathBuf> {
+    if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
+        return None;
+    }
+    let python = std::env::var_os("BACKSTOP_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
+    assert!(
+        python.exists(),
+        "no test Python at {}: run scripts/test (it makes .venv), \
+         or set BACKSTOP_TEST_PYTHON, or BACKSTOP_SKIP_PYTHON=1 to skip",
+        python.display()
+    );
+    Some(python)
 }
 
 /// A mock upstream that answers every request with 503.
@@ -317,4 +337,20 @@ pub async fn scrape(proxy: &Running) -> scrape::Scrape {
     let response = admin_get(proxy, "/metrics").await;
     assert_eq!(response.status, StatusCode::OK);
     scrape::Scrape::parse(response.text())
+}
+
+/// Scrapes until `check` holds (every 20 ms, at most `limit`); the last scrape either way.
+pub async fn scrape_until(
+    proxy: &Running,
+    limit: Duration,
+    check: impl Fn(&scrape::Scrape) -> bool,
+) -> (bool, scrape::Scrape) {
+    let until = Instant::now() + limit;
+    loop {
+        let s = scrape(proxy).await;
+        if check(&s) || Instant::now() >= until {
+            return (check(&s), s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

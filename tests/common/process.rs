@@ -26,10 +26,37 @@ pub async fn spawn_serve(config_file: &Path) -> Proxy {
 
 /// `spawn_serve` with the given `BACKSTOP_LOG` filter (e.g. `debug`).
 pub async fn spawn_serve_logging(config_file: &Path, level: &str) -> Proxy {
-    let mut child = Command::new(BIN)
+    spawn_serve_with_proxy_env(config_file, level, &[]).await
+}
+
+/// The egress proxy variables backstop reads; a test's backstop never inherits them.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// `spawn_serve_logging` with exactly these proxy variables set (and no other).
+pub async fn spawn_serve_with_proxy_env(
+    config_file: &Path,
+    level: &str,
+    vars: &[(&str, &str)],
+) -> Proxy {
+    let mut command = Command::new(BIN);
+    for name in PROXY_VARS {
+        command.env_remove(name);
+    }
+    let proxy_env = vars.iter().map(|(k, v)| (*k, *v));
+    let mut child = command
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config_file)
         .env("BACKSTOP_LOG", level)
+        .envs(proxy_env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

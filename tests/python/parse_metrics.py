@@ -19,6 +19,7 @@ EXPECTED = {
     "backstop_retries_suppressed": ("counter", {"upstream", "reason"}),
     "backstop_backoff_seconds": ("histogram", {"upstream"}),
     "backstop_in_flight_requests": ("gauge", {"upstream"}),
+    "backstop_websocket_sessions": ("gauge", {"upstream"}),
     "backstop_consecutive_failures": ("gauge", {"upstream"}),
     "backstop_circuit_state": ("gauge", {"upstream"}),
     "backstop_rate_limit_wait_seconds": ("histogram", {"upstream"}),

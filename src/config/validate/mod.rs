@@ -47,6 +47,9 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         .ok_or_else(|| invalid("max_connections", "must be at least 1"))?;
     non_zero("connect_timeout", raw.connect_timeout)?;
     non_zero("pool_idle_timeout", raw.pool_idle_timeout)?;
+    if let Some(idle) = raw.websocket_idle_timeout {
+        non_zero("websocket_idle_timeout", idle)?;
+    }
     let retry = retry_settings("retry", &raw.retry)?;
 
     let retention_days = NonZeroU32::new(raw.failure_log.retention_days)
@@ -75,9 +78,13 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         upstreams.push(upstream(i, up, &raw.retry, env)?);
     }
     check_upstream_set(&upstreams)?;
-    // What is in effect, written back so `check-config` prints it.
-    for (raw, up) in raw.upstreams.iter_mut().zip(&upstreams) {
-        raw.path_prefix.clone_from(&up.path_prefix);
+    // What is in effect, written back so `check-config` prints it: the path prefix
+    // filled in, a proxy's credentials shown as `***`.
+    for (raw_up, up) in raw.upstreams.iter_mut().zip(&upstreams) {
+        raw_up.path_prefix.clone_from(&up.path_prefix);
+        if let (Some(setting), Some(proxy)) = (&mut raw_up.proxy, &up.proxy) {
+            *setting = proxy.to_string();
+        }
     }
 
     Ok(Config {
@@ -92,6 +99,7 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         max_connections,
         connect_timeout: raw.connect_timeout,
         pool_idle_timeout: raw.pool_idle_timeout,
+        websocket_idle_timeout: raw.websocket_idle_timeout,
         retry,
         failure_log: FailureLogSettings {
             dir: raw.failure_log.dir.clone(),

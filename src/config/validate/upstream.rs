@@ -8,11 +8,11 @@ use http::HeaderValue;
 use http::uri::{Scheme, Uri};
 
 use super::{EnvLookup, fallback, invalid, merged_retry, non_zero, retry_settings};
-use crate::config::ConfigError;
 use crate::config::raw::{RawKind, RawRetry, RawUpstream};
 use crate::config::typed::{
     ApiKey, CircuitBreaker, RateLimit, Upstream, UpstreamKind, UpstreamUrl,
 };
+use crate::config::{ConfigError, egress};
 
 pub(super) fn upstream(
     i: usize,
@@ -71,6 +71,9 @@ pub(super) fn upstream(
         }
     };
     non_zero(&key("max_queue_wait"), up.max_queue_wait)?;
+    let proxy = egress::resolve(up.proxy.as_deref(), &base_url, env)
+        .map_err(|reason| invalid(key("proxy"), reason))?
+        .map(std::sync::Arc::new);
     Ok(Upstream {
         name: up.name.clone(),
         kind,
@@ -87,6 +90,7 @@ pub(super) fn upstream(
         models: fallback::models(i, up, kind)?,
         retry,
         circuit_breaker,
+        proxy,
     })
 }
 
