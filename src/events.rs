@@ -54,6 +54,8 @@ pub struct AttemptReport {
     pub status: Option<u16>,
     pub verdict: Verdict,
     pub give_up: Option<GiveUp>,
+    /// The upstream that takes the request next (`Verdict::Fallback` only).
+    pub fallback_to: Option<Arc<str>>,
     /// The delay before the next attempt (retries only).
     pub delay: Option<Duration>,
     /// What the upstream asked for, if it did.

@@ -4,7 +4,6 @@
 //! serves until `shutdown` completes and then drains. The CLI lives in `cli`.
 
 pub mod admin;
-mod base64;
 pub mod body;
 pub mod cli;
 pub mod config;

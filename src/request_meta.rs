@@ -8,6 +8,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
@@ -31,8 +33,9 @@ pub struct RequestMeta {
     pub client_retry_count: Option<u32>,
     /// Body hash and idempotency key; only when the journal is on.
     pub fingerprint: Option<Box<RequestFingerprint>>,
-    /// The buffered body, until its hints are read.
-    body: Option<Bytes>,
+    /// The buffered body, until its hints are read (then dropped: a stream must not
+    /// keep its request body, or the client connection's read buffer it is a slice of).
+    body: Mutex<Option<Bytes>>,
     hints: OnceLock<BodyHints>,
 }
 
@@ -84,10 +87,10 @@ impl RequestMeta {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
             fingerprint: None,
-            body: body.filter(|b| b.first() == Some(&b'{')).cloned(),
+            body: Mutex::new(body.filter(|b| b.first() == Some(&b'{')).cloned()),
             hints: OnceLock::new(),
         };
-        if meta.body.as_ref().is_some_and(|b| b.len() > KEEP_FOR_HINTS) {
+        if body.is_some_and(|b| b.len() > KEEP_FOR_HINTS) {
             meta.hints();
         }
         meta
@@ -101,10 +104,18 @@ impl RequestMeta {
         }
     }
 
-    /// The body's hints, read from it on first use.
+    /// The body's hints, read from it on first use (the body is dropped then).
     pub fn hints(&self) -> &BodyHints {
-        self.hints
-            .get_or_init(|| self.body.as_ref().map(BodyHints::read).unwrap_or_default())
+        self.hints.get_or_init(|| {
+            let body = self.body.lock().take();
+            body.as_ref().map(BodyHints::read).unwrap_or_default()
+        })
+    }
+
+    /// For a response that will stream a while: reads the hints now, so the body need
+    /// not be kept until the stream ends.
+    pub fn settle(&self) {
+        self.hints();
     }
 
     pub fn model(&self) -> Option<&str> {

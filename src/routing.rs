@@ -9,25 +9,26 @@ use crate::config::Upstream;
 
 #[derive(Debug, Clone)]
 pub struct Router {
-    /// Sorted by prefix length, longest first.
-    upstreams: Vec<Arc<Upstream>>,
+    /// The upstreams with a path route (not `fallback_only`) and their prefixes, sorted
+    /// by prefix length, longest first.
+    upstreams: Vec<(String, Arc<Upstream>)>,
 }
 
 impl Router {
     pub fn new(upstreams: &[Upstream]) -> Router {
-        let mut upstreams: Vec<Arc<Upstream>> = upstreams.iter().cloned().map(Arc::new).collect();
-        upstreams.sort_by_key(|u| std::cmp::Reverse(u.path_prefix.len()));
+        let mut upstreams: Vec<(String, Arc<Upstream>)> = upstreams
+            .iter()
+            .filter_map(|u| Some((u.path_prefix.clone()?, Arc::new(u.clone()))))
+            .collect();
+        upstreams.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Router { upstreams }
     }
 
     pub fn route(&self, path: &str) -> Option<&Arc<Upstream>> {
         self.upstreams
             .iter()
-            .find(|u| prefix_matches(&u.path_prefix, path))
-    }
-
-    pub fn by_name(&self, name: &str) -> Option<&Arc<Upstream>> {
-        self.upstreams.iter().find(|u| u.name == name)
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|(_, u)| u)
     }
 }
 

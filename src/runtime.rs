@@ -37,8 +37,9 @@ pub struct Hop {
     pub budget: Arc<RetryBudget>,
     /// Kept across a reload when the limit settings are unchanged.
     pub limits: Arc<UpstreamLimits>,
-    /// The fallbacks to hand a request to, in order, never the primary's host twice.
-    fallbacks: Vec<Arc<str>>,
+    /// The fallbacks to hand a request to, in order; one that could only repeat an
+    /// earlier (host, model) pair is left out.
+    fallbacks: Vec<Fallback>,
     budget_key: BudgetKey,
     limits_key: LimitsKey,
 }
@@ -102,9 +103,55 @@ impl Runtime {
     }
 
     /// A request's chain: `primary`, then its own fallbacks in order (never followed
-    /// further).
-    pub fn chain<'r>(&'r self, primary: &'r Hop) -> impl Iterator<Item = &'r Hop> + 'r {
-        std::iter::once(primary).chain(primary.fallbacks.iter().filter_map(|n| self.hop(n)))
+    /// further), never a (host, model) pair twice. `model` (the request's) is asked only
+    /// when a fallback shares a host with an earlier hop, and at most once.
+    pub fn chain<'r>(
+        &'r self,
+        primary: &'r Hop,
+        model: impl FnOnce() -> Option<&'r str> + 'r,
+    ) -> impl Iterator<Item = &'r Hop> + 'r {
+        let mut model = LazyModel::Unread(Some(model));
+        let rest = primary.fallbacks.iter().enumerate();
+        let rest = rest.filter_map(move |(i, fallback)| {
+            let hop = self.hop(&fallback.name)?;
+            if fallback.shares_host {
+                let model = model.get();
+                let earlier = primary.fallbacks[..i].iter().map(|f| self.hop(&f.name));
+                let mut earlier = std::iter::once(Some(primary)).chain(earlier).flatten();
+                if earlier.any(|e| e.same_pair(hop, model)) {
+                    tracing::debug!(fallback = %hop.name, "skipped: same host and model as an earlier hop");
+                    return None;
+                }
+            }
+            Some(hop)
+        });
+        std::iter::once(primary).chain(rest)
+    }
+}
+
+/// A fallback as its primary names it.
+struct Fallback {
+    name: Arc<str>,
+    /// An earlier hop of the chain has the same host: the request's model decides
+    /// whether this one repeats a (host, model) pair.
+    shares_host: bool,
+}
+
+/// The request's model, read on first use.
+enum LazyModel<'r, F> {
+    Unread(Option<F>),
+    Read(Option<&'r str>),
+}
+
+impl<'r, F: FnOnce() -> Option<&'r str>> LazyModel<'r, F> {
+    fn get(&mut self) -> Option<&'r str> {
+        if let LazyModel::Unread(read) = self {
+            *self = LazyModel::Read(read.take().and_then(|f| f()));
+        }
+        match self {
+            LazyModel::Read(model) => *model,
+            LazyModel::Unread(_) => None,
+        }
     }
 }
 
@@ -135,19 +182,48 @@ impl Hop {
     pub fn has_fallbacks(&self) -> bool {
         !self.fallbacks.is_empty()
     }
+
+    /// The model this upstream is sent for a request of `model` (its `models` map).
+    pub fn model_for<'m>(&'m self, model: Option<&'m str>) -> Option<&'m str> {
+        model.map(|m| self.upstream.models.get(m).map_or(m, String::as_str))
+    }
+
+    /// Same host (and account), and the same model sent for a request of `model`.
+    fn same_pair(&self, other: &Hop, model: Option<&str>) -> bool {
+        same_account(&self.upstream, &other.upstream)
+            && self.model_for(model) == other.model_for(model)
+    }
 }
 
-/// `u`'s fallbacks that exist, in order, never a host already in the chain.
-fn fallbacks(u: &Upstream, all: &[Upstream]) -> Vec<Arc<str>> {
-    let mut hosts = vec![&u.base_url.authority];
+/// The same host, called with the same key. A host with another key (`api_key_env`) is
+/// another account, with its own quota: another org's key is a fallback worth trying,
+/// so the (host, model) rule counts it as another host.
+fn same_account(a: &Upstream, b: &Upstream) -> bool {
+    a.base_url.authority == b.base_url.authority
+        && a.api_key.as_ref().map(|k| &k.env) == b.api_key.as_ref().map(|k| &k.env)
+}
+
+/// `u`'s fallbacks that exist, in order. One on a host (and account) already in the
+/// chain stays only if its model map differs from that hop's (else it could only
+/// repeat a pair).
+fn fallbacks(u: &Upstream, all: &[Upstream]) -> Vec<Fallback> {
+    let mut chain = vec![u];
     let mut out = Vec::new();
     for name in &u.fallbacks {
-        if let Some(next) = all.iter().find(|o| &o.name == name)
-            && !hosts.contains(&&next.base_url.authority)
-        {
-            hosts.push(&next.base_url.authority);
-            out.push(next.name.as_str().into());
+        let Some(next) = all.iter().find(|o| &o.name == name) else {
+            continue;
+        };
+        let same_host = chain.iter().filter(|c| same_account(c, next));
+        let mut same_host = same_host.peekable();
+        let shares_host = same_host.peek().is_some();
+        if shares_host && same_host.any(|c| c.models == next.models) {
+            continue;
         }
+        chain.push(next);
+        out.push(Fallback {
+            name: next.name.as_str().into(),
+            shares_host,
+        });
     }
     out
 }
@@ -180,15 +256,73 @@ mod tests {
         let config = Config::from_toml(text, &|_| None).expect("valid");
         let runtime = Runtime::new(config, None).expect("runtime");
         let primary = runtime.route("/v1/models").expect("routed");
-        let names: Vec<&str> = runtime.chain(primary).map(|h| &*h.name).collect();
+        let names: Vec<&str> = runtime.chain(primary, || None).map(|h| &*h.name).collect();
         assert_eq!(
             names,
             ["us", "eu", "asia"],
             "the chain is the primary's own list"
         );
         let eu = runtime.hop("eu").expect("eu");
-        let names: Vec<&str> = runtime.chain(eu).map(|h| &*h.name).collect();
+        let names: Vec<&str> = runtime.chain(eu, || None).map(|h| &*h.name).collect();
         assert_eq!(names, ["eu", "asia"]);
+    }
+
+    #[test]
+    fn a_chain_may_reuse_a_host_with_another_model_never_a_host_and_model_twice() {
+        let text = r#"
+            [[upstream]]
+            name = "4o"
+            base_url = "https://api.example"
+            fallbacks = ["mini", "mini-again", "same-org", "other-org"]
+            [[upstream]]
+            name = "mini"
+            base_url = "https://api.example"
+            fallback_only = true
+            [upstream.models]
+            "gpt-4o" = "gpt-4o-mini"
+            [[upstream]]
+            name = "mini-again"
+            base_url = "https://api.example"
+            fallback_only = true
+            [upstream.models]
+            "gpt-4o" = "gpt-4o-mini"
+            "o1" = "o1-mini"
+            [[upstream]]
+            name = "same-org"
+            base_url = "https://api.example"
+            fallback_only = true
+            [[upstream]]
+            name = "other-org"
+            base_url = "https://api.example"
+            fallback_only = true
+            api_key_env = "ORG2_KEY"
+        "#;
+        let config = Config::from_toml(text, &|_| Some("sk-org2".into())).expect("valid");
+        let runtime = Runtime::new(config, None).expect("runtime");
+        let primary = runtime.route("/v1/chat/completions").expect("routed");
+        let chain = |model: Option<&'static str>| -> Vec<String> {
+            let names = runtime.chain(primary, move || model);
+            names.map(|h| h.name.to_string()).collect()
+        };
+        assert_eq!(
+            chain(Some("gpt-4o")),
+            ["4o", "mini", "other-org"],
+            "gpt-4o-mini twice and gpt-4o twice with one key on one host are repeats"
+        );
+        assert_eq!(chain(Some("o1")), ["4o", "mini-again", "other-org"]);
+        assert_eq!(chain(Some("other")), ["4o", "other-org"]);
+        let asked = std::cell::Cell::new(0);
+        let lone = runtime.hop("mini").expect("mini");
+        assert_eq!(
+            runtime
+                .chain(lone, || {
+                    asked.set(asked.get() + 1);
+                    None
+                })
+                .count(),
+            1
+        );
+        assert_eq!(asked.get(), 0, "no shared host, no body read");
     }
 
     #[test]
@@ -206,7 +340,7 @@ mod tests {
         let config = Config::from_toml(text, &|_| None).expect("valid");
         let runtime = Runtime::new(config, None).expect("runtime");
         let a = runtime.route("/v1/x").expect("a");
-        let via_chain = runtime.chain(a).nth(1).expect("b in the chain");
+        let via_chain = runtime.chain(a, || None).nth(1).expect("b in the chain");
         let direct = runtime.route("/b/x").expect("b");
         assert!(Arc::ptr_eq(&via_chain.budget, &direct.budget));
         assert!(Arc::ptr_eq(&via_chain.limits, &direct.limits));

@@ -290,6 +290,7 @@ fn failed_attempt(n: u32) -> AttemptReport {
         status: Some(503),
         verdict: Verdict::GiveUp,
         give_up: Some(GiveUp::RetriesExhausted),
+        fallback_to: None,
         delay: None,
         server_delay: None,
         duration: Duration::from_millis(12),

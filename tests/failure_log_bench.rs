@@ -43,6 +43,7 @@ fn event(n: u32) -> AttemptReport {
         status: Some(429),
         verdict: Verdict::GiveUp,
         give_up: Some(GiveUp::RetriesExhausted),
+        fallback_to: None,
         delay: None,
         server_delay: Some(Duration::from_millis(1200)),
         duration: Duration::from_millis(85),

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub use egress::EgressProxy;
 pub use typed::{
-    ApiKey, CircuitBreaker, Config, FailureLogSettings, JournalSettings, MetricsSettings,
-    RateLimit, RetrySettings, TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
+    ApiKey, CircuitBreaker, Config, FailureLogSettings, FallbackOn, JournalSettings,
+    MetricsSettings, RateLimit, RetrySettings, TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
 };
 pub use validate::EnvLookup;
 

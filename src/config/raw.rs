@@ -4,6 +4,7 @@
 //! `config::typed`. They are also what `backstop check-config` prints back (with every
 //! default made explicit), so they serialise as well as deserialise.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -218,12 +219,18 @@ pub struct RawUpstream {
     #[serde(default)]
     pub kind: RawKind,
     pub base_url: String,
-    #[serde(default = "default_path_prefix")]
-    pub path_prefix: String,
+    /// `None` when not written: `validate` fills in `/` for a routed upstream (so
+    /// `check-config` prints it) and leaves it out for a `fallback_only` one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    #[serde(default = "default_fallback_on")]
+    pub fallback_on: Vec<RawFallbackOn>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fallback_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,8 +243,12 @@ pub struct RawUpstream {
     pub pacing: bool,
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u32,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub deployment: std::collections::BTreeMap<String, String>,
+    /// Request model → model (or Azure deployment) used on this upstream.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, String>,
+    /// Another name for `models` (its name before models and providers could differ).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployment: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetryOverride>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,8 +259,22 @@ pub struct RawUpstream {
     pub proxy: Option<String>,
 }
 
-fn default_path_prefix() -> String {
-    "/".to_owned()
+fn default_fallback_on() -> Vec<RawFallbackOn> {
+    vec![RawFallbackOn::Retryable]
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What hands a request to the next fallback (SPEC §7 `fallback_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFallbackOn {
+    Retryable,
+    ContextLengthExceeded,
+    ContentFilter,
+    QuotaExhausted,
 }
 
 fn default_true() -> bool {

@@ -60,7 +60,7 @@ fn spec_defaults_fill_every_omitted_key() {
     assert_eq!(config.failure_log.retention_days.get(), 30);
     let up = &config.upstreams[0];
     assert_eq!(up.kind, UpstreamKind::OpenAi);
-    assert_eq!(up.path_prefix, "/");
+    assert_eq!(up.path_prefix.as_deref(), Some("/"));
     assert_eq!(up.retry, config.retry);
 }
 
@@ -292,7 +292,7 @@ fn limits_keys_have_defaults_and_are_validated() {
     let up = &config.upstreams[0];
     assert!(up.pacing);
     assert_eq!(up.default_max_tokens, 256);
-    assert!(up.deployment.is_empty());
+    assert!(up.models.is_empty());
     let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\npacing=false\n[upstream.deployment]\n\"gpt-4o\" = \"gpt4o eu\"\n";
     assert_eq!(key_of(text), "upstream[0].deployment.gpt-4o");
 }

@@ -141,12 +141,19 @@ pub struct Upstream {
     pub name: String,
     pub kind: UpstreamKind,
     pub base_url: UpstreamUrl,
-    /// Requests whose path starts with this go here; the longest prefix wins.
-    pub path_prefix: String,
+    /// Requests whose path starts with this go here; the longest prefix wins. `None`
+    /// for a `fallback_only` upstream, which takes no traffic of its own.
+    pub path_prefix: Option<String>,
     /// The key to inject instead of the client's, read from `api_key_env` at load.
     pub api_key: Option<ApiKey>,
-    /// Other upstream names to use when this one's retries are spent (validated to exist).
+    /// Other upstream names to hand a request to, in order, when `fallback_on` says so
+    /// (validated to exist; empty on a `fallback_only` upstream).
     pub fallbacks: Vec<String>,
+    /// What hands a request of this upstream's chain to the next fallback (default:
+    /// retryable failures only).
+    pub fallback_on: FallbackOn,
+    /// Used only as another upstream's fallback: no path route (default false).
+    pub fallback_only: bool,
     pub rate_limit: Option<RateLimit>,
     /// Longest wait for a local rate limit before 429 (default 10 s).
     pub max_queue_wait: Duration,
@@ -154,14 +161,30 @@ pub struct Upstream {
     pub pacing: bool,
     /// Completion tokens assumed when a request sets no `max_tokens` (default 256).
     pub default_max_tokens: u32,
-    /// Model name → Azure deployment name, for requests that fall back to this upstream.
-    pub deployment: std::collections::BTreeMap<String, String>,
+    /// `[upstream.models]` (alias `[upstream.deployment]`): the request's model → the
+    /// model used on this upstream (the body's `model`, or the Azure deployment segment).
+    /// Empty: requests go as they are, and their body is never parsed for it.
+    pub models: std::collections::BTreeMap<String, String>,
     /// `[retry]` with this upstream's overrides applied.
     pub retry: RetrySettings,
     pub circuit_breaker: Option<CircuitBreaker>,
     /// The forward proxy this upstream is reached through (SPEC §9), from its `proxy`
     /// or the `*_PROXY` variables; `None`: direct.
     pub proxy: Option<std::sync::Arc<EgressProxy>>,
+}
+
+/// What hands a request to the next fallback (SPEC §7 `fallback_on`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FallbackOn {
+    /// Retries, budget or deadline spent on retryable failures, an open circuit, or a
+    /// server delay too long to wait.
+    pub retryable: bool,
+    /// A 400 `context_length_exceeded` (e.g. to a model with a larger window).
+    pub context_length_exceeded: bool,
+    /// A 400 `content_filter`.
+    pub content_filter: bool,
+    /// A 429 `insufficient_quota` (e.g. to another org's key).
+    pub quota_exhausted: bool,
 }
 
 /// scheme://authority[/path] of an upstream; the request path is appended to `path`.

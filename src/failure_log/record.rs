@@ -45,6 +45,9 @@ pub struct FailureRecord {
     pub decision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The upstream that took the request next (`decision: "fallback"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,7 @@ impl FailureRecord {
             error_message: e.error_message.as_deref().map(clean_message),
             decision: Some(e.verdict.as_str().to_owned()),
             reason: Some(reason.to_owned()),
+            fallback_to: e.fallback_to.as_deref().map(str::to_owned),
             delay_ms: e.delay.map(millis),
             server_delay_ms: e.server_delay.map(millis),
             upstream_request_id: e.upstream_request_id.as_deref().map(clean_message),

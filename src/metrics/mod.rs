@@ -28,6 +28,7 @@
 mod buckets;
 mod failure_log;
 mod families;
+mod handovers;
 mod labels;
 mod load;
 mod series;
@@ -200,6 +201,11 @@ impl Observer for Recorder {
             }
             (Verdict::GiveUp, Some(why)) if matches!(e.outcome, Outcome::Retry { .. }) => {
                 self.metrics.retry_suppressed(&up, why);
+            }
+            (Verdict::Fallback, _) => {
+                if let Some(to) = &e.fallback_to {
+                    self.stats.fallback(&e.upstream, to);
+                }
             }
             _ => {}
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::handovers::{HandoverView, Handovers};
 use super::labels::CircuitState;
 use crate::limits::pacing::PaceView;
 
@@ -45,6 +46,8 @@ struct Tally {
     latencies_ms: VecDeque<u32>,
     circuit: CircuitState,
     pacing: Option<PacingView>,
+    /// Requests handed over to each fallback (configured upstream names only).
+    handovers: Handovers,
 }
 
 impl Tally {
@@ -148,11 +151,15 @@ impl Default for Stats {
 impl Stats {
     /// Lists exactly these upstreams (kept tallies survive a reload; removed ones go).
     pub fn set_upstreams<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: Vec<&str> = names.into_iter().collect();
         let mut t = self.tallies.lock();
         let mut kept = BTreeMap::new();
-        for name in names {
+        for &name in &names {
             let tally = t.upstreams.remove(name).unwrap_or_default();
             kept.insert(Arc::from(name), tally);
+        }
+        for tally in kept.values_mut() {
+            tally.handovers.retain(|to| names.contains(&to));
         }
         t.upstreams = kept;
     }
@@ -188,6 +195,18 @@ impl Stats {
         }
     }
 
+    /// `upstream` handed a request over to its fallback `to`. Both must be configured
+    /// upstreams, so the map stays bounded by the config.
+    pub fn fallback(&self, upstream: &str, to: &str) {
+        let mut t = self.tallies.lock();
+        let Some(to) = t.upstreams.get_key_value(to).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        if let Some(tally) = t.upstreams.get_mut(upstream) {
+            tally.handovers.count(to);
+        }
+    }
+
     pub fn set_circuit(&self, upstream: &str, state: CircuitState) {
         if let Some(tally) = self.tallies.lock().upstreams.get_mut(upstream) {
             tally.circuit = state;
@@ -215,6 +234,7 @@ impl Stats {
                     pacing: tally.pacing,
                     h2_connections: 0,
                     h2_streams: 0,
+                    handovers: tally.handovers.view(),
                     row: tally.row(now),
                 })
                 .collect(),
@@ -257,6 +277,8 @@ pub struct UpstreamRow {
     pub h2_connections: usize,
     /// ... and the streams (requests) in flight on them.
     pub h2_streams: u32,
+    #[serde(flatten)]
+    pub handovers: HandoverView,
     #[serde(flatten)]
     pub row: Row,
 }

@@ -88,6 +88,7 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("<tr><td colspan=\"10\" class=\"none\">no upstreams configured</td></tr>");
     }
     out.push_str("</tbody></table>");
+    fallbacks(&mut out, s);
 
     out.push_str("<h2>Tags <span style=\"text-transform:none\">(x-backstop-tag)</span></h2>");
     table_head(&mut out, "tag", false);
@@ -106,6 +107,38 @@ pub fn render(s: &Snapshot) -> String {
          requests.</footer></main></body></html>",
     );
     out
+}
+
+/// Who handed requests over to whom: one line per upstream that did.
+fn fallbacks(out: &mut String, s: &Snapshot) {
+    let mut rows = s
+        .upstreams
+        .iter()
+        .filter(|u| u.handovers.fallbacks > 0)
+        .peekable();
+    if rows.peek().is_none() {
+        return;
+    }
+    out.push_str(
+        "<h2>Fallbacks</h2><table><thead><tr><th>upstream</th>\
+         <th style=\"text-align:right\">handed over</th><th>to</th></tr></thead><tbody>",
+    );
+    for u in rows {
+        let to: Vec<String> = u
+            .handovers
+            .fallbacks_to
+            .iter()
+            .map(|(name, n)| format!("{} {n}", escape(name)))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td class=\"name\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(&u.name),
+            u.handovers.fallbacks,
+            to.join(" · ")
+        );
+    }
+    out.push_str("</tbody></table>");
 }
 
 /// The worst severity on the page, as a title prefix, so a browser tab shows it too.

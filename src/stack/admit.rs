@@ -27,13 +27,12 @@ pub(super) struct Refused {
     pub falls_back: bool,
 }
 
-/// Admits `call` to the reporter's hop; `attempt` numbers the report of a refusal and
-/// `has_next` says whether a fallback could take the request instead.
+/// Admits `call` to the reporter's hop; `attempt` numbers the report of a refusal. An
+/// open circuit hands over when the reporter's next hop takes it.
 pub(super) async fn admit(
     call: &Call,
     reporter: &Reporter<'_>,
     attempt: u32,
-    has_next: bool,
 ) -> Result<Admitted, Refused> {
     let hop = reporter.hop;
     let limits = &hop.limits;
@@ -62,7 +61,7 @@ pub(super) async fn admit(
                 retry_after,
             },
             Reason::CircuitOpen,
-            has_next,
+            reporter.hands_over(None, Reason::CircuitOpen),
         ),
         // A local rate limit is this replica's own choice: another hop would not help.
         Err(NotAdmitted::RateLimited { retry_after }) => (

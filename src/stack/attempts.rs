@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::attempt;
 use super::call::{Call, client_path};
-use super::fallback::{falls_back, rewritten_path};
 use super::report::Reporter;
+use super::rewrite::HopRequest;
 use super::served::Served;
 use crate::body::Body;
 use crate::error::ProxyError;
@@ -25,29 +25,32 @@ pub(super) enum HopEnd {
     FallBack(Option<ProxyError>),
 }
 
-/// Runs the hop's attempts. `hop_index` > 0 marks a fallback (its path may be
-/// rewritten); `has_next` says whether a fallback follows.
+/// Runs the hop's attempts. `hop_index` > 0 marks a fallback (the request may change
+/// shape for it); the reporter knows the next hop, if any.
 pub(super) async fn run<T: Transport>(
     call: &mut Call,
     transport: &T,
     reporter: &Reporter<'_>,
     served: &mut Served,
-    (hop_index, has_next): (usize, bool),
+    hop_index: usize,
 ) -> HopEnd {
     let hop = reporter.hop;
     let upstream = &*hop.upstream;
-    let client_path = client_path(&call.parts);
-    let rewritten = (hop_index > 0)
-        .then(|| rewritten_path(upstream, client_path, call.meta.model()))
-        .flatten();
-    let path_and_query = rewritten.as_deref().unwrap_or(client_path);
+    let HopRequest {
+        path_and_query,
+        body: rewritten,
+        model,
+    } = HopRequest::plan(upstream, call, hop_index > 0);
     let ctx = attempt::Context {
         transport,
         hop,
         parts: &call.parts,
         deadline: call.deadline,
         fate: &served.fate,
-        path_and_query,
+        path_and_query: path_and_query
+            .as_deref()
+            .unwrap_or_else(|| client_path(&call.parts)),
+        rewritten_len: rewritten.as_ref().map(|b| b.len() as u64),
     };
     let mut policy = RetryPolicy::new(
         upstream.retry.clone(),
@@ -56,24 +59,35 @@ pub(super) async fn run<T: Transport>(
         call.replayable,
     );
     let first = served.attempts;
-    let hands_over = |give_up, reason| has_next && falls_back(give_up, reason);
     let bodies = &mut call.body;
     let finished = drive(
         &mut policy,
-        |n| ctx.run(n, bodies.next()),
-        |n, attempted, decision| reporter.attempted(first + n, attempted, decision, hands_over),
+        |n| {
+            let body = match &rewritten {
+                Some(bytes) => Some(crate::body::full(bytes.clone())),
+                None => bodies.next(),
+            };
+            ctx.run(n, body)
+        },
+        |n, attempted, decision| reporter.attempted(first + n, attempted, decision),
     )
     .await;
     served.attempts += finished.attempts;
     served.give_up = finished.give_up;
-    if hands_over(finished.give_up, finished.outcome.reason()) && Instant::now() < call.deadline {
-        tracing::debug!(from = %upstream.name, "falling back");
+    let reason = finished.outcome.reason();
+    if reporter.hands_over(finished.give_up, reason) && Instant::now() < call.deadline {
+        tracing::debug!(from = %upstream.name, %reason, "falling back");
         return HopEnd::FallBack(finished.value.response.err());
     }
-    HopEnd::Answer(
-        finished
-            .value
-            .response
-            .unwrap_or_else(ProxyError::into_response),
-    )
+    let mut response = finished
+        .value
+        .response
+        .unwrap_or_else(ProxyError::into_response);
+    if let Some(model) = model {
+        response.headers_mut().insert(MODEL, model);
+    }
+    HopEnd::Answer(response)
 }
+
+/// The model sent upstream, when the hop's `models` map changed it.
+const MODEL: http::HeaderName = http::HeaderName::from_static("x-backstop-model");

@@ -86,6 +86,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 pub(super) struct Bodies(Option<RequestBody>);
 
 impl Bodies {
+    /// The body, when it is kept in memory.
+    pub fn buffered(&self) -> Option<&bytes::Bytes> {
+        self.0.as_ref().and_then(RequestBody::buffered)
+    }
+
     pub fn next(&mut self) -> Option<Body> {
         match &self.0 {
             Some(RequestBody::Buffered(bytes)) => Some(crate::body::full(bytes.clone())),

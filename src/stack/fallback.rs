@@ -1,94 +1,124 @@
-//! Fallback upstreams: when a request goes on to the next one, and with what path.
-//! (Which ones, in what order: `Runtime::chain`.)
+//! Fallback upstreams: when a request goes on to the next one (`fallback_on`, SPEC §7).
+//! (Which ones, in what order: `Runtime::chain`; with what path and body: `rewrite`.)
 
-use crate::config::{Upstream, UpstreamKind};
+use std::sync::Arc;
+
+use crate::config::FallbackOn;
 use crate::retry::{GiveUp, Reason};
 
-/// Whether a request an upstream gave up on goes on to the next fallback: only when the
-/// failure was the upstream's (retries or budget spent on retryable failures, a delay
-/// too long to wait, an open circuit) — never for a 400 or a quota error.
-pub(super) fn falls_back(give_up: Option<GiveUp>, reason: Reason) -> bool {
-    matches!(
-        give_up,
-        Some(GiveUp::RetriesExhausted | GiveUp::BudgetExhausted | GiveUp::ServerDelayTooLong)
-    ) || reason == Reason::CircuitOpen
+/// The next hop of a request's chain, and what hands the request to it: the primary's
+/// `fallback_on`, for every hop of its chain (the chain is the primary's own list).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Next<'a> {
+    pub name: &'a Arc<str>,
+    pub on: FallbackOn,
 }
 
-/// For a fallback to an Azure upstream with a `deployment` map: the request path with
-/// its deployment segment replaced (`/openai/deployments/{d}/…`), keyed by the request's
-/// `model`, else by the deployment name it was sent with.
-pub(super) fn rewritten_path(
-    upstream: &Upstream,
-    path_and_query: &str,
-    model: Option<&str>,
-) -> Option<String> {
-    if upstream.kind != UpstreamKind::Azure || upstream.deployment.is_empty() {
-        return None;
+impl Next<'_> {
+    /// Whether a hop that ended with `give_up` on a `reason` hands the request over.
+    pub fn takes(&self, give_up: Option<GiveUp>, reason: Reason) -> bool {
+        falls_back(self.on, give_up, reason)
     }
-    let rest = path_and_query.strip_prefix("/openai/deployments/")?;
-    let (deployment, tail) = rest.split_once('/')?;
-    let target = model
-        .and_then(|m| upstream.deployment.get(m))
-        .or_else(|| upstream.deployment.get(deployment))?;
-    Some(format!("/openai/deployments/{target}/{tail}"))
+}
+
+/// `retryable`: the upstream's own failure (retries, budget or time spent on retryable
+/// failures, a delay too long to wait, an open circuit). The other triggers name the
+/// not-retryable answers a different model or key may not give: a context window too
+/// small, a content filter, a spent quota. Never any other 4xx.
+pub(super) fn falls_back(on: FallbackOn, give_up: Option<GiveUp>, reason: Reason) -> bool {
+    let retryable = matches!(
+        give_up,
+        Some(
+            GiveUp::RetriesExhausted
+                | GiveUp::BudgetExhausted
+                | GiveUp::ServerDelayTooLong
+                | GiveUp::DeadlineExceeded
+        )
+    ) || reason == Reason::CircuitOpen;
+    let answer = give_up == Some(GiveUp::NotRetryable)
+        && match reason {
+            Reason::ContextLengthExceeded => on.context_length_exceeded,
+            Reason::ContentFilter => on.content_filter,
+            Reason::QuotaExhausted => on.quota_exhausted,
+            _ => false,
+        };
+    (on.retryable && retryable) || answer
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    fn azure(deployments: &str) -> Upstream {
-        let text = format!(
-            "[[upstream]]\nname=\"eu\"\nkind=\"azure\"\nbase_url=\"https://eu\"\n[upstream.deployment]\n{deployments}\n"
-        );
-        Config::from_toml(&text, &|_| None)
-            .expect("valid")
-            .upstreams
-            .remove(0)
-    }
+    const RETRYABLE: FallbackOn = FallbackOn {
+        retryable: true,
+        context_length_exceeded: false,
+        content_filter: false,
+        quota_exhausted: false,
+    };
 
     #[test]
-    fn deployment_is_rewritten_by_model_then_by_name() {
-        let up = azure("\"gpt-4o\" = \"gpt4o-eu\"\n\"us-mini\" = \"eu-mini\"");
-        let path = "/openai/deployments/us-4o/chat/completions?api-version=2024-10-21";
-        assert_eq!(
-            rewritten_path(&up, path, Some("gpt-4o")).as_deref(),
-            Some("/openai/deployments/gpt4o-eu/chat/completions?api-version=2024-10-21")
-        );
-        let path = "/openai/deployments/us-mini/embeddings";
-        assert_eq!(
-            rewritten_path(&up, path, None).as_deref(),
-            Some("/openai/deployments/eu-mini/embeddings")
-        );
-        assert_eq!(
-            rewritten_path(&up, "/v1/chat/completions", Some("gpt-4o")),
-            None,
-            "other shapes pass as they are"
-        );
-        assert_eq!(
-            rewritten_path(&up, "/openai/deployments/unknown/x", Some("other")),
-            None
-        );
-    }
-
-    #[test]
-    fn only_the_upstreams_own_failures_fall_back() {
+    fn by_default_only_the_upstreams_own_failures_fall_back() {
+        let on = RETRYABLE;
         assert!(falls_back(
+            on,
             Some(GiveUp::RetriesExhausted),
             Reason::Status503
         ));
-        assert!(falls_back(Some(GiveUp::BudgetExhausted), Reason::Status503));
         assert!(falls_back(
+            on,
+            Some(GiveUp::BudgetExhausted),
+            Reason::Status503
+        ));
+        assert!(falls_back(
+            on,
             Some(GiveUp::ServerDelayTooLong),
             Reason::Status429
         ));
-        assert!(falls_back(Some(GiveUp::NotRetryable), Reason::CircuitOpen));
-        assert!(!falls_back(
-            Some(GiveUp::NotRetryable),
-            Reason::ContentFilter
+        assert!(falls_back(
+            on,
+            Some(GiveUp::DeadlineExceeded),
+            Reason::Status503
         ));
-        assert!(!falls_back(Some(GiveUp::DeadlineExceeded), Reason::Timeout));
-        assert!(!falls_back(None, Reason::Success));
+        assert!(falls_back(
+            on,
+            Some(GiveUp::NotRetryable),
+            Reason::CircuitOpen
+        ));
+        for reason in [
+            Reason::ContentFilter,
+            Reason::ContextLengthExceeded,
+            Reason::QuotaExhausted,
+            Reason::NotRetryableStatus,
+        ] {
+            assert!(
+                !falls_back(on, Some(GiveUp::NotRetryable), reason),
+                "{reason}"
+            );
+        }
+        assert!(!falls_back(on, None, Reason::Success));
+    }
+
+    #[test]
+    fn fallback_on_names_the_answers_that_also_hand_over() {
+        let on = FallbackOn {
+            retryable: false,
+            context_length_exceeded: true,
+            quota_exhausted: true,
+            content_filter: false,
+        };
+        let not = Some(GiveUp::NotRetryable);
+        assert!(falls_back(on, not, Reason::ContextLengthExceeded));
+        assert!(falls_back(on, not, Reason::QuotaExhausted));
+        assert!(!falls_back(on, not, Reason::ContentFilter));
+        assert!(!falls_back(on, not, Reason::NotRetryableStatus));
+        assert!(
+            !falls_back(on, Some(GiveUp::RetriesExhausted), Reason::Status503),
+            "without retryable, a 503 storm is passed back"
+        );
+        let filter = FallbackOn {
+            content_filter: true,
+            ..on
+        };
+        assert!(falls_back(filter, not, Reason::ContentFilter));
     }
 }

@@ -38,6 +38,7 @@ mod fallback;
 mod report;
 mod respond;
 mod response_head;
+mod rewrite;
 mod served;
 mod usage;
 mod watch;
@@ -165,17 +166,24 @@ impl<T: Transport> Chain<'_, T> {
     ) -> Result<Response<Body>, ProxyError> {
         let meta = call.meta.clone();
         let mut last_error = None;
-        let mut chain = self.runtime.chain(primary).enumerate().peekable();
+        // The request's model is read only if a fallback shares a host with an earlier hop.
+        let chain = self.runtime.chain(primary, || meta.model());
+        let mut chain = chain.enumerate().peekable();
+        let fallback_on = primary.upstream.fallback_on;
         while let Some((index, hop)) = chain.next() {
-            let has_next = chain.peek().is_some() && call.replayable;
+            let next = chain.peek().filter(|_| call.replayable);
             served.at(hop);
             let reporter = Reporter {
                 observer: self.observer,
                 ident: self.ident,
                 hop,
                 meta: &meta,
+                next: next.map(|(_, next)| fallback::Next {
+                    name: &next.name,
+                    on: fallback_on,
+                }),
             };
-            match admit::admit(call, &reporter, served.attempts + 1, has_next).await {
+            match admit::admit(call, &reporter, served.attempts + 1).await {
                 Ok(admitted) => {
                     served.queue_wait += admitted.waited;
                     served.settle = admitted.settle.or(served.settle.take());
@@ -193,7 +201,7 @@ impl<T: Transport> Chain<'_, T> {
                 self.transport,
                 &reporter,
                 served,
-                (index, has_next),
+                index,
             ));
             match ended.await {
                 HopEnd::Answer(response) => return Ok(response),

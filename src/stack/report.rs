@@ -9,6 +9,7 @@ use http::Method;
 use tokio::time::Instant;
 
 use super::attempt::AttemptResult;
+use super::fallback::Next;
 use crate::error::ProxyError;
 use crate::events::{AttemptReport, Observer, Verdict};
 use crate::request_meta::RequestMeta;
@@ -43,6 +44,8 @@ pub(super) struct Reporter<'a> {
     pub ident: &'a Ident,
     pub hop: &'a Hop,
     pub meta: &'a Arc<RequestMeta>,
+    /// The hop that may take the request next (none when the body cannot be replayed).
+    pub next: Option<Next<'a>>,
 }
 
 impl Reporter<'_> {
@@ -57,6 +60,9 @@ impl Reporter<'_> {
             status: None,
             verdict,
             give_up: None,
+            fallback_to: (verdict == Verdict::Fallback)
+                .then(|| self.next.map(|n| n.name.clone()))
+                .flatten(),
             delay: None,
             server_delay: None,
             duration: Duration::ZERO,
@@ -83,18 +89,22 @@ impl Reporter<'_> {
         }
     }
 
+    /// Whether the hop hands a request it gave up on to the next one.
+    pub fn hands_over(&self, give_up: Option<GiveUp>, reason: Reason) -> bool {
+        self.next.is_some_and(|next| next.takes(give_up, reason))
+    }
+
     /// Attempt `attempt` (1-based over the whole request) and what the policy decided;
-    /// `falls_back` turns a give-up into a hand-over to the next hop.
+    /// a give-up the next hop takes is a hand-over.
     pub fn attempted(
         &self,
         attempt: u32,
         attempted: &Attempted<AttemptResult>,
         decision: &Decision,
-        falls_back: impl Fn(Option<GiveUp>, Reason) -> bool,
     ) {
         self.learn(attempted.outcome);
         let (mut verdict, give_up, delay) = AttemptReport::verdict_of(decision);
-        if verdict == Verdict::GiveUp && falls_back(give_up, attempted.outcome.reason()) {
+        if verdict == Verdict::GiveUp && self.hands_over(give_up, attempted.outcome.reason()) {
             verdict = Verdict::Fallback;
         }
         let result = &attempted.value;

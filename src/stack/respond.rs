@@ -43,6 +43,10 @@ pub(super) fn respond(
         in_flight.disarm();
     }
     let status = response.status().as_u16();
+    let streamed = is_event_stream(response.headers());
+    if streamed {
+        served.meta.settle();
+    }
     let endpoint_kind = endpoint_kind(&ident.endpoint);
     let look_for_usage = status == 200 && usage_endpoint(endpoint_kind);
     let event = RequestEvent {
@@ -52,7 +56,7 @@ pub(super) fn respond(
         endpoint_kind,
         endpoint: ident.endpoint,
         status,
-        streamed: is_event_stream(response.headers()),
+        streamed,
         attempts: served.attempts,
         give_up: served.give_up,
         time_to_headers: started.elapsed(),

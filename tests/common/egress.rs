@@ -11,8 +11,6 @@ use http::Response;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
@@ -97,26 +95,14 @@ impl Tinyproxy {
 /// An HTTPS upstream for 127.0.0.1 (certificate from a fresh CA, written to
 /// `ca_file`), offering h2 and http/1.1, answering every request with a model list.
 pub async fn tls_upstream(ca_file: &Path) -> SocketAddr {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    std::fs::write(ca_file, ca_cert.pem()).expect("write CA");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("cert");
+    let cert = super::tls::LocalhostCert::new();
+    std::fs::write(ca_file, &cert.ca_pem).expect("write CA");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())
         .expect("server config");
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));

@@ -2,6 +2,7 @@
 //! raw-socket helpers and bounded polling. Each test gets its own ports.
 #![allow(dead_code)]
 
+pub mod chains;
 pub mod egress;
 pub mod process;
 pub mod scrape;

@@ -1,4 +1,4 @@
-//! A private CA and a `localhost` certificate signed by it, for TLS upstreams in tests
+//! A private CA and a certificate for `localhost` and 127.0.0.1 signed by it, for TLS upstreams in tests
 //! (rustls refuses a self-signed CA as the server's own certificate).
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -21,7 +21,8 @@ impl LocalhostCert {
         let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let cert = CertificateParams::new(names)
             .expect("params")
             .signed_by(&key, &issuer)
             .expect("cert");

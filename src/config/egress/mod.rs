@@ -6,6 +6,7 @@
 //! (marked sensitive); everything printable about a proxy (`Display`, `Debug`,
 //! `check-config`, errors) shows `user:***@host:port`.
 
+use base64::Engine as _;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -242,7 +243,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
-        crate::base64::encode(format!("{user}:{password}").as_bytes())
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
 }
 

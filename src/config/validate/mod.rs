@@ -20,6 +20,7 @@ pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Conf
     }
 }
 
+mod fallback;
 mod sizes;
 mod upstream;
 
@@ -80,8 +81,10 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         upstreams.push(upstream(i, up, &raw.retry, env)?);
     }
     check_upstream_set(&upstreams)?;
-    // What `check-config` prints: a proxy's credentials are shown as `***`.
+    // What is in effect, written back so `check-config` prints it: the path prefix
+    // filled in, a proxy's credentials shown as `***`.
     for (raw_up, up) in raw.upstreams.iter_mut().zip(&upstreams) {
+        raw_up.path_prefix.clone_from(&up.path_prefix);
         if let (Some(setting), Some(proxy)) = (&mut raw_up.proxy, &up.proxy) {
             *setting = proxy.to_string();
         }

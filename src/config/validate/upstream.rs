@@ -1,5 +1,5 @@
 //! The `[[upstream]]` tables: each one on its own, then the set (unique names and
-//! prefixes, fallbacks that exist).
+//! prefixes, fallbacks that exist: `fallback`).
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use http::HeaderValue;
 use http::uri::{Scheme, Uri};
 
-use super::{EnvLookup, invalid, merged_retry, non_zero, retry_settings};
+use super::{EnvLookup, fallback, invalid, merged_retry, non_zero, retry_settings};
 use crate::config::raw::{RawKind, RawRetry, RawUpstream};
 use crate::config::typed::{
     ApiKey, CircuitBreaker, RateLimit, Upstream, UpstreamKind, UpstreamUrl,
@@ -37,12 +37,8 @@ pub(super) fn upstream(
         ));
     }
     let base_url = upstream_url(&up.base_url).map_err(|reason| invalid(key("base_url"), reason))?;
-    if !up.path_prefix.starts_with('/') {
-        return Err(invalid(
-            key("path_prefix"),
-            format!("must start with '/', got {:?}", up.path_prefix),
-        ));
-    }
+    fallback::check_fallback_only(i, up)?;
+    let path_prefix = route(up).map_err(|reason| invalid(key("path_prefix"), reason))?;
     let kind = match up.kind {
         RawKind::Openai => UpstreamKind::OpenAi,
         RawKind::Azure => UpstreamKind::Azure,
@@ -78,36 +74,37 @@ pub(super) fn upstream(
     let proxy = egress::resolve(up.proxy.as_deref(), &base_url, env)
         .map_err(|reason| invalid(key("proxy"), reason))?
         .map(std::sync::Arc::new);
-    for (model, deployment) in &up.deployment {
-        let ok = !deployment.is_empty()
-            && deployment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok {
-            return Err(invalid(
-                format!("upstream[{i}].deployment.{model}"),
-                format!(
-                    "{deployment:?} is not a valid deployment name (letters, digits, '-', '_', '.')"
-                ),
-            ));
-        }
-    }
     Ok(Upstream {
         name: up.name.clone(),
         kind,
         base_url,
-        path_prefix: up.path_prefix.clone(),
+        path_prefix,
         api_key,
         fallbacks: up.fallbacks.clone(),
+        fallback_on: fallback::fallback_on(i, up)?,
+        fallback_only: up.fallback_only,
         rate_limit,
         max_queue_wait: up.max_queue_wait,
         pacing: up.pacing,
         default_max_tokens: up.default_max_tokens,
-        deployment: up.deployment.clone(),
+        models: fallback::models(i, up, kind)?,
         retry,
         circuit_breaker,
         proxy,
     })
+}
+
+/// The path prefix that routes to the upstream: `/` unless written; none for a
+/// `fallback_only` upstream.
+fn route(up: &RawUpstream) -> Result<Option<String>, String> {
+    if up.fallback_only {
+        return Ok(None);
+    }
+    let prefix = up.path_prefix.as_deref().unwrap_or("/");
+    if !prefix.starts_with('/') {
+        return Err(format!("must start with '/', got {prefix:?}"));
+    }
+    Ok(Some(prefix.to_owned()))
 }
 
 fn upstream_url(s: &str) -> Result<UpstreamUrl, String> {
@@ -192,23 +189,14 @@ pub(super) fn check_upstream_set(upstreams: &[Upstream]) -> Result<(), ConfigErr
                 format!("{:?} is used by an earlier upstream", up.name),
             ));
         }
-        if !prefixes.insert(up.path_prefix.as_str()) {
+        if let Some(prefix) = &up.path_prefix
+            && !prefixes.insert(prefix.as_str())
+        {
             return Err(invalid(
                 format!("upstream[{i}].path_prefix"),
-                format!("{:?} is used by an earlier upstream", up.path_prefix),
+                format!("{prefix:?} is used by an earlier upstream"),
             ));
         }
     }
-    for (i, up) in upstreams.iter().enumerate() {
-        for (j, fb) in up.fallbacks.iter().enumerate() {
-            let key = format!("upstream[{i}].fallbacks[{j}]");
-            if fb == &up.name {
-                return Err(invalid(key, "an upstream cannot be its own fallback"));
-            }
-            if !names.contains(fb.as_str()) {
-                return Err(invalid(key, format!("no upstream is named {fb:?}")));
-            }
-        }
-    }
-    Ok(())
+    fallback::check_fallbacks(upstreams)
 }

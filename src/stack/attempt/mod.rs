@@ -41,8 +41,10 @@ pub(super) struct Context<'a, T> {
     pub deadline: Instant,
     /// Where the final response's body reports an early end.
     pub fate: &'a Arc<StreamFate>,
-    /// The path and query to send (the client's, or rewritten for a fallback).
+    /// The path and query to send (the client's, or rewritten for this hop).
     pub path_and_query: &'a str,
+    /// The length of the body when this hop rewrote it (its `content-length`).
+    pub rewritten_len: Option<u64>,
 }
 
 impl<T: Transport> Context<'_, T> {
@@ -66,10 +68,14 @@ impl<T: Transport> Context<'_, T> {
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
             return failed(started, Reason::BodyNotReplayable, error);
         };
-        let request = match outbound_request(upstream, self.parts, self.path_and_query, body) {
+        let mut request = match outbound_request(upstream, self.parts, self.path_and_query, body) {
             Ok(request) => request,
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
+        if let Some(len) = self.rewritten_len {
+            let headers = request.headers_mut();
+            headers.insert(http::header::CONTENT_LENGTH, len.into());
+        }
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
         match send(self.transport, upstream, request, until).await {
             Ok(response) => judge::judge(self, response, started).await,
