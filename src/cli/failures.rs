@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::daily_files::{Selection, fit, log_dir, period, print_notes, terminal_width};
+use super::daily_files::{Selection, log_dir, period, print_notes, terminal_width};
+use super::table::Layout;
 use crate::failure_log::read::{Entry, Filter, read_days};
 use crate::failure_log::summary::Summary;
 
@@ -90,35 +91,13 @@ pub fn table(entries: &[Entry], width: usize) -> String {
         "decision",
         "message",
     ];
-    const CAPS: [usize; 7] = [19, 16, 32, 18, 6, 7, 8];
-    let rows: Vec<[String; 8]> = entries.iter().map(row).collect();
-    let mut widths = [0usize; 7];
-    for (i, w) in widths.iter_mut().enumerate() {
-        let longest = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-        *w = longest.max(HEADERS[i].len()).min(CAPS[i]);
-    }
-    let used: usize = widths.iter().map(|w| w + 2).sum();
-    let message_width = width.saturating_sub(used).max(10);
-    let mut out = String::new();
-    let mut line = |cells: &[String; 8]| {
-        let mut text = String::new();
-        for (i, w) in widths.iter().enumerate() {
-            let cell = fit(&cells[i], *w);
-            if (4..=5).contains(&i) {
-                text.push_str(&format!("{cell:>w$}  "));
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        text.push_str(&fit(&cells[7], message_width));
-        out.push_str(text.trim_end());
-        out.push('\n');
+    let layout = Layout {
+        headers: HEADERS,
+        caps: &[19, 16, 32, 18, 6, 7, 8],
+        right: &[4, 5],
     };
-    line(&HEADERS.map(str::to_owned));
-    for r in &rows {
-        line(r);
-    }
-    out
+    let rows: Vec<[String; 8]> = entries.iter().map(row).collect();
+    layout.render(&rows, width)
 }
 
 fn row(e: &Entry) -> [String; 8] {

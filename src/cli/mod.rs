@@ -6,6 +6,7 @@ mod daily_files;
 pub mod failures;
 pub mod requests;
 mod serve;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::daily_files::{Selection, fit, log_dir, period, print_notes, terminal_width};
+use super::daily_files::{Selection, log_dir, period, print_notes, terminal_width};
+use super::table::Layout;
 use crate::failure_log::Micros;
 use crate::failure_log::read::{Entry, read_daily};
 use crate::journal::summary::Summary;
@@ -173,36 +174,13 @@ pub fn table(entries: &[Entry<JournalRecord>], width: usize) -> String {
         "model",
         "tag",
     ];
-    const CAPS: [usize; 9] = [19, 32, 16, 28, 6, 8, 11, 8, 24];
-    const RIGHT: [usize; 3] = [4, 5, 7];
-    let rows: Vec<[String; 10]> = entries.iter().map(|e| row(&e.record)).collect();
-    let mut widths = [0usize; 9];
-    for (i, w) in widths.iter_mut().enumerate() {
-        let longest = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-        *w = longest.max(HEADERS[i].len()).min(CAPS[i]);
-    }
-    let used: usize = widths.iter().map(|w| w + 2).sum();
-    let last_width = width.saturating_sub(used).max(10);
-    let mut out = String::new();
-    let mut line = |cells: &[String; 10]| {
-        let mut text = String::new();
-        for (i, w) in widths.iter().enumerate() {
-            let cell = fit(&cells[i], *w);
-            if RIGHT.contains(&i) {
-                text.push_str(&format!("{cell:>w$}  "));
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        text.push_str(&fit(&cells[9], last_width));
-        out.push_str(text.trim_end());
-        out.push('\n');
+    let layout = Layout {
+        headers: HEADERS,
+        caps: &[19, 32, 16, 28, 6, 8, 11, 8, 24],
+        right: &[4, 5, 7],
     };
-    line(&HEADERS.map(str::to_owned));
-    for r in &rows {
-        line(r);
-    }
-    out
+    let rows: Vec<[String; 10]> = entries.iter().map(|e| row(&e.record)).collect();
+    layout.render(&rows, width)
 }
 
 fn row(r: &JournalRecord) -> [String; 10] {
