@@ -15,9 +15,9 @@
 
 use std::sync::Arc;
 
-use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION, UPGRADE};
-use http::uri::{PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::header::UPGRADE;
+use http::uri::Scheme;
+use http::{Method, Request, Response, Uri};
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
@@ -27,12 +27,12 @@ use tower::Service;
 
 use super::UpstreamBody;
 use super::connectors::{self, Direct, ThroughProxy};
-use super::egress::ProxyRefused;
 use super::h2_pool::{H2Counts, StreamLease};
 use super::h2_settings::{StreamLimit, sniffed};
 use super::pool::Pool;
+use super::wire_form::{host_header, refused_by_forward_proxy, to_wire_form};
 use crate::body::{Body, BoxError};
-use crate::config::{Config, ConfigError, EgressProxy, Upstream};
+use crate::config::{Config, ConfigError, Upstream};
 use crate::names::NameMap;
 use crate::tasks::Tasks;
 
@@ -325,76 +325,6 @@ async fn send_h2(
         .await
         .map_err(TrySendError::into_error)?;
     Ok(response.map(|body| UpstreamBody::on_stream(body, stream)))
-}
-
-/// HTTP/1.1 sends the path (origin form) and names the host in `Host`; to a forward
-/// proxy, the whole URI (absolute form) with the proxy's credentials.
-fn to_wire_form(
-    request: &mut Request<Body>,
-    host: Option<&HeaderValue>,
-    upstream: &Upstream,
-) -> Result<(), SendError> {
-    let Some(proxy) = forward_proxy(upstream) else {
-        return to_origin_form(request, host);
-    };
-    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
-    let headers = request.headers_mut();
-    headers.insert(HOST, host.clone());
-    if let Some(auth) = proxy.authorization() {
-        headers.insert(PROXY_AUTHORIZATION, auth.clone());
-    }
-    Ok(())
-}
-
-/// HTTP/1.1 sends the path (origin form) and names the host in `Host`.
-fn to_origin_form(
-    request: &mut Request<Body>,
-    host: Option<&HeaderValue>,
-) -> Result<(), SendError> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(path);
-    let host = host.ok_or(SendError::BadRequest("no upstream host"))?;
-    request.headers_mut().insert(HOST, host.clone());
-    Ok(())
-}
-
-/// The egress proxy an http upstream's requests are forwarded by (https ones tunnel).
-fn forward_proxy(upstream: &Upstream) -> Option<&EgressProxy> {
-    match &upstream.proxy {
-        Some(proxy) if upstream.base_url.scheme == Scheme::HTTP => Some(proxy),
-        _ => None,
-    }
-}
-
-/// A 407 from the forward proxy itself is a refusal, not the upstream's answer.
-fn refused_by_forward_proxy<B>(
-    response: &Response<B>,
-    upstream: &Upstream,
-) -> Result<(), SendError> {
-    match forward_proxy(upstream) {
-        Some(proxy) if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
-            let what = format!("a request to {}", upstream.base_url);
-            Err(SendError::Connect(Box::new(ProxyRefused::new(
-                proxy, what, 407,
-            ))))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The upstream's authority, without the scheme's default port.
-fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
-    let url = &upstream.base_url;
-    let default_port = if url.scheme == Scheme::HTTPS { 443 } else { 80 };
-    let host = match url.authority.port_u16() {
-        Some(port) if port != default_port => url.authority.as_str(),
-        _ => url.authority.host(),
-    };
-    HeaderValue::from_str(host).ok()
 }
 
 /// The client for `config`'s upstreams; its connection tasks go to `tasks`.

@@ -18,6 +18,7 @@ pub mod sse;
 pub mod transport;
 pub mod upstream_body;
 pub mod websocket;
+mod wire_form;
 
 pub use buffer_budget::BufferBudget;
 pub use client::UpstreamClient;
