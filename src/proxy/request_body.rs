@@ -33,21 +33,28 @@ pub struct BodyLimits {
     pub idle_timeout: Duration,
 }
 
+/// A body's share of the buffer budget while it is read.
+struct Held {
+    permit: BufferPermit,
+    /// Bytes reserved up front (a `Content-Length` small enough to keep).
+    reserved: Option<u64>,
+    buffer_cap: usize,
+}
+
 impl RequestBody {
     /// Reads the body until it ends or passes `retry_buffer_bytes`, or until `budget`
     /// has no room for it. A kept body holds its bytes of `budget` until the last copy
     /// of it is dropped.
     pub async fn read<B: ClientBody>(
-        mut incoming: B,
+        incoming: B,
         content_length: Option<u64>,
         limits: BodyLimits,
         budget: &Arc<BufferBudget>,
     ) -> Result<RequestBody, ProxyError> {
-        let too_large = ProxyError::BodyTooLarge {
-            limit: limits.max_body_bytes,
-        };
         if content_length.is_some_and(|n| n > limits.max_body_bytes) {
-            return Err(too_large);
+            return Err(ProxyError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            });
         }
         if content_length.is_some_and(|n| n > limits.retry_buffer_bytes) {
             // Too large to keep, and known to be: streamed from its first byte.
@@ -75,13 +82,31 @@ impl RequestBody {
             ));
         }
         let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
+        let held = Held {
+            permit,
+            reserved,
+            buffer_cap,
+        };
+        RequestBody::keep(incoming, &limits, budget, held).await
+    }
+
+    /// Reads the body into memory while it fits, growing `held`'s share of `budget`
+    /// chunk by chunk (unless reserved whole); streams the rest once it does not.
+    async fn keep<B: ClientBody>(
+        mut incoming: B,
+        limits: &BodyLimits,
+        budget: &Arc<BufferBudget>,
+        mut held: Held,
+    ) -> Result<RequestBody, ProxyError> {
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total: u64 = 0;
         while let Some(data) = next_chunk(&mut incoming, limits.idle_timeout).await? {
             let len = data.len() as u64;
             total += len;
             if total > limits.max_body_bytes {
-                return Err(too_large);
+                return Err(ProxyError::BodyTooLarge {
+                    limit: limits.max_body_bytes,
+                });
             }
             chunks.push(data);
             if total > limits.retry_buffer_bytes {
@@ -89,24 +114,24 @@ impl RequestBody {
                     chunks,
                     incoming,
                     total,
-                    Some(permit),
-                    &limits,
+                    Some(held.permit),
+                    limits,
                 )));
             }
-            if reserved.is_none() && !permit.grow(len) {
+            if held.reserved.is_none() && !held.permit.grow(len) {
                 return Ok(streamed_for_lack_of_budget(
                     budget,
-                    (chunks, Some(permit)),
+                    (chunks, Some(held.permit)),
                     incoming,
                     total,
-                    &limits,
+                    limits,
                 ));
             }
         }
-        permit.shrink_to(total);
+        held.permit.shrink_to(total);
         Ok(RequestBody::Buffered(kept(
-            concat(chunks, buffer_cap),
-            permit,
+            concat(chunks, held.buffer_cap),
+            held.permit,
         )))
     }
 
