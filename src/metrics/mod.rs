@@ -33,6 +33,7 @@ mod labels;
 mod load;
 mod series;
 mod stats;
+mod stats_view;
 mod status_page;
 
 use std::sync::Arc;
