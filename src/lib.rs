@@ -18,6 +18,7 @@ pub mod mock;
 pub mod names;
 pub mod proxy;
 pub mod read_tap;
+pub mod replay;
 pub mod request_fingerprint;
 pub mod request_meta;
 pub mod response_capture;

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// `[journal]`: off unless the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<RawJournal>,
+    /// `[replay]`: off unless the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<RawReplay>,
     pub tls: RawTls,
     pub metrics: RawMetrics,
     #[serde(rename = "upstream")]
@@ -70,6 +73,7 @@ impl Default for RawConfig {
             retry: RawRetry::default(),
             failure_log: RawFailureLog::default(),
             journal: None,
+            replay: None,
             tls: RawTls::default(),
             metrics: RawMetrics::default(),
             upstreams: Vec::new(),
@@ -183,6 +187,37 @@ impl Default for RawJournal {
             retention_days: 7,
             responses: false,
             max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReplay {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub sdk_retries: bool,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub finish_abandoned: bool,
+    pub max_response_bytes: u64,
+    /// `local` or `redis`.
+    pub store: String,
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl Default for RawReplay {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(24 * 3600),
+            sdk_retries: true,
+            window: Duration::from_secs(600),
+            finish_abandoned: true,
+            max_response_bytes: 8 * 1024 * 1024,
+            store: "local".to_owned(),
+            dir: PathBuf::from("data/replay"),
+            max_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     /// `[journal]`; `None` (the default) when the table is absent: no journal, and no
     /// per-request work for it.
     pub journal: Option<JournalSettings>,
+    /// `[replay]`; `None` (the default) when the table is absent: no replay, and no
+    /// per-request work for it.
+    pub replay: Option<ReplaySettings>,
     pub tls: TlsSettings,
     pub metrics: MetricsSettings,
     /// At least one; names and path prefixes are unique.
@@ -106,6 +109,35 @@ pub struct JournalSettings {
     pub responses: bool,
     /// A response body over this many bytes is left out, marked truncated (default 8 MiB).
     pub max_response_bytes: u64,
+}
+
+/// Replay of answered requests (SPEC §6 `[replay]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaySettings {
+    /// How long a response to an `Idempotency-Key` request is kept (default 24 h).
+    pub ttl: Duration,
+    /// Match the OpenAI SDKs' own retries (`x-stainless-retry-count` ≥ 1) by body hash
+    /// (default true).
+    pub sdk_retries: bool,
+    /// How far back an SDK retry is matched (default 10 min).
+    pub window: Duration,
+    /// Finish an eligible request whose client disconnected, and keep its response
+    /// (default true).
+    pub finish_abandoned: bool,
+    /// A larger response is not kept (default 8 MiB).
+    pub max_response_bytes: u64,
+    pub store: ReplayStoreKind,
+    /// Directory of the local store (default data/replay).
+    pub dir: PathBuf,
+    /// The local store's size on disk; the oldest entries go first (default 1 GiB).
+    pub max_bytes: u64,
+}
+
+/// Where replay entries are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayStoreKind {
+    /// On disk under `dir`, this replica only.
+    Local,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
