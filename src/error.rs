@@ -47,6 +47,12 @@ pub enum ProxyError {
     /// names the proxy without its credentials.
     #[error("the egress proxy for upstream {upstream} refused: {detail}")]
     UpstreamProxy { upstream: String, detail: String },
+    /// An `Idempotency-Key` longer than 255 characters (or not text).
+    #[error("the Idempotency-Key header must be 1-255 visible characters")]
+    InvalidIdempotencyKey,
+    /// An `Idempotency-Key` used before with another request body (SPEC §6).
+    #[error("this Idempotency-Key was used for a request with another body")]
+    IdempotencyKeyReused,
     /// Connected, but the exchange broke before a response arrived.
     #[error("upstream {upstream} failed before responding: {detail}")]
     Upstream { upstream: String, detail: String },
@@ -57,7 +63,10 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::BadRequestBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequestBody(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            ProxyError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpstreamProxy { .. } => StatusCode::BAD_GATEWAY,
@@ -74,6 +83,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadRequestBody(_) => "bad_request_body",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ProxyError::IdempotencyKeyReused => "idempotency_key_reused",
             ProxyError::Connect { .. } => "upstream_connect_error",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream_error",
@@ -89,7 +100,9 @@ impl ProxyError {
             ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody(_)
-            | ProxyError::BadRequest(_) => "client_error",
+            | ProxyError::BadRequest(_)
+            | ProxyError::InvalidIdempotencyKey
+            | ProxyError::IdempotencyKeyReused => "client_error",
             ProxyError::Connect { .. } => "connect_error",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Upstream { .. } => "reset",

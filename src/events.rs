@@ -108,11 +108,12 @@ pub struct RequestEvent {
     pub endpoint: Arc<str>,
     /// The bounded label for metrics (`chat_completions`, …, `other`).
     pub endpoint_kind: &'static str,
+    /// What the client got; 0 when it left before any response head (`request_left`).
     pub status: u16,
     /// The response is an SSE stream (`text/event-stream`): its time to first chunk is
     /// the streaming latency the gen_ai metrics report.
     pub streamed: bool,
-    /// 0 when refused before any attempt (413, no route).
+    /// 0 when refused before any attempt (413, no route) or replayed.
     pub attempts: u32,
     pub give_up: Option<GiveUp>,
     /// Request start to the response headers going out.
@@ -133,6 +134,16 @@ pub struct RequestEvent {
     /// The body the client got, when the journal keeps responses (else `None`, and
     /// nothing is done per frame).
     pub response: Option<Box<CapturedResponse>>,
+    /// Set when the response was a replay of an earlier request's (SPEC §6).
+    pub replay: Option<Replayed>,
+}
+
+/// A request answered from an earlier one's kept response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// The `request_id` of the request that paid for it.
+    pub of: Arc<str>,
+    pub reason: crate::replay::ReplayReason,
 }
 
 /// The bounded `endpoint` label of SPEC §4, from a request path.
@@ -206,6 +217,18 @@ pub trait Observer: Send + Sync + 'static {
         let _ = event;
     }
 
+    /// The client left before any response head (`status` 0, end `ClientGone`); follows
+    /// `request_abandoned`. Only the journal records it: metrics and `/stats` count
+    /// answered requests.
+    fn request_left(&self, event: &RequestEvent) {
+        let _ = event;
+    }
+
+    /// A request waits for an identical one in flight to `upstream` (replay).
+    fn replay_join(&self, upstream: &str) {
+        let _ = upstream;
+    }
+
     /// A WebSocket session to `upstream` opened (`true`) or ended (`false`).
     fn websocket_session(&self, upstream: &str, open: bool) {
         let _ = (upstream, open);
@@ -255,6 +278,18 @@ impl Observer for Observers {
     fn websocket_session(&self, upstream: &str, open: bool) {
         for o in &self.0 {
             o.websocket_session(upstream, open);
+        }
+    }
+
+    fn request_left(&self, event: &RequestEvent) {
+        for o in &self.0 {
+            o.request_left(event);
+        }
+    }
+
+    fn replay_join(&self, upstream: &str) {
+        for o in &self.0 {
+            o.replay_join(upstream);
         }
     }
 }

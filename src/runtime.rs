@@ -7,6 +7,7 @@ use crate::config::{Config, ConfigError, RetrySettings, Upstream};
 use crate::limits::UpstreamLimits;
 use crate::names::NameMap;
 use crate::proxy::{BufferBudget, UpstreamClient, client};
+use crate::replay::Replay;
 use crate::retry::RetryBudget;
 use crate::routing::Router;
 use crate::tasks::Tasks;
@@ -20,6 +21,12 @@ pub struct Runtime {
     pub buffer_budget: Arc<BufferBudget>,
     /// WebSocket sessions, drained within `shutdown_grace`; one set across reloads.
     pub sessions: Arc<Tasks>,
+    /// Requests run apart from their client connection (replay's `finish_abandoned`),
+    /// drained within `shutdown_grace`; one set across reloads.
+    pub detached: Arc<Tasks>,
+    /// `[replay]`: its settings and store; one store across reloads (`[replay]`
+    /// changes take effect at restart).
+    pub replay: Option<Arc<Replay>>,
     hops: NameMap<Hop>,
 }
 
@@ -82,12 +89,18 @@ impl Runtime {
                 (hop.name.clone(), hop)
             })
             .collect();
+        let replay = match previous {
+            Some(p) => p.replay.clone(),
+            None => config.replay.as_ref().map(|s| Arc::new(Replay::open(s))),
+        };
         Ok(Runtime {
             config: Arc::new(config),
             router,
             client,
             buffer_budget,
             sessions: previous.map_or_else(Arc::default, |p| p.sessions.clone()),
+            detached: previous.map_or_else(Arc::default, |p| p.detached.clone()),
+            replay,
             hops,
         })
     }

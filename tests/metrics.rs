@@ -142,7 +142,7 @@ async fn gives_up_after_retries_and_counts_the_suppressed_retry() {
 }
 
 /// SPEC §4's table and §9's families: every family, with its type.
-const FAMILIES: [(&str, &str); 25] = [
+const FAMILIES: [(&str, &str); 27] = [
     ("backstop_requests_total", "counter"),
     ("backstop_request_duration_seconds", "histogram"),
     ("backstop_upstream_attempts_total", "counter"),
@@ -161,6 +161,8 @@ const FAMILIES: [(&str, &str); 25] = [
     ("backstop_journal_records_total", "counter"),
     ("backstop_journal_records_dropped_total", "counter"),
     ("backstop_journal_errors_total", "counter"),
+    ("backstop_replays_total", "counter"),
+    ("backstop_replay_joins_total", "counter"),
     ("gen_ai_client_token_usage", "histogram"),
     ("gen_ai_client_operation_duration_seconds", "histogram"),
     (

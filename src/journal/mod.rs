@@ -11,9 +11,8 @@
 //! fsyncs every second, keeps lines whole and deletes files past `retention_days`. A
 //! disk that refuses costs records, never requests.
 //!
-//! Replay (a later step) reads the same records: `request_sha256`, `idempotency_key`
-//! and the stored `response` are what it needs, and `replay_of` / the `replayed`
-//! outcome are already part of the record.
+//! A request answered by replay (`replay`) is recorded with outcome `replayed` and
+//! `replay_of`, the id of the request that paid for the response.
 
 pub mod record;
 pub mod summary;
@@ -84,5 +83,10 @@ impl Observer for JournalObserver {
     fn request(&self, event: &RequestEvent) {
         self.0
             .offer(true, |at| Some(JournalRecord::from_event(event, at)));
+    }
+
+    /// A client that left before any response head is a request that ended too.
+    fn request_left(&self, event: &RequestEvent) {
+        self.request(event);
     }
 }

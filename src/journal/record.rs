@@ -31,6 +31,8 @@ pub enum Outcome {
     Interrupted,
     /// The client left before the end.
     ClientGone,
+    /// Answered from an earlier request's kept response (`replay_of` names it).
+    Replayed,
 }
 
 impl Outcome {
@@ -38,6 +40,7 @@ impl Outcome {
         match e.end {
             BodyEnd::ClientGone => Outcome::ClientGone,
             BodyEnd::Interrupted(_) => Outcome::Interrupted,
+            BodyEnd::Complete if e.replay.is_some() => Outcome::Replayed,
             BodyEnd::Complete if (200..300).contains(&e.status) => Outcome::Ok,
             BodyEnd::Complete if e.attempts == 0 => Outcome::Refused,
             BodyEnd::Complete => Outcome::Failed,
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Interrupted => "interrupted",
             Outcome::ClientGone => "client_gone",
+            Outcome::Replayed => "replayed",
         }
     }
 }
@@ -75,7 +79,7 @@ pub struct JournalRecord {
     /// Upstream attempts, all hops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
-    /// `ok`, `failed`, `refused`, `interrupted`, `client_gone` (later `replayed`);
+    /// `ok`, `failed`, `refused`, `interrupted`, `client_gone`, `replayed`;
     /// a string so that files of newer versions still read.
     #[serde(default)]
     pub outcome: String,
@@ -213,7 +217,8 @@ impl JournalRecord {
             upstream: e.upstream.as_deref().map(str::to_owned),
             method: Some(e.method.as_str().to_owned()),
             endpoint: Some(e.endpoint.to_string()),
-            status: Some(e.status),
+            // 0: the client left before any response head; it got nothing.
+            status: (e.status != 0).then_some(e.status),
             attempts: Some(e.attempts),
             outcome: Outcome::of(e).as_str().to_owned(),
             model: meta.model().map(str::to_owned),
@@ -229,14 +234,14 @@ impl JournalRecord {
                 .and_then(|f| f.idempotency_key.as_deref())
                 .map(str::to_owned),
             request_sha256: fingerprint.and_then(|f| f.sha256),
-            replay_of: None,
+            replay_of: e.replay.as_ref().map(|r| r.of.to_string()),
             response: e.response.as_deref().map(JournalResponse::captured),
             response_truncated: e.response.as_ref().is_some_and(|r| r.truncated),
         }
     }
 
     pub fn is_failure(&self) -> bool {
-        self.outcome != Outcome::Ok.as_str()
+        self.outcome != Outcome::Ok.as_str() && self.outcome != Outcome::Replayed.as_str()
     }
 }
 

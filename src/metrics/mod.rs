@@ -22,6 +22,8 @@
 //!   instead of retried, reason why (`retries_exhausted`, `budget_exhausted`,
 //!   `deadline_exceeded`, `server_delay_too_long`, `body_not_replayable`,
 //!   `ambiguous_not_retried`);
+//! - `backstop_replays_total{reason}`: each `RequestEvent` that was a replay;
+//!   `backstop_replay_joins_total`: each wait on an identical request in flight;
 //! - `backstop_in_flight_requests`: routed requests whose response has not ended;
 //! - `backstop_consecutive_failures`: the /stats value (requests that failed in a row).
 
@@ -31,6 +33,7 @@ mod families;
 mod handovers;
 mod labels;
 mod load;
+mod replay;
 mod series;
 mod stats;
 mod stats_view;
@@ -58,6 +61,7 @@ use crate::events::{AttemptReport, BodyEnd, Observer, RequestEvent, Verdict};
 use crate::retry::{Outcome, Reason};
 use failure_log::FailureLogCollector;
 use load::LoadCollector;
+use replay::ReplayMetrics;
 
 /// The upstream connections, read when `/stats` is built (the client knows them; the
 /// metrics do not know the client).
@@ -73,6 +77,7 @@ pub struct Recorder {
     failure_log: FailureLogCollector,
     journal: FailureLogCollector,
     load: LoadCollector,
+    replay: ReplayMetrics,
     connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
@@ -89,12 +94,14 @@ impl Recorder {
         registry.register(Box::new(journal.clone()))?;
         let load = LoadCollector::new()?;
         registry.register(Box::new(load.clone()))?;
+        let replay = ReplayMetrics::register(registry)?;
         let recorder = Recorder {
             registry: registry.clone(),
             metrics,
             failure_log,
             journal,
             load,
+            replay,
             connections: Default::default(),
             stats: Stats::default(),
             vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
@@ -110,6 +117,7 @@ impl Recorder {
         let models: Vec<ModelLabel> = vocabulary.models().collect();
         for (upstream, provider) in vocabulary.upstreams() {
             self.metrics.prepare_upstream(&upstream, &models, provider);
+            self.replay.prepare_upstream(&upstream);
         }
         self.stats
             .set_upstreams(config.upstreams.iter().map(|u| u.name.as_str()));
@@ -189,6 +197,11 @@ impl Observer for Recorder {
         self.metrics.websocket_session(&label, open);
     }
 
+    fn replay_join(&self, upstream: &str) {
+        let label = self.vocabulary.load().upstream(Some(upstream));
+        self.replay.joined(&label);
+    }
+
     fn attempt(&self, e: &AttemptReport) {
         let up = self.vocabulary.load().upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();
@@ -237,6 +250,9 @@ impl Observer for Recorder {
         let up = vocabulary.upstream(e.upstream.as_deref());
         if e.upstream.is_some() {
             self.metrics.rate_limit_wait(&up, e.queue_wait);
+        }
+        if let Some(replayed) = &e.replay {
+            self.replay.replayed(&up, replayed.reason);
         }
         let endpoint = Endpoint::from_kind(e.endpoint_kind);
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY);

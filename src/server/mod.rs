@@ -296,6 +296,10 @@ impl Running {
             // The request path must keep matching the journal that runs.
             config.journal.clone_from(&current.journal);
         }
+        if config.replay != current.replay {
+            tracing::warn!("[replay] changes take effect only after a restart");
+            config.replay.clone_from(&current.replay);
+        }
         let upstreams = config.upstreams.len();
         let next = Runtime::new(config, Some(&self.started.runtime.load()))?;
         self.started.runtime.store(Arc::new(next));
@@ -309,16 +313,26 @@ impl Running {
         tracing::info!("draining");
         self.started.readiness.set(Phase::Draining);
         let _ = self.started.stop_proxy.send(true);
-        let sessions = self.started.runtime.load().sessions.clone();
+        let runtime = self.started.runtime.load_full();
+        let (sessions, detached) = (runtime.sessions.clone(), runtime.detached.clone());
         let grace = self.config().shutdown_grace;
-        let (proxy, ()) = tokio::join!(self.started.proxy_task, sessions.shutdown(grace));
+        let (proxy, (), ()) = tokio::join!(
+            self.started.proxy_task,
+            sessions.shutdown(grace),
+            detached.shutdown(grace)
+        );
         if let Err(e) = proxy {
             tracing::error!(error = %e, "proxy listener task failed");
         }
-        // A handshake that completed while draining: its session is out of time too.
+        // A handshake that completed while draining: its session is out of time too,
+        // and so is a request detached while draining.
         sessions.shutdown(std::time::Duration::ZERO).await;
+        detached.shutdown(std::time::Duration::ZERO).await;
         // Every request is over: close upstream connections and end their tasks.
-        self.started.runtime.load().client.shutdown().await;
+        runtime.client.shutdown().await;
+        if let Some(replay) = &runtime.replay {
+            replay.store.close().await;
+        }
         // Write and fsync what the requests recorded.
         self.failure_log.close().await;
         if let Some(journal) = self.journal {

@@ -27,6 +27,8 @@ pub(super) struct Call {
     pub meta: Arc<RequestMeta>,
     /// One deadline over every attempt, backoff and fallback.
     pub deadline: Instant,
+    /// When the body had been read: where the deadline counts from.
+    pub read_at: Instant,
 }
 
 impl Call {
@@ -58,14 +60,23 @@ impl Call {
             )));
         }
         let meta = Arc::new(meta);
-        let deadline = Instant::now() + client_deadline(&parts.headers, retry.deadline);
+        let read_at = Instant::now();
+        let deadline = read_at + client_deadline(&parts.headers, retry.deadline);
         Ok(Call {
             replayable: body.is_replayable(),
             body: Bodies(Some(body)),
             parts,
             meta,
             deadline,
+            read_at,
         })
+    }
+
+    /// A request backstop finishes for a client that may leave (replay's
+    /// `finish_abandoned`): its deadline is the configured one, not the client's
+    /// shorter read timeout, which is exactly what it outlives.
+    pub fn outlive_client(&mut self, configured: Duration) {
+        self.deadline = self.read_at + configured;
     }
 }
 

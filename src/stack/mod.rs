@@ -11,6 +11,11 @@
 //!    `retry_buffer_bytes`), what backstop notes about the request, and one deadline for
 //!    every attempt, backoff and fallback. After routing, because the primary's
 //!    `idle_timeout` bounds the read.
+//! 2½. **replay** (`replay`, only with `[replay]`) — answer from an earlier request's
+//!    kept response, or wait for an identical one in flight, or go on with a ticket
+//!    that keeps this one's response (`keep`). After the read, because the body hash
+//!    is part of the match; before the hops, because a replay is no attempt. A request
+//!    to be finished if its client leaves runs detached from its connection (`detach`).
 //! 3. **for each hop:**
 //!    - **admit** (`admit`) — circuit, pacing, rate limits; a refusal is the hop's
 //!      only report, and an open circuit hands over to the next hop;
@@ -28,13 +33,17 @@
 //! The path is generic over the client's body and the upstream (`proxy::Transport`), so
 //! service tests drive it on a paused clock with an in-memory upstream
 //! (`mock::memory`). A client that disconnects drops this future, which cancels the
-//! attempt or backoff under way.
+//! attempt or backoff under way — unless replay's `finish_abandoned` keeps it running
+//! (`detach`).
 
 mod admit;
 mod attempt;
 mod attempts;
 mod call;
+mod detach;
 mod fallback;
+mod keep;
+mod replay;
 mod report;
 mod respond;
 mod response_head;
@@ -53,11 +62,13 @@ use tracing::Instrument;
 
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
-use crate::events::Observer;
+use crate::events::{Observer, Replayed};
 use crate::proxy::Transport;
 use crate::runtime::{Hop, Runtime};
 use attempts::HopEnd;
 use call::Call;
+use detach::Detach;
+use replay::Lookup;
 use report::{Ident, Reporter};
 use served::{InFlight, Served};
 
@@ -68,6 +79,15 @@ pub async fn handle(
     observer: Arc<dyn Observer>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    // Only a request replay may finish without its client runs detached.
+    let detaches = runtime.replay.as_ref().is_some_and(|r| {
+        r.settings.finish_abandoned
+            && (r.settings.sdk_retries
+                || request.headers().contains_key(crate::request_fingerprint::IDEMPOTENCY_KEY))
+    });
+    if detaches && !crate::proxy::websocket::is_handshake(request.method(), request.headers()) {
+        return detach::handle(runtime, observer, request).await;
+    }
     serve(&runtime, &runtime.client, observer, request).await
 }
 
@@ -76,15 +96,27 @@ pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
     observer: Arc<dyn Observer>,
+    request: Request<B>,
+) -> Response<Body> {
+    serve_with(runtime, transport, observer, request, None).await
+}
+
+/// `serve`, for a request that runs detached from its client connection when `detach`
+/// is given.
+async fn serve_with<B: ClientBody, T: Transport>(
+    runtime: &Runtime,
+    transport: &T,
+    observer: Arc<dyn Observer>,
     mut request: Request<B>,
+    detach: Option<Arc<Detach>>,
 ) -> Response<Body> {
     let started = Instant::now();
     let ident = Ident::new(&request);
     let upgrade = websocket::client_side(&mut request);
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
-    let mut served = Served::new();
-    let forwarding = forward(runtime, transport, &observer, request, &ident, &mut served);
+    let mut served = Served::new(detach);
+    let forwarding = forward(runtime, transport, &observer, request, &ident, &mut served, started);
     // Only an enabled span (debug logs on) is worth entering on every poll.
     let result = if span.is_disabled() {
         forwarding.await
@@ -116,7 +148,8 @@ pub async fn serve<B: ClientBody, T: Transport>(
         .await
 }
 
-/// Steps 1–2, route and read, then step 3 through the chain (`Chain::through`).
+/// Steps 1–2½, route, read and replay, then step 3 through the chain
+/// (`Chain::through`).
 async fn forward<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
@@ -124,6 +157,7 @@ async fn forward<B: ClientBody, T: Transport>(
     request: Request<B>,
     ident: &Ident,
     served: &mut Served,
+    started: Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = request.into_parts();
     let primary = runtime
@@ -133,10 +167,31 @@ async fn forward<B: ClientBody, T: Transport>(
         })?;
     tracing::debug!(upstream = %primary.name, "routed");
     served.at(primary);
-    served.in_flight = Some(InFlight::start(observer, &primary.name));
+    served.in_flight = Some(InFlight::start(observer, &primary.name, ident, started));
 
     let mut call = Call::read(parts, body, runtime, primary).await?;
     served.meta = call.meta.clone();
+    if let Some(replay) = &runtime.replay {
+        match replay::lookup(replay, &call, &**observer, &primary.name).await? {
+            Lookup::Off => {}
+            Lookup::Replay(kept, reason) => {
+                served.replayed = Some(Replayed {
+                    of: kept.request_id.as_ref().into(),
+                    reason,
+                });
+                return Ok(replay::response(&kept));
+            }
+            Lookup::Proxy(ticket) => {
+                if ticket.finish
+                    && let Some(detach) = &served.detach
+                {
+                    detach.finish();
+                    call.outlive_client(primary.upstream.retry.deadline);
+                }
+                served.ticket = Some(ticket);
+            }
+        }
+    }
     let chain = Chain {
         runtime,
         transport,

@@ -12,6 +12,8 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::attempt::is_event_stream;
+use super::keep::{KeepBody, Keeping};
+use super::replay;
 use super::report::Ident;
 use super::response_head;
 use super::served::Served;
@@ -32,6 +34,15 @@ pub(super) fn respond(
     keep_response: Option<u64>,
 ) -> Response<Body> {
     let (mut response, should_retry, refused) = answer(result, served.give_up, span);
+    // Replay: a 2xx of an eligible request is kept as it is before backstop's headers.
+    let keeping = served.ticket.take().and_then(|ticket| {
+        let status = response.status();
+        status.is_success().then(|| {
+            let headers = replay::keepable(response.headers());
+            let detach = served.detach.clone();
+            Keeping::new(ticket, ident.id.clone(), status.as_u16(), headers, detach)
+        })
+    });
     response_head::add(
         response.headers_mut(),
         &ident.id,
@@ -51,7 +62,7 @@ pub(super) fn respond(
     let look_for_usage = status == 200 && usage_endpoint(endpoint_kind);
     let event = RequestEvent {
         request_id: ident.id,
-        upstream: served.upstream,
+        upstream: served.upstream.take(),
         method: ident.method,
         endpoint_kind,
         endpoint: ident.endpoint,
@@ -66,8 +77,9 @@ pub(super) fn respond(
         end: BodyEnd::Complete,
         refused,
         usage: None,
-        meta: served.meta,
+        meta: served.take_meta(),
         response: CapturedResponse::start(keep_response, status, response.headers()),
+        replay: served.replayed.take(),
     };
     let (parts, body) = response.into_parts();
     let body = WatchedBody::new(
@@ -75,11 +87,16 @@ pub(super) fn respond(
         observer,
         event,
         started,
-        served.fate,
+        served.fate.clone(),
         look_for_usage,
-        served.settle,
-    );
-    Response::from_parts(parts, body.boxed())
+        served.settle.take(),
+    )
+    .gone_with(served.detach.clone());
+    let body = match keeping {
+        Some(keeping) => KeepBody::new(body.boxed(), keeping).boxed(),
+        None => body.boxed(),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The response to send (backstop's own for an error), whether the client's SDK should
@@ -97,6 +114,8 @@ fn answer(
     span.in_scope(|| tracing::warn!(%error, code = error.code(), "request refused"));
     let (should_retry, refused) = match error {
         ProxyError::CircuitOpen { .. } => (Some("false"), None),
+        // The same key with another body will never succeed.
+        ProxyError::IdempotencyKeyReused => (Some("false"), Some(error.refusal())),
         // Never reached the upstream: a retry after `retry-after` costs it nothing.
         ProxyError::RateLimited { .. } => (Some("true"), None),
         _ => (spent.then_some("false"), Some(error.refusal())),

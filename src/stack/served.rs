@@ -4,7 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::Observer;
+use tokio::time::Instant;
+
+use super::detach::Detach;
+use super::replay::Ticket;
+use super::report::Ident;
+use crate::events::{BodyEnd, Observer, Replayed, RequestEvent, endpoint_kind};
 use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
@@ -24,6 +29,13 @@ pub(super) struct Served {
     pub settle: Option<(Arc<UpstreamLimits>, u64)>,
     /// Set once routed: tells the observer if the client leaves before the response.
     pub in_flight: Option<InFlight>,
+    /// The request runs apart from its connection (`finish_abandoned`): whether its
+    /// client is still there.
+    pub detach: Option<Arc<Detach>>,
+    /// Replay: how to keep this request's response (none when not eligible).
+    pub ticket: Option<Ticket>,
+    /// Replay: the response is an earlier request's.
+    pub replayed: Option<Replayed>,
 }
 
 impl Served {
@@ -33,7 +45,7 @@ impl Served {
         self.upstream_header.clone_from(&hop.name_header);
     }
 
-    pub fn new() -> Served {
+    pub fn new(detach: Option<Arc<Detach>>) -> Served {
         Served {
             attempts: 0,
             give_up: None,
@@ -44,6 +56,24 @@ impl Served {
             queue_wait: Duration::ZERO,
             settle: None,
             in_flight: None,
+            detach,
+            ticket: None,
+            replayed: None,
+        }
+    }
+
+    /// The request's meta, leaving the shared empty one in its place.
+    pub fn take_meta(&mut self) -> Arc<RequestMeta> {
+        std::mem::replace(&mut self.meta, no_meta())
+    }
+}
+
+/// Dropped with its `InFlight` still armed: the client left before the response head
+/// (this future was dropped), and the journal hears of it.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.gone(self.attempts, self.meta.clone());
         }
     }
 }
@@ -55,24 +85,68 @@ fn no_meta() -> Arc<RequestMeta> {
 }
 
 /// A routed request whose response has not been built yet. Dropped armed (the client
-/// left and this future was dropped), it reports `request_abandoned`; once the
-/// response exists its `RequestEvent` ends the request instead.
+/// left and this future was dropped), it reports `request_abandoned` and
+/// `request_left`; once the response exists its `RequestEvent` ends the request instead.
 pub(super) struct InFlight {
     observer: Arc<dyn Observer>,
     upstream: Option<Arc<str>>,
+    id: Arc<str>,
+    method: http::Method,
+    endpoint: Arc<str>,
+    started: Instant,
 }
 
 impl InFlight {
-    pub fn start(observer: &Arc<dyn Observer>, upstream: &Arc<str>) -> InFlight {
+    pub fn start(
+        observer: &Arc<dyn Observer>,
+        upstream: &Arc<str>,
+        ident: &Ident,
+        started: Instant,
+    ) -> InFlight {
         observer.request_started(upstream);
         InFlight {
             observer: observer.clone(),
             upstream: Some(upstream.clone()),
+            id: ident.id.clone(),
+            method: ident.method.clone(),
+            endpoint: ident.endpoint.clone(),
+            started,
         }
     }
 
     pub fn disarm(mut self) {
         self.upstream = None;
+    }
+
+    /// The client left before the response head.
+    fn gone(mut self, attempts: u32, meta: Arc<RequestMeta>) {
+        let Some(upstream) = self.upstream.take() else {
+            return;
+        };
+        self.observer.request_abandoned(&upstream);
+        let duration = self.started.elapsed();
+        let event = RequestEvent {
+            request_id: self.id.clone(),
+            upstream: Some(upstream),
+            method: self.method.clone(),
+            endpoint_kind: endpoint_kind(&self.endpoint),
+            endpoint: self.endpoint.clone(),
+            status: 0,
+            streamed: false,
+            attempts,
+            give_up: None,
+            time_to_headers: duration,
+            queue_wait: Duration::ZERO,
+            time_to_first_chunk: None,
+            duration,
+            end: BodyEnd::ClientGone,
+            refused: None,
+            usage: None,
+            meta,
+            response: None,
+            replay: None,
+        };
+        self.observer.request_left(&event);
     }
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
+use super::detach::Detach;
 use super::usage::UsageTail;
 use crate::body::{Body, BoxError};
 use crate::events::{BodyEnd, Observer, RequestEvent};
@@ -28,6 +29,8 @@ struct Watch {
     ended_clean: bool,
     /// Token limits to settle with the reported usage, and the estimate admitted.
     settle: Option<(Arc<UpstreamLimits>, u64)>,
+    /// A detached request: its client may have left while the body was read to its end.
+    detach: Option<Arc<Detach>>,
 }
 
 impl Watch {
@@ -40,6 +43,9 @@ impl Watch {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
         };
+        if self.detach.as_ref().is_some_and(|d| d.client_gone()) {
+            event.end = BodyEnd::ClientGone;
+        }
         event.usage = self.tail.as_ref().and_then(UsageTail::usage);
         if let (Some((limits, estimate)), Some(usage)) = (&self.settle, event.usage)
             && let Some(rate) = &limits.rate
@@ -108,8 +114,16 @@ impl WatchedBody {
                 tail,
                 ended_clean,
                 settle,
+                detach: None,
             },
         }
+    }
+
+    /// For a detached request: the client's leaving, not the body's end, decides
+    /// whether it got its response.
+    pub fn gone_with(mut self, detach: Option<Arc<Detach>>) -> WatchedBody {
+        self.watch.detach = detach;
+        self
     }
 }
 

@@ -30,6 +30,9 @@ EXPECTED = {
     "backstop_journal_records": ("counter", set()),
     "backstop_journal_records_dropped": ("counter", set()),
     "backstop_journal_errors": ("counter", set()),
+    # SPEC §6: replay (0 without [replay]).
+    "backstop_replays": ("counter", {"upstream", "reason"}),
+    "backstop_replay_joins": ("counter", {"upstream"}),
     "gen_ai_client_token_usage": ("histogram", GEN_AI | {"gen_ai_token_type"}),
     "gen_ai_client_operation_duration_seconds": ("histogram", GEN_AI | {"error_type"}),
     "gen_ai_client_operation_time_to_first_chunk_seconds": ("histogram", GEN_AI | {"error_type"}),

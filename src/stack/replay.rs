@@ -1,0 +1,215 @@
+//! Step 2½, replay (SPEC §6), between the read and the hops: a request that may be
+//! answered from an earlier one's kept response is, at once; one whose twin is in
+//! flight waits for it; any other eligible request is proxied with a `Ticket` that
+//! keeps its response (`keep`) when it ends with a 2xx.
+//!
+//! Eligible: a buffered body, and an `Idempotency-Key` (scoped by credential, method,
+//! path and key) or, with `sdk_retries`, any request (scoped by credential, method,
+//! path and body hash) — of which only an SDK retry (`x-stainless-retry-count` ≥ 1) is
+//! ever answered from another. Off (`[replay]` absent) this step is never reached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::{HeaderMap, HeaderName, Response, StatusCode};
+
+use super::call::Call;
+use crate::body::{Body, full};
+use crate::error::ProxyError;
+use crate::events::Observer;
+use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
+use crate::replay::{
+    Claim, Credential, InFlight, Kept, Replay, ReplayReason, ReplayStore, ScopeKey,
+};
+use crate::request_fingerprint::{IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY, Sha256Hex, request_sha256};
+
+pub const REPLAYED: HeaderName = HeaderName::from_static("x-backstop-replayed");
+pub const REPLAY_OF: HeaderName = HeaderName::from_static("x-backstop-replay-of");
+
+/// Waits on a twin in flight that ended without a 2xx, before proxying anyway.
+const MAX_JOINS: usize = 3;
+
+/// What the step decided.
+pub(super) enum Lookup {
+    /// Not eligible: proxy as usual.
+    Off,
+    /// Answer with this earlier response.
+    Replay(Arc<Kept>, ReplayReason),
+    /// Proxy, and keep the response as the ticket says.
+    Proxy(Ticket),
+}
+
+/// How to keep an eligible request's response.
+pub(super) struct Ticket {
+    pub scope: ScopeKey,
+    pub reason: ReplayReason,
+    pub request_body: Sha256Hex,
+    /// The scope held while in flight; `None` when another holds it.
+    pub in_flight: Option<InFlight>,
+    pub store: Arc<dyn ReplayStore>,
+    /// How long the response is kept (`ttl`, or `window` for SDK retries).
+    pub keep_for: Duration,
+    pub max_bytes: u64,
+    /// The request is finished if its client leaves (`finish_abandoned`).
+    pub finish: bool,
+}
+
+/// The request's `Idempotency-Key`: `None` when absent or empty; a 400 when too long
+/// or not text.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ProxyError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ProxyError::InvalidIdempotencyKey)?;
+    if key.chars().count() > MAX_IDEMPOTENCY_KEY {
+        return Err(ProxyError::InvalidIdempotencyKey);
+    }
+    Ok((!key.is_empty()).then_some(key))
+}
+
+/// The step: replay, join, or proxy with a ticket.
+pub(super) async fn lookup(
+    replay: &Replay,
+    call: &Call,
+    observer: &dyn Observer,
+    upstream: &str,
+) -> Result<Lookup, ProxyError> {
+    let key = idempotency_key(&call.parts.headers)?;
+    let Some(body) = call.body.buffered() else {
+        return Ok(Lookup::Off);
+    };
+    let settings = &replay.settings;
+    let (method, path) = (&call.parts.method, call.parts.uri.path());
+    let request_body = call
+        .meta
+        .fingerprint
+        .as_ref()
+        .and_then(|f| f.sha256)
+        .unwrap_or_else(|| request_sha256(method, path, body));
+    let credential = Credential::of(&call.parts.headers);
+    let (scope, reason, may_join, keep_for) = match key {
+        Some(key) => (
+            ScopeKey::idempotency(credential, method, path, key),
+            ReplayReason::IdempotencyKey,
+            true,
+            settings.ttl,
+        ),
+        None if settings.sdk_retries => (
+            ScopeKey::sdk_retry(credential, method, path, request_body),
+            ReplayReason::SdkRetry,
+            call.meta.client_retry_count.is_some_and(|n| n >= 1),
+            settings.window,
+        ),
+        None => return Ok(Lookup::Off),
+    };
+    let store = &replay.store;
+    if may_join && let Some(kept) = store.get(scope).await {
+        return answer(kept, request_body, reason);
+    }
+    let mut in_flight = None;
+    for _ in 0..MAX_JOINS {
+        match store.claim(scope, request_body).await {
+            Claim::First(held) => {
+                in_flight = Some(held);
+                break;
+            }
+            // Another first call with the same body (not a retry): both run.
+            Claim::Running(_) if !may_join => break,
+            Claim::Running(running) => {
+                if running.body != request_body {
+                    return Err(ProxyError::IdempotencyKeyReused);
+                }
+                observer.replay_join(upstream);
+                tracing::debug!(reason = reason.as_str(), "waiting for the same request in flight");
+                match tokio::time::timeout_at(call.deadline, running.result).await {
+                    Ok(Some(kept)) => return answer(kept, request_body, reason),
+                    // It ended without a 2xx: this one is proxied afresh.
+                    Ok(None) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    Ok(Lookup::Proxy(Ticket {
+        scope,
+        reason,
+        request_body,
+        in_flight,
+        store: store.clone(),
+        keep_for,
+        max_bytes: settings.max_response_bytes,
+        finish: settings.finish_abandoned
+            && (reason == ReplayReason::IdempotencyKey || !call.meta.stream()),
+    }))
+}
+
+fn answer(kept: Arc<Kept>, body: Sha256Hex, reason: ReplayReason) -> Result<Lookup, ProxyError> {
+    if kept.request_body != body {
+        return Err(ProxyError::IdempotencyKeyReused);
+    }
+    Ok(Lookup::Replay(kept, reason))
+}
+
+/// The kept response, sent again: same status, headers and body, marked as a replay.
+pub(super) fn response(kept: &Kept) -> Response<Body> {
+    let mut response = Response::new(full(kept.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::OK);
+    *response.headers_mut() = kept.header_map();
+    let headers = response.headers_mut();
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    if let Ok(of) = HeaderValue::from_str(&kept.request_id) {
+        headers.insert(REPLAY_OF, of);
+    }
+    response
+}
+
+/// The headers worth keeping: all the upstream sent (hop-by-hop ones are gone
+/// already), less backstop's per-request ones.
+pub(super) fn keepable(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            !name.starts_with("x-backstop-")
+                && name != "x-should-retry"
+                && *name != REQUEST_ID
+                && *name != ATTEMPTS
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_over_255_characters_or_not_text_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(idempotency_key(&h), Ok(None)));
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static(""));
+        assert!(matches!(idempotency_key(&h), Ok(None)), "empty is no key");
+        let longest = "k".repeat(255);
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&longest).expect("ascii"));
+        assert!(matches!(idempotency_key(&h), Ok(Some(k)) if k == longest));
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&"k".repeat(256)).expect("ascii"));
+        assert!(matches!(idempotency_key(&h), Err(ProxyError::InvalidIdempotencyKey)));
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(b"\xff").expect("opaque"));
+        assert!(matches!(idempotency_key(&h), Err(ProxyError::InvalidIdempotencyKey)));
+    }
+
+    #[test]
+    fn per_request_headers_are_not_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("x-request-id", HeaderValue::from_static("up-1"));
+        h.insert("x-backstop-request-id", HeaderValue::from_static("r1"));
+        h.insert("x-backstop-attempts", HeaderValue::from_static("1"));
+        h.insert("x-backstop-upstream", HeaderValue::from_static("mock"));
+        let kept: Vec<_> = keepable(&h).into_iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(kept, ["content-type", "x-request-id"]);
+    }
+}

@@ -1,0 +1,277 @@
+//! SPEC §6, replay end to end against the mock: a response paid for once is given
+//! again — to the same `Idempotency-Key`, or to an SDK retry of a call whose client
+//! left — without a second upstream call; scoped by credential; never a non-2xx;
+//! across a restart; for `ttl` only.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use backstop::mock::{Fault, StreamEnd, StreamScript};
+use bytes::Bytes;
+use common::{FAST, Harness, TestClient, chat, scrape, within};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use tokio::io::AsyncWriteExt;
+
+/// A `[replay]` table with its store in `dir`, plus `more` keys.
+fn replay_toml(dir: &Path, more: &str) -> String {
+    format!("[replay]\ndir = {:?}\n{more}\n", dir.display().to_string())
+}
+
+/// A backstop with replay (store in its own temp dir) in front of the mock.
+async fn replaying(more: &str, extra: &str) -> (Harness, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `extra` follows `[retry]`: its keys are retry keys.
+    let h = Harness::start_with(&format!("{FAST}\n{extra}\n{}", replay_toml(dir.path(), more))).await;
+    (h, dir)
+}
+
+fn keyed(client: &TestClient, key: &str, auth: &str, body: &str) -> http::Request<Full<Bytes>> {
+    client
+        .request(Method::POST, "/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", auth)
+        .header("idempotency-key", key)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request")
+}
+
+const ALICE: &str = "Bearer sk-alice";
+
+#[tokio::test]
+async fn the_same_key_twice_is_one_upstream_call_with_the_same_response() {
+    let (h, _dir) = replaying("", "").await;
+    let body = chat("gpt-4o").to_string();
+    let first = h.client.call(keyed(&h.client, "item-190", ALICE, &body)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("x-backstop-replayed"), None);
+    let second = h.client.call(keyed(&h.client, "item-190", ALICE, &body)).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(h.mock.request_count(), 1, "no second upstream call");
+    assert_eq!(second.body, first.body, "byte for byte");
+    assert_eq!(second.header("x-backstop-replayed"), Some("true"));
+    let original = first.header("x-backstop-request-id").expect("id");
+    assert_eq!(second.header("x-backstop-replay-of"), Some(original));
+    assert_ne!(second.header("x-backstop-request-id"), Some(original), "its own id");
+    assert_eq!(second.header("x-backstop-attempts"), Some("0"), "no attempt");
+    assert_eq!(second.header("x-request-id"), first.header("x-request-id"));
+    assert_eq!(second.header("content-type"), first.header("content-type"));
+    let metrics = scrape(&h.proxy).await;
+    let labels = [("upstream", "mock"), ("reason", "idempotency_key")];
+    assert_eq!(metrics.value("backstop_replays_total", &labels), 1.0);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_is_replayed_as_the_same_sse_bytes() {
+    let (h, _dir) = replaying("", "").await;
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let first = h.client.call(keyed(&h.client, "stream-1", ALICE, &body)).await;
+    assert!(first.header("content-type").is_some_and(|t| t.starts_with("text/event-stream")));
+    let second = h.client.call(keyed(&h.client, "stream-1", ALICE, &body)).await;
+    assert_eq!(h.mock.request_count(), 1);
+    assert_eq!(second.header("x-backstop-replayed"), Some("true"));
+    assert_eq!(second.header("content-type"), first.header("content-type"));
+    assert!(first.text().contains("data: [DONE]"), "{}", first.text());
+    assert_eq!(second.body, first.body, "the same SSE bytes");
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422_not_to_be_retried() {
+    let (h, _dir) = replaying("", "").await;
+    h.client.call(keyed(&h.client, "k", ALICE, &chat("a").to_string())).await;
+    let reused = h.client.call(keyed(&h.client, "k", ALICE, &chat("b").to_string())).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.json()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(reused.json()["error"]["type"], "backstop_error");
+    assert_eq!(reused.header("x-should-retry"), Some("false"));
+    assert_eq!(h.mock.request_count(), 1);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_credential_is_its_own_call() {
+    let (h, _dir) = replaying("", "").await;
+    let body = chat("m").to_string();
+    h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    let bob = h.client.call(keyed(&h.client, "k", "Bearer sk-bob", &body)).await;
+    assert_eq!(bob.status, StatusCode::OK);
+    assert_eq!(bob.header("x-backstop-replayed"), None);
+    assert_eq!(h.mock.request_count(), 2, "two API keys never share a response");
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_are_one_upstream_call_and_both_are_answered() {
+    let (h, _dir) = replaying("", "").await;
+    h.mock.push(Fault::Stall(Duration::from_millis(300)));
+    let body = chat("m").to_string();
+    let (a, b) = tokio::join!(
+        h.client.call(keyed(&h.client, "dup", ALICE, &body)),
+        async {
+            assert!(h.mock.wait_for_requests(1, Duration::from_secs(5)).await);
+            h.client.call(keyed(&h.client, "dup", ALICE, &body)).await
+        }
+    );
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(a.body, b.body);
+    assert_eq!(h.mock.request_count(), 1);
+    assert_eq!(b.header("x-backstop-replayed"), Some("true"));
+    let metrics = scrape(&h.proxy).await;
+    assert_eq!(metrics.value("backstop_replay_joins_total", &[("upstream", "mock")]), 1.0);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_non_2xx_is_never_kept_and_the_repeat_goes_upstream() {
+    let (h, _dir) = replaying("", "max_retries = 0").await;
+    h.mock.push(Fault::ServerError(503));
+    let body = chat("m").to_string();
+    let first = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
+    let second = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.header("x-backstop-replayed"), None);
+    assert_eq!(h.mock.request_count(), 2);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_between_the_two_still_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!("{FAST}\n{}", replay_toml(dir.path(), ""));
+    let mock = backstop::mock::MockUpstream::start().await.expect("mock");
+    let body = chat("m").to_string();
+    let first = {
+        let proxy = backstop::start(common::config(&mock.url(), &extra)).await.expect("start");
+        let client = TestClient::new(proxy.proxy_addr());
+        let first = client.call(keyed(&client, "k", ALICE, &body)).await;
+        proxy.shutdown().await;
+        first
+    };
+    let proxy = backstop::start(common::config(&mock.url(), &extra)).await.expect("restart");
+    let client = TestClient::new(proxy.proxy_addr());
+    let second = client.call(keyed(&client, "k", ALICE, &body)).await;
+    assert_eq!(second.header("x-backstop-replayed"), Some("true"));
+    assert_eq!(second.body, first.body);
+    assert_eq!(mock.request_count(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_its_ttl_the_repeat_goes_upstream() {
+    let (h, _dir) = replaying("ttl = \"1s\"", "").await;
+    let body = chat("m").to_string();
+    let started = std::time::Instant::now();
+    h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    let again = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    assert_eq!(again.header("x-backstop-replayed"), Some("true"), "within the ttl");
+    // Repeats are replayed until the entry expires; then one goes upstream.
+    let mut fresh_at = None;
+    for _ in 0..60 {
+        let repeat = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+        if repeat.header("x-backstop-replayed").is_none() {
+            fresh_at = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh_at = fresh_at.expect("expired within 3 s");
+    assert!(fresh_at >= Duration::from_secs(1), "{fresh_at:?}");
+    assert_eq!(h.mock.request_count(), 2);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_over_255_characters_is_400() {
+    let (h, _dir) = replaying("", "").await;
+    let long = "k".repeat(256);
+    let response = h.client.call(keyed(&h.client, &long, ALICE, &chat("m").to_string())).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json()["error"]["code"], "invalid_idempotency_key");
+    assert_eq!(h.mock.request_count(), 0);
+    h.proxy.shutdown().await;
+}
+
+/// Sends `body` as an SDK retry would (`x-stainless-retry-count: retry`) on a raw
+/// connection, and closes it once the mock has seen `seen` requests: a client that
+/// timed out.
+async fn send_and_leave(h: &Harness, body: &str, retry: u32, seen: usize) {
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: {ALICE}\r\nx-stainless-retry-count: {retry}\r\n\
+         x-stainless-read-timeout: 0.2\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr()).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    assert!(h.mock.wait_for_requests(seen, Duration::from_secs(5)).await);
+    drop(stream);
+}
+
+fn sdk_retry(client: &TestClient, body: &str, retry: Option<u32>) -> http::Request<Full<Bytes>> {
+    let mut request = client
+        .request(Method::POST, "/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", ALICE);
+    if let Some(n) = retry {
+        request = request.header("x-stainless-retry-count", n.to_string());
+    }
+    request.body(Full::new(Bytes::from(body.to_owned()))).expect("request")
+}
+
+#[tokio::test]
+async fn an_sdk_retry_gets_the_abandoned_call_finished_for_it() {
+    let (h, _dir) = replaying("", "").await;
+    h.mock.push(Fault::Stall(Duration::from_millis(400)));
+    let body = chat("m").to_string();
+    send_and_leave(&h, &body, 0, 1).await;
+    // The first call is finished without its client (not cut at its 0.2 s read
+    // timeout); the retry joins it or finds it kept.
+    let retry = h.client.call(sdk_retry(&h.client, &body, Some(1))).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.header("x-backstop-replayed"), Some("true"));
+    assert_eq!(h.mock.request_count(), 1, "one upstream call for both");
+    let kept_too = h.client.call(sdk_retry(&h.client, &body, Some(2))).await;
+    assert_eq!(kept_too.header("x-backstop-replayed"), Some("true"));
+    let metrics = scrape(&h.proxy).await;
+    let labels = [("upstream", "mock"), ("reason", "sdk_retry")];
+    assert_eq!(metrics.value("backstop_replays_total", &labels), 2.0);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_the_retry_header_or_after_a_full_answer_nothing_is_matched() {
+    let (h, _dir) = replaying("", "").await;
+    let body = chat("m").to_string();
+    let first = h.client.call(sdk_retry(&h.client, &body, Some(0))).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let plain = h.client.call(sdk_retry(&h.client, &body, None)).await;
+    assert_eq!(plain.header("x-backstop-replayed"), None, "no header, no match");
+    let retry = h.client.call(sdk_retry(&h.client, &body, Some(1))).await;
+    assert_eq!(retry.header("x-backstop-replayed"), None, "the first client got it in full");
+    assert_eq!(h.mock.request_count(), 3);
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_stream_without_a_key_is_cancelled_not_finished() {
+    let (h, _dir) = replaying("", "").await;
+    h.mock.push(Fault::Stream(StreamScript {
+        end: StreamEnd::StallAfter(1),
+        ..StreamScript::default()
+    }));
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": []}).to_string();
+    send_and_leave(&h, &body, 0, 1).await;
+    let (cancelled, _) = common::scrape_until(&h.proxy, Duration::from_secs(5), |s| {
+        s.value("backstop_in_flight_requests", &[("upstream", "mock")]) == 0.0
+    })
+    .await;
+    assert!(cancelled, "the stream was cancelled when its client left");
+    let retry = within(Duration::from_secs(5), h.client.call(sdk_retry(&h.client, &body, Some(1)))).await;
+    assert_eq!(retry.header("x-backstop-replayed"), None, "a stopped stream stops billing");
+    h.proxy.shutdown().await;
+}
