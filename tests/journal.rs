@@ -271,3 +271,36 @@ async fn without_a_journal_table_nothing_is_journaled() {
     assert!(h.proxy.config().journal.is_none());
     h.proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_response_head_is_one_client_gone_record() {
+    let (h, dir) = journaled("", "").await;
+    h.mock.push(Fault::Stall(Duration::from_secs(5)));
+    let body = chat("m").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr())
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .expect("write");
+    assert!(h.mock.wait_for_requests(1, Duration::from_secs(5)).await);
+    drop(stream);
+    let stats = h.proxy.journal_stats().expect("journal on");
+    assert!(
+        eventually(Duration::from_secs(5), || stats.records_written() == 1).await,
+        "the record is written once the client is gone"
+    );
+    let records = records_after_shutdown(h, dir.path()).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["outcome"], "client_gone");
+    assert!(r.get("status").is_none(), "it got no status: {r}");
+    assert_eq!(r["attempts"], 0, "the attempt under way had not ended");
+    assert_eq!(r["upstream"], "mock");
+    assert!(r["request_sha256"].is_string(), "{r}");
+}

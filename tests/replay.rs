@@ -275,3 +275,46 @@ async fn an_abandoned_stream_without_a_key_is_cancelled_not_finished() {
     assert_eq!(retry.header("x-backstop-replayed"), None, "a stopped stream stops billing");
     h.proxy.shutdown().await;
 }
+
+/// Every journal record in `dir` (one file per day).
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("journal dir").filter_map(Result::ok) {
+        let text = std::fs::read_to_string(entry.path()).expect("read");
+        lines.extend(text.lines().map(|l| serde_json::from_str(l).expect("JSON line")));
+    }
+    lines
+}
+
+#[tokio::test]
+async fn the_journal_records_a_replay_as_replayed_of_the_original() {
+    let journal_dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!("[journal]\ndir = {:?}\n", journal_dir.path().display().to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Harness::start_with(&format!("{extra}\n{FAST}\n{}", replay_toml(dir.path(), ""))).await;
+    let body = chat("m").to_string();
+    let first = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    let second = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+    h.proxy.shutdown().await;
+    let records = journal(journal_dir.path());
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let original = first.header("x-backstop-request-id").expect("id");
+    let replay = records
+        .iter()
+        .find(|r| r["request_id"] == second.header("x-backstop-request-id").expect("id"))
+        .expect("the replay's record");
+    assert_eq!(replay["outcome"], "replayed");
+    assert_eq!(replay["replay_of"], original);
+    assert_eq!(replay["attempts"], 0);
+    assert_eq!(replay["status"], 200);
+    assert_eq!(replay["idempotency_key"], "k");
+    let paid = records.iter().find(|r| r["request_id"] == original).expect("original");
+    assert_eq!(paid["outcome"], "ok");
+    assert!(paid.get("replay_of").is_none());
+    // Neither a key nor a prompt reaches the store's files.
+    for entry in std::fs::read_dir(dir.path()).expect("store").filter_map(Result::ok) {
+        let bytes = std::fs::read(entry.path()).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("sk-alice") && !text.contains("\"hi\""), "{text}");
+    }
+}
