@@ -83,7 +83,11 @@ async fn with_replay_the_upstream_sees_one_call_and_the_sdk_gets_the_completion(
     );
     let (mock, proxy) = slow_model(&replay).await;
     sdk(&python, &proxy, "completion", false).await;
-    assert_eq!(mock.request_count(), 1, "one upstream call for all three tries");
+    assert_eq!(
+        mock.request_count(),
+        1,
+        "one upstream call for all three tries"
+    );
     let metrics = common::scrape(&proxy).await;
     let replays = metrics.value(
         "backstop_replays_total",

@@ -24,7 +24,11 @@ fn replay_toml(dir: &Path, more: &str) -> String {
 async fn replaying(more: &str, extra: &str) -> (Harness, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     // `extra` follows `[retry]`: its keys are retry keys.
-    let h = Harness::start_with(&format!("{FAST}\n{extra}\n{}", replay_toml(dir.path(), more))).await;
+    let h = Harness::start_with(&format!(
+        "{FAST}\n{extra}\n{}",
+        replay_toml(dir.path(), more)
+    ))
+    .await;
     (h, dir)
 }
 
@@ -44,18 +48,32 @@ const ALICE: &str = "Bearer sk-alice";
 async fn the_same_key_twice_is_one_upstream_call_with_the_same_response() {
     let (h, _dir) = replaying("", "").await;
     let body = chat("gpt-4o").to_string();
-    let first = h.client.call(keyed(&h.client, "item-190", ALICE, &body)).await;
+    let first = h
+        .client
+        .call(keyed(&h.client, "item-190", ALICE, &body))
+        .await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.header("x-backstop-replayed"), None);
-    let second = h.client.call(keyed(&h.client, "item-190", ALICE, &body)).await;
+    let second = h
+        .client
+        .call(keyed(&h.client, "item-190", ALICE, &body))
+        .await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(h.mock.request_count(), 1, "no second upstream call");
     assert_eq!(second.body, first.body, "byte for byte");
     assert_eq!(second.header("x-backstop-replayed"), Some("true"));
     let original = first.header("x-backstop-request-id").expect("id");
     assert_eq!(second.header("x-backstop-replay-of"), Some(original));
-    assert_ne!(second.header("x-backstop-request-id"), Some(original), "its own id");
-    assert_eq!(second.header("x-backstop-attempts"), Some("0"), "no attempt");
+    assert_ne!(
+        second.header("x-backstop-request-id"),
+        Some(original),
+        "its own id"
+    );
+    assert_eq!(
+        second.header("x-backstop-attempts"),
+        Some("0"),
+        "no attempt"
+    );
     assert_eq!(second.header("x-request-id"), first.header("x-request-id"));
     assert_eq!(second.header("content-type"), first.header("content-type"));
     let metrics = scrape(&h.proxy).await;
@@ -68,9 +86,19 @@ async fn the_same_key_twice_is_one_upstream_call_with_the_same_response() {
 async fn a_stream_is_replayed_as_the_same_sse_bytes() {
     let (h, _dir) = replaying("", "").await;
     let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
-    let first = h.client.call(keyed(&h.client, "stream-1", ALICE, &body)).await;
-    assert!(first.header("content-type").is_some_and(|t| t.starts_with("text/event-stream")));
-    let second = h.client.call(keyed(&h.client, "stream-1", ALICE, &body)).await;
+    let first = h
+        .client
+        .call(keyed(&h.client, "stream-1", ALICE, &body))
+        .await;
+    assert!(
+        first
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream"))
+    );
+    let second = h
+        .client
+        .call(keyed(&h.client, "stream-1", ALICE, &body))
+        .await;
     assert_eq!(h.mock.request_count(), 1);
     assert_eq!(second.header("x-backstop-replayed"), Some("true"));
     assert_eq!(second.header("content-type"), first.header("content-type"));
@@ -82,8 +110,13 @@ async fn a_stream_is_replayed_as_the_same_sse_bytes() {
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422_not_to_be_retried() {
     let (h, _dir) = replaying("", "").await;
-    h.client.call(keyed(&h.client, "k", ALICE, &chat("a").to_string())).await;
-    let reused = h.client.call(keyed(&h.client, "k", ALICE, &chat("b").to_string())).await;
+    h.client
+        .call(keyed(&h.client, "k", ALICE, &chat("a").to_string()))
+        .await;
+    let reused = h
+        .client
+        .call(keyed(&h.client, "k", ALICE, &chat("b").to_string()))
+        .await;
     assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reused.json()["error"]["code"], "idempotency_key_reused");
     assert_eq!(reused.json()["error"]["type"], "backstop_error");
@@ -97,10 +130,17 @@ async fn the_same_key_with_another_credential_is_its_own_call() {
     let (h, _dir) = replaying("", "").await;
     let body = chat("m").to_string();
     h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
-    let bob = h.client.call(keyed(&h.client, "k", "Bearer sk-bob", &body)).await;
+    let bob = h
+        .client
+        .call(keyed(&h.client, "k", "Bearer sk-bob", &body))
+        .await;
     assert_eq!(bob.status, StatusCode::OK);
     assert_eq!(bob.header("x-backstop-replayed"), None);
-    assert_eq!(h.mock.request_count(), 2, "two API keys never share a response");
+    assert_eq!(
+        h.mock.request_count(),
+        2,
+        "two API keys never share a response"
+    );
     h.proxy.shutdown().await;
 }
 
@@ -121,7 +161,10 @@ async fn concurrent_duplicates_are_one_upstream_call_and_both_are_answered() {
     assert_eq!(h.mock.request_count(), 1);
     assert_eq!(b.header("x-backstop-replayed"), Some("true"));
     let metrics = scrape(&h.proxy).await;
-    assert_eq!(metrics.value("backstop_replay_joins_total", &[("upstream", "mock")]), 1.0);
+    assert_eq!(
+        metrics.value("backstop_replay_joins_total", &[("upstream", "mock")]),
+        1.0
+    );
     h.proxy.shutdown().await;
 }
 
@@ -146,13 +189,17 @@ async fn a_restart_between_the_two_still_replays() {
     let mock = backstop::mock::MockUpstream::start().await.expect("mock");
     let body = chat("m").to_string();
     let first = {
-        let proxy = backstop::start(common::config(&mock.url(), &extra)).await.expect("start");
+        let proxy = backstop::start(common::config(&mock.url(), &extra))
+            .await
+            .expect("start");
         let client = TestClient::new(proxy.proxy_addr());
         let first = client.call(keyed(&client, "k", ALICE, &body)).await;
         proxy.shutdown().await;
         first
     };
-    let proxy = backstop::start(common::config(&mock.url(), &extra)).await.expect("restart");
+    let proxy = backstop::start(common::config(&mock.url(), &extra))
+        .await
+        .expect("restart");
     let client = TestClient::new(proxy.proxy_addr());
     let second = client.call(keyed(&client, "k", ALICE, &body)).await;
     assert_eq!(second.header("x-backstop-replayed"), Some("true"));
@@ -168,7 +215,11 @@ async fn after_its_ttl_the_repeat_goes_upstream() {
     let started = std::time::Instant::now();
     h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
     let again = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
-    assert_eq!(again.header("x-backstop-replayed"), Some("true"), "within the ttl");
+    assert_eq!(
+        again.header("x-backstop-replayed"),
+        Some("true"),
+        "within the ttl"
+    );
     // Repeats are replayed until the entry expires; then one goes upstream.
     let mut fresh_at = None;
     for _ in 0..60 {
@@ -189,7 +240,10 @@ async fn after_its_ttl_the_repeat_goes_upstream() {
 async fn a_key_over_255_characters_is_400() {
     let (h, _dir) = replaying("", "").await;
     let long = "k".repeat(256);
-    let response = h.client.call(keyed(&h.client, &long, ALICE, &chat("m").to_string())).await;
+    let response = h
+        .client
+        .call(keyed(&h.client, &long, ALICE, &chat("m").to_string()))
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.json()["error"]["code"], "invalid_idempotency_key");
     assert_eq!(h.mock.request_count(), 0);
@@ -206,7 +260,9 @@ async fn send_and_leave(h: &Harness, body: &str, retry: u32, seen: usize) {
          x-stainless-read-timeout: 0.2\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr()).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr())
+        .await
+        .expect("connect");
     stream.write_all(head.as_bytes()).await.expect("write");
     assert!(h.mock.wait_for_requests(seen, Duration::from_secs(5)).await);
     drop(stream);
@@ -220,7 +276,9 @@ fn sdk_retry(client: &TestClient, body: &str, retry: Option<u32>) -> http::Reque
     if let Some(n) = retry {
         request = request.header("x-stainless-retry-count", n.to_string());
     }
-    request.body(Full::new(Bytes::from(body.to_owned()))).expect("request")
+    request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request")
 }
 
 #[tokio::test]
@@ -250,9 +308,17 @@ async fn without_the_retry_header_or_after_a_full_answer_nothing_is_matched() {
     let first = h.client.call(sdk_retry(&h.client, &body, Some(0))).await;
     assert_eq!(first.status, StatusCode::OK);
     let plain = h.client.call(sdk_retry(&h.client, &body, None)).await;
-    assert_eq!(plain.header("x-backstop-replayed"), None, "no header, no match");
+    assert_eq!(
+        plain.header("x-backstop-replayed"),
+        None,
+        "no header, no match"
+    );
     let retry = h.client.call(sdk_retry(&h.client, &body, Some(1))).await;
-    assert_eq!(retry.header("x-backstop-replayed"), None, "the first client got it in full");
+    assert_eq!(
+        retry.header("x-backstop-replayed"),
+        None,
+        "the first client got it in full"
+    );
     assert_eq!(h.mock.request_count(), 3);
     h.proxy.shutdown().await;
 }
@@ -271,17 +337,31 @@ async fn an_abandoned_stream_without_a_key_is_cancelled_not_finished() {
     })
     .await;
     assert!(cancelled, "the stream was cancelled when its client left");
-    let retry = within(Duration::from_secs(5), h.client.call(sdk_retry(&h.client, &body, Some(1)))).await;
-    assert_eq!(retry.header("x-backstop-replayed"), None, "a stopped stream stops billing");
+    let retry = within(
+        Duration::from_secs(5),
+        h.client.call(sdk_retry(&h.client, &body, Some(1))),
+    )
+    .await;
+    assert_eq!(
+        retry.header("x-backstop-replayed"),
+        None,
+        "a stopped stream stops billing"
+    );
     h.proxy.shutdown().await;
 }
 
 /// Every journal record in `dir` (one file per day).
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
     let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("journal dir").filter_map(Result::ok) {
+    for entry in std::fs::read_dir(dir)
+        .expect("journal dir")
+        .filter_map(Result::ok)
+    {
         let text = std::fs::read_to_string(entry.path()).expect("read");
-        lines.extend(text.lines().map(|l| serde_json::from_str(l).expect("JSON line")));
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("JSON line")),
+        );
     }
     lines
 }
@@ -289,7 +369,10 @@ fn journal(dir: &Path) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn the_journal_records_a_replay_as_replayed_of_the_original() {
     let journal_dir = tempfile::tempdir().expect("tempdir");
-    let extra = format!("[journal]\ndir = {:?}\n", journal_dir.path().display().to_string());
+    let extra = format!(
+        "[journal]\ndir = {:?}\n",
+        journal_dir.path().display().to_string()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let h = Harness::start_with(&format!("{extra}\n{FAST}\n{}", replay_toml(dir.path(), ""))).await;
     let body = chat("m").to_string();
@@ -308,13 +391,22 @@ async fn the_journal_records_a_replay_as_replayed_of_the_original() {
     assert_eq!(replay["attempts"], 0);
     assert_eq!(replay["status"], 200);
     assert_eq!(replay["idempotency_key"], "k");
-    let paid = records.iter().find(|r| r["request_id"] == original).expect("original");
+    let paid = records
+        .iter()
+        .find(|r| r["request_id"] == original)
+        .expect("original");
     assert_eq!(paid["outcome"], "ok");
     assert!(paid.get("replay_of").is_none());
     // Neither a key nor a prompt reaches the store's files.
-    for entry in std::fs::read_dir(dir.path()).expect("store").filter_map(Result::ok) {
+    for entry in std::fs::read_dir(dir.path())
+        .expect("store")
+        .filter_map(Result::ok)
+    {
         let bytes = std::fs::read(entry.path()).expect("read");
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("sk-alice") && !text.contains("\"hi\""), "{text}");
+        assert!(
+            !text.contains("sk-alice") && !text.contains("\"hi\""),
+            "{text}"
+        );
     }
 }

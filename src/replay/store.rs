@@ -54,8 +54,11 @@ pub struct Running {
 /// A held scope. `finish` hands the result to whoever waits; dropped unfinished (the
 /// request failed, or was cancelled) it releases them with `None`.
 pub struct InFlight {
-    done: Option<Box<dyn FnOnce(Option<Arc<Kept>>) + Send + Sync>>,
+    done: Option<Done>,
 }
+
+/// Tells the waiters how the request ended.
+type Done = Box<dyn FnOnce(Option<Arc<Kept>>) + Send + Sync>;
 
 impl InFlight {
     pub fn new(done: impl FnOnce(Option<Arc<Kept>>) + Send + Sync + 'static) -> InFlight {

@@ -66,7 +66,8 @@ pub async fn handle(
     let shared = detach.clone();
     tasks.spawn(async move {
         let transport = &runtime.client;
-        let serving = super::serve_with(&runtime, transport, observer, request, Some(shared.clone()));
+        let serving =
+            super::serve_with(&runtime, transport, observer, request, Some(shared.clone()));
         run(serving, head_tx, shared).await;
     });
     head_rx.await.unwrap_or_else(|_| {
@@ -179,6 +180,6 @@ impl HttpBody for Relay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }

@@ -129,7 +129,8 @@ impl HttpBody for KeepBody {
             _ => {}
         }
         let ended = matches!(polled, Poll::Ready(None))
-            || (matches!(polled, Poll::Ready(Some(Ok(_)))) && HttpBody::is_end_stream(&*this.inner));
+            || (matches!(polled, Poll::Ready(Some(Ok(_))))
+                && HttpBody::is_end_stream(&*this.inner));
         if ended && let Some(keeping) = this.keeping.take() {
             keeping.done();
         }

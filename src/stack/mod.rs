@@ -11,11 +11,13 @@
 //!    `retry_buffer_bytes`), what backstop notes about the request, and one deadline for
 //!    every attempt, backoff and fallback. After routing, because the primary's
 //!    `idle_timeout` bounds the read.
-//! 2½. **replay** (`replay`, only with `[replay]`) — answer from an earlier request's
-//!    kept response, or wait for an identical one in flight, or go on with a ticket
-//!    that keeps this one's response (`keep`). After the read, because the body hash
-//!    is part of the match; before the hops, because a replay is no attempt. A request
-//!    to be finished if its client leaves runs detached from its connection (`detach`).
+//!
+//!    Then **replay** (`replay`, only with `[replay]`) — answer from an earlier
+//!    request's kept response, or wait for an identical one in flight, or go on with a
+//!    ticket that keeps this one's response (`keep`). After the read, because the body
+//!    hash is part of the match; before the hops, because a replay is no attempt. A
+//!    request to be finished if its client leaves runs detached from its connection
+//!    (`detach`).
 //! 3. **for each hop:**
 //!    - **admit** (`admit`) — circuit, pacing, rate limits; a refusal is the hop's
 //!      only report, and an open circuit hands over to the next hop;
@@ -83,7 +85,9 @@ pub async fn handle(
     let detaches = runtime.replay.as_ref().is_some_and(|r| {
         r.settings.finish_abandoned
             && (r.settings.sdk_retries
-                || request.headers().contains_key(crate::request_fingerprint::IDEMPOTENCY_KEY))
+                || request
+                    .headers()
+                    .contains_key(crate::request_fingerprint::IDEMPOTENCY_KEY))
     });
     if detaches && !crate::proxy::websocket::is_handshake(request.method(), request.headers()) {
         return detach::handle(runtime, observer, request).await;
@@ -116,7 +120,15 @@ async fn serve_with<B: ClientBody, T: Transport>(
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new(detach);
-    let forwarding = forward(runtime, transport, &observer, request, &ident, &mut served, started);
+    let forwarding = forward(
+        runtime,
+        transport,
+        &observer,
+        request,
+        &ident,
+        &mut served,
+        started,
+    );
     // Only an enabled span (debug logs on) is worth entering on every poll.
     let result = if span.is_disabled() {
         forwarding.await
@@ -148,7 +160,7 @@ async fn serve_with<B: ClientBody, T: Transport>(
         .await
 }
 
-/// Steps 1–2½, route, read and replay, then step 3 through the chain
+/// Steps 1–2, route, read and replay, then step 3 through the chain
 /// (`Chain::through`).
 async fn forward<B: ClientBody, T: Transport>(
     runtime: &Runtime,

@@ -1,4 +1,4 @@
-//! Step 2½, replay (SPEC §6), between the read and the hops: a request that may be
+//! Step 2's replay (SPEC §6), between the read and the hops: a request that may be
 //! answered from an earlier one's kept response is, at once; one whose twin is in
 //! flight waits for it; any other eligible request is proxied with a `Ticket` that
 //! keeps its response (`keep`) when it ends with a 2xx.
@@ -123,7 +123,10 @@ pub(super) async fn lookup(
                     return Err(ProxyError::IdempotencyKeyReused);
                 }
                 observer.replay_join(upstream);
-                tracing::debug!(reason = reason.as_str(), "waiting for the same request in flight");
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    "waiting for the same request in flight"
+                );
                 match tokio::time::timeout_at(call.deadline, running.result).await {
                     Ok(Some(kept)) => return answer(kept, request_body, reason),
                     // It ended without a 2xx: this one is proxied afresh.
@@ -193,12 +196,27 @@ mod tests {
         h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static(""));
         assert!(matches!(idempotency_key(&h), Ok(None)), "empty is no key");
         let longest = "k".repeat(255);
-        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&longest).expect("ascii"));
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_str(&longest).expect("ascii"),
+        );
         assert!(matches!(idempotency_key(&h), Ok(Some(k)) if k == longest));
-        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&"k".repeat(256)).expect("ascii"));
-        assert!(matches!(idempotency_key(&h), Err(ProxyError::InvalidIdempotencyKey)));
-        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(b"\xff").expect("opaque"));
-        assert!(matches!(idempotency_key(&h), Err(ProxyError::InvalidIdempotencyKey)));
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_str(&"k".repeat(256)).expect("ascii"),
+        );
+        assert!(matches!(
+            idempotency_key(&h),
+            Err(ProxyError::InvalidIdempotencyKey)
+        ));
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_bytes(b"\xff").expect("opaque"),
+        );
+        assert!(matches!(
+            idempotency_key(&h),
+            Err(ProxyError::InvalidIdempotencyKey)
+        ));
     }
 
     #[test]
@@ -209,7 +227,10 @@ mod tests {
         h.insert("x-backstop-request-id", HeaderValue::from_static("r1"));
         h.insert("x-backstop-attempts", HeaderValue::from_static("1"));
         h.insert("x-backstop-upstream", HeaderValue::from_static("mock"));
-        let kept: Vec<_> = keepable(&h).into_iter().map(|(n, _)| n.to_string()).collect();
+        let kept: Vec<_> = keepable(&h)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
         assert_eq!(kept, ["content-type", "x-request-id"]);
     }
 }

@@ -39,7 +39,7 @@ const QUEUE: usize = 1024;
 pub struct LocalStore {
     shared: Arc<Shared>,
     marks: Arc<Marks>,
-    queue: Mutex<Option<mpsc::Sender<(ScopeKey, Arc<Kept>)>>>,
+    queue: Mutex<Option<mpsc::Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -48,6 +48,9 @@ struct Shared {
     index: Mutex<HashMap<ScopeKey, Slot>>,
     errors: AtomicU64,
 }
+
+/// An entry for the writer.
+type Write = (ScopeKey, Arc<Kept>);
 
 enum Slot {
     /// Not written yet: served from memory.
@@ -193,7 +196,7 @@ fn forget_pending(shared: &Shared, scope: ScopeKey, kept: &Arc<Kept>) {
 /// The writer: appends queued entries on the blocking pool, then points the index at
 /// the disk; fsyncs after each batch and when closing.
 async fn write_loop(
-    mut rx: mpsc::Receiver<(ScopeKey, Arc<Kept>)>,
+    mut rx: mpsc::Receiver<Write>,
     mut segments: Option<Segments>,
     shared: Arc<Shared>,
 ) {
