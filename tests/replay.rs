@@ -1,36 +1,19 @@
-//! SPEC §6, replay end to end against the mock: a response paid for once is given
-//! again — to the same `Idempotency-Key`, or to an SDK retry of a call whose client
-//! left — without a second upstream call; scoped by credential; never a non-2xx;
-//! across a restart; for `ttl` only.
+//! SPEC §6, replay by `Idempotency-Key` end to end against the mock: a response paid
+//! for once is given again without a second upstream call; scoped by credential; never
+//! a non-2xx; across a restart; for `ttl` only; journaled as `replayed`. SDK retries
+//! without a key are in `replay_sdk_retries.rs`.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use backstop::mock::{Fault, StreamEnd, StreamScript};
+use backstop::mock::Fault;
 use bytes::Bytes;
-use common::{FAST, Harness, TestClient, chat, scrape, within};
+use common::replay::{ALICE, replay_toml, replaying};
+use common::{FAST, Harness, TestClient, chat, scrape};
 use http::{Method, StatusCode};
 use http_body_util::Full;
-use tokio::io::AsyncWriteExt;
-
-/// A `[replay]` table with its store in `dir`, plus `more` keys.
-fn replay_toml(dir: &Path, more: &str) -> String {
-    format!("[replay]\ndir = {:?}\n{more}\n", dir.display().to_string())
-}
-
-/// A backstop with replay (store in its own temp dir) in front of the mock.
-async fn replaying(more: &str, extra: &str) -> (Harness, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // `extra` follows `[retry]`: its keys are retry keys.
-    let h = Harness::start_with(&format!(
-        "{FAST}\n{extra}\n{}",
-        replay_toml(dir.path(), more)
-    ))
-    .await;
-    (h, dir)
-}
 
 fn keyed(client: &TestClient, key: &str, auth: &str, body: &str) -> http::Request<Full<Bytes>> {
     client
@@ -41,8 +24,6 @@ fn keyed(client: &TestClient, key: &str, auth: &str, body: &str) -> http::Reques
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request")
 }
-
-const ALICE: &str = "Bearer sk-alice";
 
 #[tokio::test]
 async fn the_same_key_twice_is_one_upstream_call_with_the_same_response() {
@@ -247,106 +228,6 @@ async fn a_key_over_255_characters_is_400() {
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.json()["error"]["code"], "invalid_idempotency_key");
     assert_eq!(h.mock.request_count(), 0);
-    h.proxy.shutdown().await;
-}
-
-/// Sends `body` as an SDK retry would (`x-stainless-retry-count: retry`) on a raw
-/// connection, and closes it once the mock has seen `seen` requests: a client that
-/// timed out.
-async fn send_and_leave(h: &Harness, body: &str, retry: u32, seen: usize) {
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-         authorization: {ALICE}\r\nx-stainless-retry-count: {retry}\r\n\
-         x-stainless-read-timeout: 0.2\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr())
-        .await
-        .expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("write");
-    assert!(h.mock.wait_for_requests(seen, Duration::from_secs(5)).await);
-    drop(stream);
-}
-
-fn sdk_retry(client: &TestClient, body: &str, retry: Option<u32>) -> http::Request<Full<Bytes>> {
-    let mut request = client
-        .request(Method::POST, "/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("authorization", ALICE);
-    if let Some(n) = retry {
-        request = request.header("x-stainless-retry-count", n.to_string());
-    }
-    request
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request")
-}
-
-#[tokio::test]
-async fn an_sdk_retry_gets_the_abandoned_call_finished_for_it() {
-    let (h, _dir) = replaying("", "").await;
-    h.mock.push(Fault::Stall(Duration::from_millis(400)));
-    let body = chat("m").to_string();
-    send_and_leave(&h, &body, 0, 1).await;
-    // The first call is finished without its client (not cut at its 0.2 s read
-    // timeout); the retry joins it or finds it kept.
-    let retry = h.client.call(sdk_retry(&h.client, &body, Some(1))).await;
-    assert_eq!(retry.status, StatusCode::OK);
-    assert_eq!(retry.header("x-backstop-replayed"), Some("true"));
-    assert_eq!(h.mock.request_count(), 1, "one upstream call for both");
-    let kept_too = h.client.call(sdk_retry(&h.client, &body, Some(2))).await;
-    assert_eq!(kept_too.header("x-backstop-replayed"), Some("true"));
-    let metrics = scrape(&h.proxy).await;
-    let labels = [("upstream", "mock"), ("reason", "sdk_retry")];
-    assert_eq!(metrics.value("backstop_replays_total", &labels), 2.0);
-    h.proxy.shutdown().await;
-}
-
-#[tokio::test]
-async fn without_the_retry_header_or_after_a_full_answer_nothing_is_matched() {
-    let (h, _dir) = replaying("", "").await;
-    let body = chat("m").to_string();
-    let first = h.client.call(sdk_retry(&h.client, &body, Some(0))).await;
-    assert_eq!(first.status, StatusCode::OK);
-    let plain = h.client.call(sdk_retry(&h.client, &body, None)).await;
-    assert_eq!(
-        plain.header("x-backstop-replayed"),
-        None,
-        "no header, no match"
-    );
-    let retry = h.client.call(sdk_retry(&h.client, &body, Some(1))).await;
-    assert_eq!(
-        retry.header("x-backstop-replayed"),
-        None,
-        "the first client got it in full"
-    );
-    assert_eq!(h.mock.request_count(), 3);
-    h.proxy.shutdown().await;
-}
-
-#[tokio::test]
-async fn an_abandoned_stream_without_a_key_is_cancelled_not_finished() {
-    let (h, _dir) = replaying("", "").await;
-    h.mock.push(Fault::Stream(StreamScript {
-        end: StreamEnd::StallAfter(1),
-        ..StreamScript::default()
-    }));
-    let body = serde_json::json!({"model": "m", "stream": true, "messages": []}).to_string();
-    send_and_leave(&h, &body, 0, 1).await;
-    let (cancelled, _) = common::scrape_until(&h.proxy, Duration::from_secs(5), |s| {
-        s.value("backstop_in_flight_requests", &[("upstream", "mock")]) == 0.0
-    })
-    .await;
-    assert!(cancelled, "the stream was cancelled when its client left");
-    let retry = within(
-        Duration::from_secs(5),
-        h.client.call(sdk_retry(&h.client, &body, Some(1))),
-    )
-    .await;
-    assert_eq!(
-        retry.header("x-backstop-replayed"),
-        None,
-        "a stopped stream stops billing"
-    );
     h.proxy.shutdown().await;
 }
 

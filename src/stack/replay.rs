@@ -70,6 +70,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ProxyError> {
     Ok((!key.is_empty()).then_some(key))
 }
 
+/// Where a request's response may be found, and how it is kept.
+struct Scoped {
+    scope: ScopeKey,
+    reason: ReplayReason,
+    /// Whether it may be answered from another request (a key, or an SDK retry).
+    may_join: bool,
+    keep_for: Duration,
+}
+
 /// The step: replay, join, or proxy with a ticket.
 pub(super) async fn lookup(
     replay: &Replay,
@@ -81,7 +90,6 @@ pub(super) async fn lookup(
     let Some(body) = call.body.buffered() else {
         return Ok(Lookup::Off);
     };
-    let settings = &replay.settings;
     let (method, path) = (&call.parts.method, call.parts.uri.path());
     let request_body = call
         .meta
@@ -89,64 +97,89 @@ pub(super) async fn lookup(
         .as_ref()
         .and_then(|f| f.sha256)
         .unwrap_or_else(|| request_sha256(method, path, body));
-    let credential = Credential::of(&call.parts.headers);
-    let (scope, reason, may_join, keep_for) = match key {
-        Some(key) => (
-            ScopeKey::idempotency(credential, method, path, key),
-            ReplayReason::IdempotencyKey,
-            true,
-            settings.ttl,
-        ),
-        None if settings.sdk_retries => (
-            ScopeKey::sdk_retry(credential, method, path, request_body),
-            ReplayReason::SdkRetry,
-            call.meta.client_retry_count.is_some_and(|n| n >= 1),
-            settings.window,
-        ),
-        None => return Ok(Lookup::Off),
+    let Some(scoped) = scope(replay, call, key, request_body) else {
+        return Ok(Lookup::Off);
     };
     let store = &replay.store;
-    if may_join && let Some(kept) = store.get(scope).await {
-        return answer(kept, request_body, reason);
+    if scoped.may_join
+        && let Some(kept) = store.get(scoped.scope).await
+    {
+        return answer(kept, request_body, scoped.reason);
     }
-    let mut in_flight = None;
-    for _ in 0..MAX_JOINS {
-        match store.claim(scope, request_body).await {
-            Claim::First(held) => {
-                in_flight = Some(held);
-                break;
-            }
-            // Another first call with the same body (not a retry): both run.
-            Claim::Running(_) if !may_join => break,
-            Claim::Running(running) => {
-                if running.body != request_body {
-                    return Err(ProxyError::IdempotencyKeyReused);
-                }
-                observer.replay_join(upstream);
-                tracing::debug!(
-                    reason = reason.as_str(),
-                    "waiting for the same request in flight"
-                );
-                match tokio::time::timeout_at(call.deadline, running.result).await {
-                    Ok(Some(kept)) => return answer(kept, request_body, reason),
-                    // It ended without a 2xx: this one is proxied afresh.
-                    Ok(None) => continue,
-                    Err(_) => break,
-                }
-            }
-        }
-    }
+    let in_flight = match claim(store, &scoped, request_body, call, observer, upstream).await? {
+        Ok(in_flight) => in_flight,
+        Err(kept) => return answer(kept, request_body, scoped.reason),
+    };
+    let settings = &replay.settings;
     Ok(Lookup::Proxy(Ticket {
-        scope,
-        reason,
+        scope: scoped.scope,
+        reason: scoped.reason,
         request_body,
         in_flight,
         store: store.clone(),
-        keep_for,
+        keep_for: scoped.keep_for,
         max_bytes: settings.max_response_bytes,
         finish: settings.finish_abandoned
-            && (reason == ReplayReason::IdempotencyKey || !call.meta.stream()),
+            && (scoped.reason == ReplayReason::IdempotencyKey || !call.meta.stream()),
     }))
+}
+
+/// The request's scope: by its key, else (with `sdk_retries`) by its body hash.
+fn scope(replay: &Replay, call: &Call, key: Option<&str>, body: Sha256Hex) -> Option<Scoped> {
+    let settings = &replay.settings;
+    let (method, path) = (&call.parts.method, call.parts.uri.path());
+    let credential = Credential::of(&call.parts.headers);
+    match key {
+        Some(key) => Some(Scoped {
+            scope: ScopeKey::idempotency(credential, method, path, key),
+            reason: ReplayReason::IdempotencyKey,
+            may_join: true,
+            keep_for: settings.ttl,
+        }),
+        None if settings.sdk_retries => Some(Scoped {
+            scope: ScopeKey::sdk_retry(credential, method, path, body),
+            reason: ReplayReason::SdkRetry,
+            may_join: call.meta.client_retry_count.is_some_and(|n| n >= 1),
+            keep_for: settings.window,
+        }),
+        None => None,
+    }
+}
+
+/// Holds the scope while this request runs (`Ok(Some)`), or waits for the one that
+/// holds it: its response (`Err`), or, when it ended without a 2xx or the wait ran
+/// out, proxied without holding the scope (`Ok(None)`).
+async fn claim(
+    store: &Arc<dyn ReplayStore>,
+    scoped: &Scoped,
+    body: Sha256Hex,
+    call: &Call,
+    observer: &dyn Observer,
+    upstream: &str,
+) -> Result<Result<Option<InFlight>, Arc<Kept>>, ProxyError> {
+    for _ in 0..MAX_JOINS {
+        let running = match store.claim(scoped.scope, body).await {
+            Claim::First(held) => return Ok(Ok(Some(held))),
+            // Another first call with the same body (not a retry): both run.
+            Claim::Running(_) if !scoped.may_join => break,
+            Claim::Running(running) => running,
+        };
+        if running.body != body {
+            return Err(ProxyError::IdempotencyKeyReused);
+        }
+        observer.replay_join(upstream);
+        tracing::debug!(
+            reason = scoped.reason.as_str(),
+            "waiting for the same request in flight"
+        );
+        match tokio::time::timeout_at(call.deadline, running.result).await {
+            Ok(Some(kept)) => return Ok(Err(kept)),
+            // It ended without a 2xx: this one is proxied afresh.
+            Ok(None) => continue,
+            Err(_) => break,
+        }
+    }
+    Ok(Ok(None))
 }
 
 fn answer(kept: Arc<Kept>, body: Sha256Hex, reason: ReplayReason) -> Result<Lookup, ProxyError> {

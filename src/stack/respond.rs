@@ -34,15 +34,7 @@ pub(super) fn respond(
     keep_response: Option<u64>,
 ) -> Response<Body> {
     let (mut response, should_retry, refused) = answer(result, served.give_up, span);
-    // Replay: a 2xx of an eligible request is kept as it is before backstop's headers.
-    let keeping = served.ticket.take().and_then(|ticket| {
-        let status = response.status();
-        status.is_success().then(|| {
-            let headers = replay::keepable(response.headers());
-            let detach = served.detach.clone();
-            Keeping::new(ticket, ident.id.clone(), status.as_u16(), headers, detach)
-        })
-    });
+    let keeping = keeping(&mut served, &ident, &response);
     response_head::add(
         response.headers_mut(),
         &ident.id,
@@ -97,6 +89,17 @@ pub(super) fn respond(
         None => body.boxed(),
     };
     Response::from_parts(parts, body)
+}
+
+/// Replay: a 2xx of an eligible request is kept as it is before backstop's headers.
+fn keeping(served: &mut Served, ident: &Ident, response: &Response<Body>) -> Option<Keeping> {
+    let ticket = served.ticket.take()?;
+    let status = response.status();
+    status.is_success().then(|| {
+        let headers = replay::keepable(response.headers());
+        let detach = served.detach.clone();
+        Keeping::new(ticket, ident.id.clone(), status.as_u16(), headers, detach)
+    })
 }
 
 /// The response to send (backstop's own for an error), whether the client's SDK should

@@ -5,6 +5,7 @@
 pub mod chains;
 pub mod egress;
 pub mod process;
+pub mod replay;
 pub mod scrape;
 pub mod tls;
 
