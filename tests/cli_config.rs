@@ -180,6 +180,17 @@ async fn demo_runs_and_prints_a_summary() {
 }
 
 #[tokio::test]
+async fn demo_shows_an_sdk_retry_served_by_replay() {
+    let (code, out, err) = run(&["demo", "--requests", "3", "--fail-rate", "0"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("x-backstop-replayed: true"), "{out}");
+    assert!(
+        out.contains("upstream calls: 1 (the SDK's retry was served by replay"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn demo_rejects_a_bad_fail_rate() {
     let (code, _out, err) = run(&["demo", "--fail-rate", "2"]).await;
     assert_ne!(code, 0);

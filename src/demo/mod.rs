@@ -1,8 +1,10 @@
 //! `backstop demo`: a flaky mock upstream, backstop in front of it, a burst of JSON and
 //! streaming requests through it, and a summary a newcomer can read. Everything runs
 //! in this process on 127.0.0.1 ephemeral ports. The failure log goes to a fresh temp
-//! directory, left in place at the end so its files can be read.
+//! directory, left in place at the end so its files can be read. Then one scene of
+//! replay: an SDK-style retry served from the call its first try abandoned (`replay`).
 
+mod replay;
 mod report;
 mod traffic;
 
@@ -90,6 +92,10 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     proxy.shutdown().await;
     mock.shutdown().await;
     print!("{}", failure_log_report(&failure_dir));
+    match replay::scene(&failure_dir.join("replay")).await {
+        Ok(text) => print!("{text}"),
+        Err(e) => println!("\n(the replay scene could not run: {e})"),
+    }
     Ok(())
 }
 
