@@ -291,3 +291,19 @@ async fn the_journal_records_a_replay_as_replayed_of_the_original() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_be_written_leaves_proxying_at_200() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("file.txt");
+    std::fs::write(&file, "not a directory").expect("write");
+    let extra = format!("{FAST}\n{}", replay_toml(&file.join("sub"), ""));
+    let h = Harness::start_with(&extra).await;
+    let body = chat("m").to_string();
+    for _ in 0..3 {
+        let response = h.client.call(keyed(&h.client, "k", ALICE, &body)).await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    assert!(h.mock.request_count() >= 1);
+    h.proxy.shutdown().await;
+}

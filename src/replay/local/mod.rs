@@ -109,8 +109,11 @@ impl LocalStore {
     }
 
     fn miss(&self, what: &str, error: &dyn std::fmt::Display) {
-        self.shared.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "replay store: {what} failed; a replay misses");
+        let n = self.shared.errors.fetch_add(1, Ordering::Relaxed) + 1;
+        // The 1st, 2nd, 4th, 8th… error: a broken disk must not flood the logs.
+        if n.is_power_of_two() {
+            tracing::warn!(%error, errors = n, "replay store: {what} failed; a replay misses");
+        }
     }
 }
 
