@@ -35,7 +35,9 @@ JOURNAL = "backstop-journal"            # [journal], metadata only
 JOURNAL_RESP = "backstop-journal-responses"  # [journal] responses = true
 JOURNALS = {JOURNAL: "", JOURNAL_RESP: "responses = true\n"}
 JOURNAL_KINDS = ["json", "sse"]
-CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP]  # FLOOR is dropped if not built
+REPLAY = "backstop-replay"  # [replay]; its wrk requests share one Idempotency-Key (replay.lua)
+EXTRAS = [*JOURNALS, REPLAY]  # backstops with a feature on, for the JSON and SSE phases
+CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP, REPLAY]  # FLOOR is dropped if not built
 # Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x), hyper-floor
 # 1838x. x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
 UP = {"json": 18081, "sse": 18082, "fail": 18083, "idle": 18084}
@@ -46,6 +48,7 @@ PORTS = {
     FLOOR: {k: v + 300 for k, v in UP.items()},
     JOURNAL: {k: v + 400 for k, v in UP.items()},
     JOURNAL_RESP: {k: v + 500 for k, v in UP.items()},
+    REPLAY: {k: v + 600 for k, v in UP.items()},
 }
 FLOOR_KINDS = ["json", "sse", "idle"]  # not "fail": it does not retry, so nothing to compare
 FAIL_RATE = 0.3
@@ -269,6 +272,7 @@ admin_listen = "127.0.0.1:{port + 1000}"
 [failure_log]
 dir = "{tmp}/failures"
 {f'[journal]{chr(10)}dir = "{tmp}/journal-{name}-{kind}"{chr(10)}{JOURNALS[name]}' if name in JOURNALS else ""}
+{f'[replay]{chr(10)}dir = "{tmp}/replay-{kind}"{chr(10)}' if name == REPLAY else ""}
 [[upstream]]
 name = "bench"
 base_url = "http://127.0.0.1:{UP[kind]}"
@@ -301,10 +305,10 @@ def parse_wrk(out):
     }
 
 
-def wrk(url, conns, secs, threads, watch_pids):
+def wrk(url, conns, secs, threads, watch_pids, script="post.lua"):
     """Runs wrk; returns its numbers plus the CPU seconds and peak RSS of watch_pids."""
     cmd = ["wrk", "-t", str(min(threads, conns)), "-c", str(conns), "-d", f"{secs}s",
-           "--latency", "-s", os.path.join(HERE, "post.lua"), url]
+           "--latency", "-s", os.path.join(HERE, script), url]
     cpu0 = cpu_seconds(watch_pids) if watch_pids else 0.0
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -399,7 +403,7 @@ def main():
         bs[kind] = start([a.backstop, "serve", "--config", backstop_conf(tmp, kind)],
                          f"backstop-{kind}", tmp, proxy_cpus)
     journaled = {}
-    for name in JOURNALS:
+    for name in [n for n in EXTRAS if n in names]:
         for kind in JOURNAL_KINDS:
             journaled[name, kind] = start([a.backstop, "serve", "--config",
                                            backstop_conf(tmp, kind, name)],
@@ -426,9 +430,12 @@ def main():
             return [bs[kind].pid]
         if name == FLOOR:
             return [floor[kind].pid]
-        if name in JOURNALS:
+        if name in EXTRAS:
             return [journaled[name, kind].pid]
         return []
+
+    def script(name):
+        return "replay.lua" if name == REPLAY else "post.lua"
 
     def url(name, kind):
         return f"http://127.0.0.1:{PORTS[name][kind]}/v1/chat/completions"
@@ -437,7 +444,7 @@ def main():
 
     log("warm-up")
     for n in names:
-        wrk(url(n, "json"), 32, 1, threads, [])
+        wrk(url(n, "json"), 32, 1, threads, [], script(n))
         sse.probe(PORTS[n]["sse"])
 
     extra, max_wait = (0, 2) if a.quick else (2, 8)
@@ -446,15 +453,16 @@ def main():
         return run_rounds(among, rounds, extra, max_wait, one)
 
     log("latency at 1 connection")
-    R["latency"] = phase(lambda n: [wrk(url(n, "json"), 1, secs, 1, pids(n, "json"))])
+    R["latency"] = phase(lambda n: [wrk(url(n, "json"), 1, secs, 1, pids(n, "json"), script(n))])
     for conns in (32, 256):
         log(f"throughput at {conns} connections")
-        R[f"c{conns}"] = phase(lambda n: [wrk(url(n, "json"), conns, secs, threads, pids(n, "json"))])
+        R[f"c{conns}"] = phase(lambda n: [wrk(url(n, "json"), conns, secs, threads, pids(n, "json"),
+                                              script(n))])
     log("SSE through each contestant")
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
     R["fail"] = phase(lambda n: [wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail"))],
-                      [n for n in names if n != FLOOR and n not in JOURNALS])
+                      [n for n in names if n != FLOOR and n not in EXTRAS])
 
     R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in proxies}
 

@@ -101,6 +101,15 @@ def summarize(R):
     return S
 
 
+def replay_vs_direct(S):
+    """p50 of a request answered by replay over p50 of a direct upstream call; None when
+    the run had no replay contestant (older reports)."""
+    replay, direct = S.get("lat_backstop-replay"), S.get("lat_direct")
+    if not replay or not direct or not direct.get("p50"):
+        return None
+    return replay["p50"] / direct["p50"]
+
+
 def targets(R, S):
     b, n = "backstop", "nginx"
     size = R["config"]["binary_bytes"] / MIB / MIB
@@ -119,6 +128,8 @@ def targets(R, S):
          S.get("c32_cpu_ratio_backstop-journal"), "×", lambda v: v <= 1.10),
         ("CPU per request (c=32), [journal] responses = true / backstop", "≤ 1.25×",
          S.get("c32_cpu_ratio_backstop-journal-responses"), "×", lambda v: v <= 1.25),
+        ("Replay served (p50, 1 connection) / direct call to the upstream", "≤ 1.00×",
+         replay_vs_direct(S), "×", lambda v: v <= 1.0),
         ("RSS idle (fresh process)", "≤ 10 MiB", idle, " MiB", lambda v: v <= 10),
         ("RSS per open SSE stream", "≤ 30 KiB", per, " KiB", lambda v: v <= 30),
         ("Release binary size", "≤ 15 MiB", size, " MiB", lambda v: v <= 15),
