@@ -38,7 +38,7 @@ pub struct RequestsArgs {
     #[arg(long, conflicts_with = "summary")]
     pub json: bool,
     /// Per upstream and per tag over the whole period: calls, failed (any outcome but
-    /// ok), failure rate, retries, p50/p95 duration, tokens.
+    /// ok and replayed), failure rate, retries, p50/p95 duration, tokens.
     #[arg(long)]
     pub summary: bool,
 }

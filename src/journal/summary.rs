@@ -1,5 +1,5 @@
 //! `backstop requests --summary`: per upstream and per tag over the whole period —
-//! calls, failed (any outcome but `ok`), failure rate, retries (attempts beyond the
+//! calls, failed (any outcome but `ok` and `replayed`), failure rate, retries (attempts beyond the
 //! first), p50/p95 duration and tokens.
 
 use std::collections::BTreeMap;
