@@ -58,7 +58,6 @@ mod websocket;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -74,28 +73,23 @@ use replay::Lookup;
 use report::{Ident, Reporter};
 use served::{InFlight, Served};
 
-/// Handles one client request from the server, end to end, on the real upstream
-/// client. Never fails: errors become responses.
-pub async fn handle(
-    runtime: Arc<Runtime>,
-    observer: Arc<dyn Observer>,
-    request: Request<Incoming>,
-) -> Response<Body> {
-    // Only a request replay may finish without its client runs detached.
-    let detaches = runtime.replay.as_ref().is_some_and(|r| {
+/// Whether `request` runs detached from its client connection (`detach`, then
+/// `serve_detached` instead of `serve`): only with `[replay] finish_abandoned`, and only
+/// a request that replay may finish without its client.
+pub fn detaches<B>(runtime: &Runtime, request: &Request<B>) -> bool {
+    runtime.replay.as_ref().is_some_and(|r| {
         r.settings.finish_abandoned
             && (r.settings.sdk_retries
                 || request
                     .headers()
                     .contains_key(crate::request_fingerprint::IDEMPOTENCY_KEY))
-    });
-    if detaches && !crate::proxy::websocket::is_handshake(request.method(), request.headers()) {
-        return detach::handle(runtime, observer, request).await;
-    }
-    serve(&runtime, &runtime.client, observer, request).await
+    }) && !crate::proxy::websocket::is_handshake(request.method(), request.headers())
 }
 
-/// The request path over any client body and any upstream transport.
+pub use detach::handle as serve_detached;
+
+/// The request path over any client body and any upstream transport (the server
+/// calls it with `runtime.client`). Never fails: errors become responses.
 pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
