@@ -3,12 +3,13 @@
 //!
 //! Shutdown order: `/readyz` turns 503, the proxy listener stops accepting, open
 //! connections finish their in-flight requests (streams too) within `shutdown_grace`
-//! and are then cut, and so are WebSocket sessions (they get the same `shutdown_grace`,
-//! counted from the same moment); the failure log and the journal write and fsync what
-//! those requests recorded;
-//! the admin listener goes last so probes see the draining state.
+//! and are then cut, and so are WebSocket sessions and requests replay finishes for a
+//! client that left (they get the same `shutdown_grace`, counted from the same moment);
+//! the failure log, the journal and the replay store write and fsync what those
+//! requests recorded; the admin listener goes last so probes see the draining state.
 
 mod accept;
+mod counts;
 pub mod limits;
 pub mod version;
 
@@ -27,10 +28,10 @@ use crate::config::{Config, ConfigError};
 use crate::events::{LogObserver, Observer, Observers};
 use crate::failure_log::{self, FailureLog, FailureLogStats};
 use crate::journal::Journal;
-use crate::metrics::{FailureLogCounts, LoadCounts, Recorder, UpstreamConnections};
-use crate::proxy::BufferBudget;
+use crate::metrics::Recorder;
 use crate::runtime::Runtime;
 use crate::stack;
+use counts::{Connections, Load};
 use limits::ClientLimits;
 
 #[derive(Debug, thiserror::Error)]
@@ -356,51 +357,5 @@ impl Running {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
-    }
-}
-
-/// The failure log's counters, read by the metrics at scrape time.
-impl FailureLogCounts for FailureLogStats {
-    fn records_written(&self) -> u64 {
-        FailureLogStats::records_written(self)
-    }
-
-    fn records_dropped(&self) -> u64 {
-        FailureLogStats::records_dropped(self)
-    }
-
-    fn write_errors(&self) -> u64 {
-        FailureLogStats::write_errors(self)
-    }
-}
-
-/// The counts behind `backstop_connections_refused_total` and the retry-buffer families.
-struct Load {
-    refused: Arc<AtomicU64>,
-    /// The one budget every runtime shares (a reload keeps it).
-    buffer_budget: Arc<BufferBudget>,
-}
-
-impl LoadCounts for Load {
-    fn connections_refused(&self) -> u64 {
-        self.refused.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn retry_buffer_bytes(&self) -> u64 {
-        self.buffer_budget.held()
-    }
-
-    fn retry_buffer_exhausted(&self) -> u64 {
-        self.buffer_budget.exhausted()
-    }
-}
-
-/// `/stats`' view of the upstream connections of the runtime in use.
-struct Connections(Arc<ArcSwap<Runtime>>);
-
-impl UpstreamConnections for Connections {
-    fn h2(&self, upstream: &str) -> (usize, u32) {
-        let counts = self.0.load().client.h2_counts(upstream);
-        (counts.connections, counts.streams)
     }
 }
