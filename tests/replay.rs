@@ -150,6 +150,31 @@ async fn concurrent_duplicates_are_one_upstream_call_and_both_are_answered() {
 }
 
 #[tokio::test]
+async fn a_duplicate_waiting_on_a_first_that_fails_is_proxied_afresh() {
+    let (h, _dir) = replaying("", "max_retries = 0").await;
+    h.mock.push(Fault::Delayed(
+        Duration::from_millis(300),
+        Box::new(Fault::ServerError(503)),
+    ));
+    let body = chat("m").to_string();
+    let (a, b) = tokio::join!(
+        h.client.call(keyed(&h.client, "dup", ALICE, &body)),
+        async {
+            assert!(h.mock.wait_for_requests(1, Duration::from_secs(5)).await);
+            h.client.call(keyed(&h.client, "dup", ALICE, &body)).await
+        }
+    );
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(b.status, StatusCode::OK, "the waiter went upstream itself");
+    assert_eq!(b.header("x-backstop-replayed"), None);
+    assert_eq!(h.mock.request_count(), 2);
+    let metrics = scrape(&h.proxy).await;
+    let joins = metrics.value("backstop_replay_joins_total", &[("upstream", "mock")]);
+    assert_eq!(joins, 1.0, "it did wait first");
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_non_2xx_is_never_kept_and_the_repeat_goes_upstream() {
     let (h, _dir) = replaying("", "max_retries = 0").await;
     h.mock.push(Fault::ServerError(503));

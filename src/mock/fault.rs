@@ -37,6 +37,8 @@ pub enum Fault {
     ErrorBodyCut(u16),
     /// Wait this long before the response headers, then answer normally.
     Stall(Duration),
+    /// Wait this long, then do as the inner fault says (a slow error, say).
+    Delayed(Duration, Box<Fault>),
     /// Answer with an SSE stream per the script, whatever the request asked for.
     Stream(StreamScript),
 }

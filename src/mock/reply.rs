@@ -90,6 +90,12 @@ pub(super) async fn answer(
             }
             return normal(conn, opts, req, n, keep_alive).await;
         }
+        Fault::Delayed(pause, inner) => {
+            if conn.wait_or_hangup(Some(pause)).await {
+                return Ok(After::Close);
+            }
+            return Box::pin(answer(conn, opts, req, n, *inner, keep_alive)).await;
+        }
         Fault::Stream(script) => return sse::stream(conn, req, n, &script, keep_alive).await,
         Fault::ResetBeforeHeaders => return Ok(After::Reset { wrote: false }),
         Fault::ResetMidBody => return reset_mid_body(conn, req, n).await,

@@ -107,8 +107,8 @@ pub(super) async fn lookup(
         return answer(kept, request_body, scoped.reason);
     }
     let in_flight = match claim(store, &scoped, request_body, call, observer, upstream).await? {
-        Ok(in_flight) => in_flight,
-        Err(kept) => return answer(kept, request_body, scoped.reason),
+        Claimed::Runs(in_flight) => in_flight,
+        Claimed::Answered(kept) => return answer(kept, request_body, scoped.reason),
     };
     let settings = &replay.settings;
     Ok(Lookup::Proxy(Ticket {
@@ -146,9 +146,17 @@ fn scope(replay: &Replay, call: &Call, key: Option<&str>, body: Sha256Hex) -> Op
     }
 }
 
-/// Holds the scope while this request runs (`Ok(Some)`), or waits for the one that
-/// holds it: its response (`Err`), or, when it ended without a 2xx or the wait ran
-/// out, proxied without holding the scope (`Ok(None)`).
+/// What `claim` came to.
+enum Claimed {
+    /// This request goes upstream, holding the scope (`Some`) or not (another does).
+    Runs(Option<InFlight>),
+    /// The identical request it waited for answered with a 2xx.
+    Answered(Arc<Kept>),
+}
+
+/// Holds the scope while this request runs, or waits for the one that holds it: its
+/// response, or, when that ended without a 2xx or the wait ran out, this request goes
+/// upstream without holding the scope.
 async fn claim(
     store: &Arc<dyn ReplayStore>,
     scoped: &Scoped,
@@ -156,10 +164,10 @@ async fn claim(
     call: &Call,
     observer: &dyn Observer,
     upstream: &str,
-) -> Result<Result<Option<InFlight>, Arc<Kept>>, ProxyError> {
+) -> Result<Claimed, ProxyError> {
     for _ in 0..MAX_JOINS {
         let running = match store.claim(scoped.scope, body).await {
-            Claim::First(held) => return Ok(Ok(Some(held))),
+            Claim::First(held) => return Ok(Claimed::Runs(Some(held))),
             // Another first call with the same body (not a retry): both run.
             Claim::Running(_) if !scoped.may_join => break,
             Claim::Running(running) => running,
@@ -173,13 +181,13 @@ async fn claim(
             "waiting for the same request in flight"
         );
         match tokio::time::timeout_at(call.deadline, running.result).await {
-            Ok(Some(kept)) => return Ok(Err(kept)),
+            Ok(Some(kept)) => return Ok(Claimed::Answered(kept)),
             // It ended without a 2xx: this one is proxied afresh.
             Ok(None) => continue,
             Err(_) => break,
         }
     }
-    Ok(Ok(None))
+    Ok(Claimed::Runs(None))
 }
 
 fn answer(kept: Arc<Kept>, body: Sha256Hex, reason: ReplayReason) -> Result<Lookup, ProxyError> {
