@@ -15,6 +15,51 @@ use http::{Method, StatusCode};
 use http_body_util::Full;
 use tokio::io::AsyncWriteExt;
 
+/// Writes `body` as try `retry` of the SDK would, on a raw connection left open
+/// (closed by backstop after the response).
+async fn send(h: &Harness, body: &str, retry: u32) -> tokio::net::TcpStream {
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         content-type: application/json\r\n\
+         authorization: {ALICE}\r\nx-stainless-retry-count: {retry}\r\n\
+         x-stainless-read-timeout: 0.2\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr())
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+#[tokio::test]
+async fn a_joined_retry_waits_past_its_read_timeout_and_never_calls_the_upstream() {
+    let (h, _dir) = replaying("", "").await;
+    h.mock.push(Fault::Stall(Duration::from_millis(600)));
+    let body = chat("m").to_string();
+    send_and_leave(&h, &body, 0, 1).await;
+    // Try 1 joins the call in flight; its 0.2 s read timeout passes while it waits
+    // (its client stays): it keeps waiting rather than calling the upstream again.
+    let mut joined = send(&h, &body, 1).await;
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut joined, &mut answer);
+    within(Duration::from_secs(5), read).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-backstop-replayed: true"), "{answer}");
+    let last = h.client.call(sdk_retry(&h.client, &body, Some(2))).await;
+    assert_eq!(last.header("x-backstop-replayed"), Some("true"));
+    assert_eq!(
+        h.mock.request_count(),
+        1,
+        "one upstream call for three tries"
+    );
+    let metrics = scrape(&h.proxy).await;
+    let joins = metrics.value("backstop_replay_joins_total", &[("upstream", "mock")]);
+    assert_eq!(joins, 1.0);
+    h.proxy.shutdown().await;
+}
+
 /// Sends `body` as an SDK retry would (`x-stainless-retry-count: retry`) on a raw
 /// connection, and closes it once the mock has seen `seen` requests: a client that
 /// timed out.

@@ -178,7 +178,8 @@ async fn forward<B: ClientBody, T: Transport>(
     let mut call = Call::read(parts, body, runtime, primary).await?;
     served.meta = call.meta.clone();
     if let Some(replay) = &runtime.replay {
-        match replay::lookup(replay, &call, &**observer, &primary.name).await? {
+        let wait_until = call.read_at + primary.upstream.retry.deadline;
+        match replay::lookup(replay, &call, &**observer, &primary.name, wait_until).await? {
             Lookup::Off => {}
             Lookup::Replay(kept, reason) => {
                 served.replayed = Some(Replayed {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::{HeaderMap, HeaderName, Response, StatusCode};
+use tokio::time::Instant;
 
 use super::call::Call;
 use crate::body::{Body, full};
@@ -79,12 +80,15 @@ struct Scoped {
     keep_for: Duration,
 }
 
-/// The step: replay, join, or proxy with a ticket.
+/// The step: replay, join, or proxy with a ticket. A wait for an identical request in
+/// flight lasts while the client does (its leaving cancels it), up to `wait_until` (the
+/// configured deadline: the client's own read timeout is what the first one outlives).
 pub(super) async fn lookup(
     replay: &Replay,
     call: &Call,
     observer: &dyn Observer,
     upstream: &str,
+    wait_until: Instant,
 ) -> Result<Lookup, ProxyError> {
     let key = idempotency_key(&call.parts.headers)?;
     let Some(body) = call.body.buffered() else {
@@ -106,7 +110,12 @@ pub(super) async fn lookup(
     {
         return answer(kept, request_body, scoped.reason);
     }
-    let in_flight = match claim(store, &scoped, request_body, call, observer, upstream).await? {
+    let waiting = Waiting {
+        observer,
+        upstream,
+        until: wait_until,
+    };
+    let in_flight = match claim(store, &scoped, request_body, &waiting).await? {
         Claimed::Runs(in_flight) => in_flight,
         Claimed::Answered(kept) => return answer(kept, request_body, scoped.reason),
     };
@@ -154,16 +163,22 @@ enum Claimed {
     Answered(Arc<Kept>),
 }
 
+/// Who hears of a wait, and how long it may last.
+struct Waiting<'a> {
+    observer: &'a dyn Observer,
+    upstream: &'a str,
+    until: Instant,
+}
+
 /// Holds the scope while this request runs, or waits for the one that holds it: its
-/// response, or, when that ended without a 2xx or the wait ran out, this request goes
-/// upstream without holding the scope.
+/// response, or, when that ended without a 2xx, this request goes upstream (holding
+/// the scope if it is free by then). A wait past the deadline is a timeout: the first
+/// one is still running, so another upstream call could only bill twice.
 async fn claim(
     store: &Arc<dyn ReplayStore>,
     scoped: &Scoped,
     body: Sha256Hex,
-    call: &Call,
-    observer: &dyn Observer,
-    upstream: &str,
+    waiting: &Waiting<'_>,
 ) -> Result<Claimed, ProxyError> {
     for _ in 0..MAX_JOINS {
         let running = match store.claim(scoped.scope, body).await {
@@ -175,16 +190,22 @@ async fn claim(
         if running.body != body {
             return Err(ProxyError::IdempotencyKeyReused);
         }
-        observer.replay_join(upstream);
+        waiting.observer.replay_join(waiting.upstream);
         tracing::debug!(
             reason = scoped.reason.as_str(),
             "waiting for the same request in flight"
         );
-        match tokio::time::timeout_at(call.deadline, running.result).await {
+        let started = Instant::now();
+        match tokio::time::timeout_at(waiting.until, running.result).await {
             Ok(Some(kept)) => return Ok(Claimed::Answered(kept)),
             // It ended without a 2xx: this one is proxied afresh.
             Ok(None) => continue,
-            Err(_) => break,
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    upstream: waiting.upstream.to_owned(),
+                    after: started.elapsed(),
+                });
+            }
         }
     }
     Ok(Claimed::Runs(None))

@@ -14,18 +14,20 @@ from openai import OpenAI
 
 # HIDE_READ_TIMEOUT: the client's timeout is not told to backstop (as when it is set on
 # the HTTP client rather than the SDK), so backstop's own deadline does not race it.
+# (Only per-request headers take the place of the SDK's own x-stainless-read-timeout.)
 headers = {"x-stainless-read-timeout": "600"} if os.environ.get("HIDE_READ_TIMEOUT") else None
 client = OpenAI(
     base_url=f"{os.environ['BACKSTOP_URL']}/v1",
     api_key="sk-sdk-replay",
     timeout=0.5,
     max_retries=2,
-    default_headers=headers,
 )
 started = time.monotonic()
 try:
     completion = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Think for a while"}]
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Think for a while"}],
+        extra_headers=headers,
     )
 except openai.APITimeoutError:
     print(f"APITimeoutError after {time.monotonic() - started:.2f} s")
