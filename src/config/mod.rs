@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 pub use egress::EgressProxy;
 pub use typed::{
     ApiKey, CircuitBreaker, Config, FailureLogSettings, FallbackOn, JournalSettings,
-    MetricsSettings, RateLimit, RetrySettings, TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
+    MetricsSettings, RateLimit, RedisSettings, RetrySettings, TlsSettings, Upstream, UpstreamKind,
+    UpstreamUrl,
 };
 pub use validate::EnvLookup;
 

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// `[journal]`: off unless the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<RawJournal>,
+    /// `[redis]`: shared state across replicas, off unless the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RawRedis>,
     pub tls: RawTls,
     pub metrics: RawMetrics,
     #[serde(rename = "upstream")]
@@ -70,6 +73,7 @@ impl Default for RawConfig {
             retry: RawRetry::default(),
             failure_log: RawFailureLog::default(),
             journal: None,
+            redis: None,
             tls: RawTls::default(),
             metrics: RawMetrics::default(),
             upstreams: Vec::new(),
@@ -183,6 +187,28 @@ impl Default for RawJournal {
             retention_days: 7,
             responses: false,
             max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub key_prefix: String,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password_env: None,
+            timeout: Duration::from_millis(100),
+            key_prefix: "backstop:".to_owned(),
         }
     }
 }

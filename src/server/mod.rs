@@ -143,7 +143,12 @@ async fn serve_both(
         refused: Arc::default(),
         ..proxy_limits.clone()
     };
-    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
+    let runtime = Runtime::first(config, metrics.clone())?;
+    if let Some(fleet) = &runtime.fleet {
+        // Bounded: an unreachable Redis only delays the start by this much.
+        fleet.first_attempt(std::time::Duration::from_secs(3)).await;
+    }
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     metrics.attach_connections(Arc::new(Connections(runtime.clone())));
     metrics.attach_load(Arc::new(Load {
         refused: refused.clone(),
@@ -296,6 +301,10 @@ impl Running {
             // The request path must keep matching the journal that runs.
             config.journal.clone_from(&current.journal);
         }
+        if config.redis != current.redis {
+            tracing::warn!("[redis] changes take effect only after a restart");
+            config.redis.clone_from(&current.redis);
+        }
         let upstreams = config.upstreams.len();
         let next = Runtime::new(config, Some(&self.started.runtime.load()))?;
         self.started.runtime.store(Arc::new(next));
@@ -317,7 +326,11 @@ impl Running {
         }
         // A handshake that completed while draining: its session is out of time too.
         sessions.shutdown(std::time::Duration::ZERO).await;
-        // Every request is over: close upstream connections and end their tasks.
+        // Every request is over: stop reconnecting to Redis, close upstream connections
+        // and end their tasks.
+        if let Some(fleet) = &self.started.runtime.load().fleet {
+            fleet.close();
+        }
         self.started.runtime.load().client.shutdown().await;
         // Write and fsync what the requests recorded.
         self.failure_log.close().await;
