@@ -172,7 +172,8 @@ impl Pacer {
                 (Some(left), None) => s.remaining = Some((left - 1.0).max(0.0)),
                 (None, _) => {}
             }
-            if start > until {
+            // No wait needed is no refusal, even with no time to wait at all.
+            if start > until.max(now) {
                 return Err(Refused {
                     retry_after: (start - now).max(Duration::from_secs(1)),
                 });

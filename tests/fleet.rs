@@ -1,0 +1,241 @@
+//! SPEC §8: a fleet of backstop processes sharing limits and circuit state through a
+//! real redis-server, all on 127.0.0.1. Real time with generous bounds.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use backstop::mock::{Fault, MockUpstream};
+use common::process::{Proxy, spawn_serve_with_proxy_env};
+use common::redis_server::RedisServer;
+use common::scrape::Scrape;
+use common::{Collected, TestClient};
+use http::StatusCode;
+
+/// One backstop process from `upstream` (the `[[upstream]]` table's keys) and
+/// `extra` (tables such as `[redis]`), with `env` set for it.
+async fn replica(dir: &Path, n: usize, upstream: &str, extra: &str, env: &[(&str, &str)]) -> Proxy {
+    let file = dir.join(format!("backstop-{n}.toml"));
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [failure_log]\ndir = {:?}\n[retry]\nmax_retries = 0\n{extra}\n\
+         [[upstream]]\nname = \"m\"\n{upstream}\n",
+        dir.join(format!("failures-{n}")).display().to_string()
+    );
+    std::fs::write(&file, text).expect("write config");
+    spawn_serve_with_proxy_env(&file, "info", env).await
+}
+
+fn redis_table(redis: &RedisServer) -> String {
+    format!("[redis]\nurl = \"{}\"\n", redis.url())
+}
+
+async fn scrape(proxy: &Proxy) -> Scrape {
+    let response = TestClient::new(proxy.admin_addr).get("/metrics").await;
+    assert_eq!(response.status, StatusCode::OK);
+    Scrape::parse(response.text())
+}
+
+/// Scrapes until `backstop_redis_up` is `up` (every 20 ms, at most `limit`).
+async fn redis_up_becomes(proxy: &Proxy, up: f64, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if scrape(proxy).await.value("backstop_redis_up", &[]) == up {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn chat() -> serde_json::Value {
+    common::chat("gpt-4o")
+}
+
+/// `n` requests at once to each of `proxies`.
+async fn fire(proxies: &[&Proxy], n: usize) -> Vec<(Collected, Duration)> {
+    let mut tasks = Vec::new();
+    for proxy in proxies {
+        let client = TestClient::new(proxy.proxy_addr);
+        for _ in 0..n {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let r = client.post_json("/v1/chat/completions", chat()).await;
+                (r, started.elapsed())
+            }));
+        }
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("request task"));
+    }
+    out
+}
+
+fn count(responses: &[(Collected, Duration)], status: StatusCode) -> usize {
+    responses.iter().filter(|(r, _)| r.status == status).count()
+}
+
+const NO_WAIT: &str = "requests_per_minute = 600\nrequests_burst = 10\nmax_queue_wait = \"0s\"";
+
+#[tokio::test]
+async fn three_replicas_share_one_burst_with_no_queue_wait() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!("base_url = \"{}\"\n{NO_WAIT}", mock.url());
+    let mut fleet = Vec::new();
+    for n in 0..3 {
+        fleet.push(replica(dir.path(), n, &upstream, &redis_table(&redis), &[]).await);
+    }
+    for proxy in &fleet {
+        assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
+    }
+    let responses = fire(&fleet.iter().collect::<Vec<_>>(), 20).await;
+    let passed = count(&responses, StatusCode::OK);
+    let seen = mock.request_count();
+    assert_eq!(passed, seen);
+    assert!(
+        (10..=13).contains(&seen),
+        "one burst of 10 for the fleet (plus what refilled meanwhile), not 30: {seen}"
+    );
+    let refused: Vec<_> = responses
+        .iter()
+        .filter(|(r, _)| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(refused.len(), 60 - passed);
+    for (r, took) in refused {
+        assert_eq!(r.json()["error"]["code"], "rate_limited_locally");
+        assert!(
+            *took < Duration::from_secs(1),
+            "refused at once, not after {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_redis_each_replica_has_its_own_burst() {
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!("base_url = \"{}\"\n{NO_WAIT}", mock.url());
+    let mut fleet = Vec::new();
+    for n in 0..3 {
+        fleet.push(replica(dir.path(), n, &upstream, "", &[]).await);
+    }
+    let responses = fire(&fleet.iter().collect::<Vec<_>>(), 20).await;
+    let seen = mock.request_count();
+    assert_eq!(count(&responses, StatusCode::OK), seen);
+    assert!((30..=36).contains(&seen), "three bursts of 10: {seen}");
+}
+
+#[tokio::test]
+async fn queued_requests_are_spread_at_the_fleet_rate() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!(
+        "base_url = \"{}\"\nrequests_per_minute = 600\nrequests_burst = 1\nmax_queue_wait = \"10s\"",
+        mock.url()
+    );
+    let mut fleet = Vec::new();
+    for n in 0..3 {
+        fleet.push(replica(dir.path(), n, &upstream, &redis_table(&redis), &[]).await);
+    }
+    for proxy in &fleet {
+        assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
+    }
+    let responses = fire(&fleet.iter().collect::<Vec<_>>(), 10).await;
+    assert_eq!(
+        count(&responses, StatusCode::OK),
+        30,
+        "all admitted after a wait"
+    );
+    let mut arrivals: Vec<Instant> = mock.received().iter().map(|r| r.at).collect();
+    arrivals.sort();
+    let span = arrivals[29] - arrivals[0];
+    assert!(
+        span >= Duration::from_millis(2500),
+        "30 requests at 10/s take ~2.9 s, not {span:?}"
+    );
+    for (i, first) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|at| **at - *first < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 12,
+            "{in_window} requests within one second from arrival {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_circuit_opened_through_one_replica_is_open_on_all() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!(
+        "base_url = \"{}\"\n[upstream.circuit_breaker]\nconsecutive_failures = 2\nopen_for = \"10s\"",
+        mock.url()
+    );
+    let a = replica(dir.path(), 0, &upstream, &redis_table(&redis), &[]).await;
+    let b = replica(dir.path(), 1, &upstream, &redis_table(&redis), &[]).await;
+    for proxy in [&a, &b] {
+        assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
+    }
+    mock.push_n(Fault::ServerError(503), 2);
+    let through_a = TestClient::new(a.proxy_addr);
+    for _ in 0..2 {
+        let r = through_a.post_json("/v1/chat/completions", chat()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let published = common::eventually_async(Duration::from_secs(2), || {
+        redis.exists("backstop:m:circuit:open")
+    })
+    .await;
+    assert!(published, "replica A published the opening");
+
+    let started = Instant::now();
+    let r = TestClient::new(b.proxy_addr)
+        .post_json("/v1/chat/completions", chat())
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["error"]["code"], "circuit_open");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(
+        mock.request_count(),
+        2,
+        "replica B never touched the upstream"
+    );
+    let s = scrape(&b).await;
+    assert_eq!(s.value("backstop_circuit_state", &[("upstream", "m")]), 2.0);
+}
+
+#[tokio::test]
+async fn an_upstream_without_limits_or_breaker_never_calls_redis() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!("base_url = \"{}\"", mock.url());
+    let proxy = replica(dir.path(), 0, &upstream, &redis_table(&redis), &[]).await;
+    assert!(redis_up_becomes(&proxy, 1.0, Duration::from_secs(5)).await);
+    let responses = fire(&[&proxy], 5).await;
+    assert_eq!(count(&responses, StatusCode::OK), 5);
+    let s = scrape(&proxy).await;
+    assert_eq!(
+        s.value("backstop_redis_command_duration_seconds_count", &[]),
+        0.0
+    );
+}
