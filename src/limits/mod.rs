@@ -193,3 +193,82 @@ impl UpstreamLimits {
         Ok(waited)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::tasks::Tasks;
+
+    #[derive(Default)]
+    struct Counts {
+        commands: AtomicU32,
+        ups: AtomicU32,
+    }
+
+    impl crate::fleet::Health for Counts {
+        fn command(&self, _took: Duration, _ok: bool) {
+            self.commands.fetch_add(1, Ordering::Relaxed);
+        }
+        fn up(&self, up: bool) {
+            if up {
+                self.ups.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// With Redis unreachable, admissions are this replica's own, decided at once:
+    /// no request waits for Redis, and none is failed because of it.
+    #[tokio::test(start_paused = true)]
+    async fn with_redis_down_the_local_limiter_decides_at_once() {
+        let text = "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n\
+                    [[upstream]]\nname = \"a\"\nbase_url = \"https://x\"\n\
+                    requests_per_minute = 60\nrequests_burst = 1\nmax_queue_wait = \"0s\"\n";
+        let config = Config::from_toml(text, &|_| None).expect("valid");
+        let counts = Arc::new(Counts::default());
+        let tasks = Arc::new(Tasks::default());
+        let redis = config.redis.as_ref().expect("[redis]");
+        let store = Store::start(redis, counts.clone(), tasks.clone());
+        let limits = UpstreamLimits::new(&config.upstreams[0], Some(&store));
+        assert!(limits.fleet.is_some(), "an upstream with a limit shares it");
+
+        let now = Instant::now();
+        assert_eq!(limits.admit(0, now).await, Ok(Duration::ZERO));
+        assert!(matches!(
+            limits.admit(0, now).await,
+            Err(NotAdmitted::RateLimited { .. })
+        ));
+        assert_eq!(Instant::now(), now, "no time spent on Redis");
+        assert_eq!(
+            counts.commands.load(Ordering::Relaxed),
+            0,
+            "no command sent"
+        );
+        assert_eq!(counts.ups.load(Ordering::Relaxed), 0);
+        store.close();
+        tasks.shutdown(Duration::from_secs(1)).await;
+        assert!(
+            tasks.is_empty(),
+            "the reconnect task ends when the store closes"
+        );
+    }
+
+    #[test]
+    fn an_upstream_with_nothing_to_share_has_no_fleet_state() {
+        let text = "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n\
+                    [[upstream]]\nname = \"a\"\nbase_url = \"https://x\"\n";
+        let config = Config::from_toml(text, &|_| None).expect("valid");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let redis = config.redis.as_ref().expect("[redis]");
+        let store = Store::start(redis, Arc::new(Counts::default()), Arc::default());
+        let limits = UpstreamLimits::new(&config.upstreams[0], Some(&store));
+        assert!(limits.fleet.is_none(), "so it never calls Redis");
+        store.close();
+    }
+}

@@ -85,6 +85,83 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const UPSTREAM: &str = "[[upstream]]\nname = \"a\"\nbase_url = \"https://x\"\n";
+
+    fn parse(redis: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!("[redis]\n{redis}\n{UPSTREAM}"), env)
+    }
+
+    fn key_of(redis: &str) -> String {
+        let error = parse(redis, &|_| None).expect_err("refused");
+        error.key().unwrap_or("(none)").to_owned()
+    }
+
+    #[test]
+    fn redis_defaults_and_a_password_from_the_environment() {
+        let env = |var: &str| (var == "REDIS_PASSWORD").then(|| "pw-from-env".to_owned());
+        let config = parse(
+            "url = \"rediss://cache:6380/2\"\npassword_env = \"REDIS_PASSWORD\"",
+            &env,
+        )
+        .expect("valid");
+        let redis = config.redis.expect("[redis]");
+        assert_eq!(redis.timeout, std::time::Duration::from_millis(100));
+        assert_eq!(redis.key_prefix, "backstop:");
+        let info = redis.connection_info().expect("usable");
+        assert_eq!(info.redis_settings().password(), Some("pw-from-env"));
+        assert_eq!(info.redis_settings().db(), 2);
+        assert!(!format!("{redis:?}").contains("pw-from-env"));
+        assert!(
+            Config::from_toml(UPSTREAM, &|_| None)
+                .expect("valid")
+                .redis
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_redis_settings_name_their_key() {
+        assert_eq!(key_of("url = \"http://cache:6379\""), "redis.url");
+        assert_eq!(key_of("url = \"\""), "redis.url");
+        assert_eq!(key_of("url = \"redis://\""), "redis.url");
+        assert_eq!(
+            key_of("url = \"redis://h\"\ntimeout = \"0s\""),
+            "redis.timeout"
+        );
+        assert_eq!(
+            key_of("url = \"redis://h\"\npassword_env = \"MISSING\""),
+            "redis.password_env"
+        );
+        assert_eq!(
+            key_of("url = \"redis://h\"\nkey_prefix = \"a\\nb\""),
+            "redis.key_prefix"
+        );
+        assert_eq!(key_of("url = \"redis://h\"\nport = 1"), "redis.port");
+    }
+
+    #[test]
+    fn an_error_about_the_url_never_repeats_its_password() {
+        let error = parse("url = \"redis://:hunter2@[::1\"", &|_| None).expect_err("refused");
+        assert_eq!(error.key(), Some("redis.url"));
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn check_config_prints_the_url_without_its_password() {
+        let config = parse("url = \"redis://:hunter2@cache:6379\"", &|_| None).expect("valid");
+        let printed = config.effective_toml();
+        assert!(printed.contains("redis://:***@cache:6379"), "{printed}");
+        assert!(!printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn no_queue_wait_is_valid() {
+        let text = format!("{UPSTREAM}requests_per_minute = 60\nmax_queue_wait = \"0s\"\n");
+        let config = Config::from_toml(&text, &|_| None).expect("0s is valid");
+        assert!(config.upstreams[0].max_queue_wait.is_zero());
+    }
 
     #[test]
     fn a_url_password_is_never_shown() {
