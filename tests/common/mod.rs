@@ -4,6 +4,7 @@
 
 pub mod chains;
 pub mod egress;
+pub mod fleet;
 pub mod process;
 pub mod redis_server;
 pub mod scrape;
