@@ -124,6 +124,13 @@ impl Link {
         self.broken.notify_waiters();
     }
 
+    /// Drops the connection for good (the reconnect task was stopped first).
+    pub(super) fn close(&self) {
+        if self.connection.swap(None).is_some() {
+            self.health.up(false);
+        }
+    }
+
     /// Waits until the first connection attempt has ended (or `limit`).
     pub(super) async fn first_attempt(&self, limit: Duration) {
         let mut attempts = self.attempts.subscribe();

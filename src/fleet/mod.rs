@@ -78,9 +78,11 @@ impl Store {
         self.link.first_attempt(limit).await;
     }
 
-    /// Stops reconnecting (shutdown).
+    /// Stops reconnecting and drops the connection (shutdown): redis-rs's driver task
+    /// ends with the last handle.
     pub fn close(&self) {
         let _ = self.stop.send(true);
+        self.link.close();
     }
 
     async fn call<T>(
