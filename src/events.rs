@@ -62,12 +62,45 @@ pub struct AttemptReport {
     pub server_delay: Option<Duration>,
     /// From sending to deciding (headers, and the error body or first SSE event read).
     pub duration: Duration,
-    pub upstream_request_id: Option<String>,
+    pub upstream_request_id: Option<UpstreamRequestId>,
     /// From the upstream's JSON error, or backstop's own error code.
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     /// Model, stream, tag and counts of the request (shared by all its events).
     pub meta: Arc<RequestMeta>,
+}
+
+/// The upstream's own id for an attempt (`x-request-id`, `apim-request-id`): the
+/// header's value itself, shared rather than copied, since every attempt has one and
+/// only failure records read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequestId(http::HeaderValue);
+
+impl UpstreamRequestId {
+    /// The value when it is text (visible ASCII), as ids are.
+    pub fn from_header(value: &http::HeaderValue) -> Option<UpstreamRequestId> {
+        value
+            .to_str()
+            .ok()
+            .map(|_| UpstreamRequestId(value.clone()))
+    }
+}
+
+impl std::ops::Deref for UpstreamRequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Checked to be text when made.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+impl From<&str> for UpstreamRequestId {
+    /// An id given as text; one that is not a valid header value is kept empty.
+    fn from(id: &str) -> UpstreamRequestId {
+        UpstreamRequestId(
+            http::HeaderValue::from_str(id).unwrap_or(http::HeaderValue::from_static("")),
+        )
+    }
 }
 
 /// How a response body ended, as the client saw it.

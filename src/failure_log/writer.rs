@@ -132,20 +132,21 @@ impl<R: DailyRecord> Writer<R> {
                 }
             }
         }
-        // Closing: refuse new records, write what is queued, make it durable.
+        self.close(&mut sink, batch).await;
+    }
+
+    /// Refuses new records, writes what is queued, makes it durable.
+    async fn close(&mut self, sink: &mut Option<Sink>, mut batch: Batch) {
         self.rx.close();
         while let Ok(record) = self.rx.try_recv() {
             batch.push(&*record, &self.stats);
         }
-        self.trip(
-            &mut sink,
-            Work {
-                batch,
-                sync: true,
-                retention: None,
-            },
-        )
-        .await;
+        let work = Work {
+            batch,
+            sync: true,
+            retention: None,
+        };
+        self.trip(sink, work).await;
     }
 
     fn today(&self) -> Day {

@@ -299,9 +299,23 @@ impl Observer for Recorder {
             }
         }
 
+        self.unattempted_error(e, interrupted, failed);
+        if let Some(in_a_row) = self.stats.request(
+            e.upstream.as_deref(),
+            e.meta.tag.as_ref(),
+            failed,
+            e.duration,
+        ) {
+            self.metrics.set_consecutive_failures(&up, in_a_row);
+        }
+    }
+}
+
+impl Recorder {
+    /// `/stats`' last error for a request that failed without an attempt event: refused
+    /// before any attempt (413, no route) or broken off after the response started.
+    fn unattempted_error(&self, e: &RequestEvent, interrupted: Option<&'static str>, failed: bool) {
         let tag = e.meta.tag.as_ref();
-        // Errors without an attempt event: refused before any attempt (413, no route)
-        // or broken off after the response started.
         if let Some(why) = interrupted {
             let error = LastError {
                 error_type: why,
@@ -318,12 +332,6 @@ impl Observer for Recorder {
                 at: SystemTime::now(),
             };
             self.stats.error(e.upstream.as_deref(), tag, error);
-        }
-        if let Some(in_a_row) = self
-            .stats
-            .request(e.upstream.as_deref(), tag, failed, e.duration)
-        {
-            self.metrics.set_consecutive_failures(&up, in_a_row);
         }
     }
 }

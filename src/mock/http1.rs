@@ -54,6 +54,37 @@ impl Conn {
     /// Reads the next request. `Ok(None)` when the client closed between requests;
     /// `InvalidData` when the request is malformed.
     pub(super) async fn read_request(&mut self) -> io::Result<Option<Incoming>> {
+        let Some(head) = self.read_head().await? else {
+            return Ok(None);
+        };
+        let mut received = Received {
+            method: head.method,
+            path: head.path,
+            query: head.query,
+            headers: head.headers,
+            body: Bytes::new(),
+            at: Instant::now(),
+            parsed: Default::default(),
+        };
+        received.body = self.read_body(&received).await?;
+        let connection = received
+            .header_all("connection")
+            .join(",")
+            .to_ascii_lowercase();
+        let has = |token: &str| connection.split(',').any(|t| t.trim() == token);
+        let keep_alive = match head.version {
+            0 => has("keep-alive"),
+            _ => !has("close"),
+        };
+        Ok(Some(Incoming {
+            received,
+            keep_alive,
+        }))
+    }
+
+    /// The next request head, taken off the buffer; `None` when the client closed
+    /// between requests.
+    async fn read_head(&mut self) -> io::Result<Option<Head>> {
         let head = loop {
             if let Some(head) = parse_head(&self.buf)? {
                 break head;
@@ -69,16 +100,12 @@ impl Conn {
             }
         };
         self.buf.advance(head.len);
-        let at = Instant::now();
-        let mut received = Received {
-            method: head.method,
-            path: head.path,
-            query: head.query,
-            headers: head.headers,
-            body: Bytes::new(),
-            at,
-            parsed: Default::default(),
-        };
+        Ok(Some(head))
+    }
+
+    /// The body of a request whose head is `received`'s: chunked, by length, or none
+    /// (a `100 Continue` first when the client waits for one).
+    async fn read_body(&mut self, received: &Received) -> io::Result<Bytes> {
         let chunked = received
             .header_all("transfer-encoding")
             .last()
@@ -106,27 +133,14 @@ impl Conn {
         {
             self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
-        received.body = match (chunked, length) {
+        Ok(match (chunked, length) {
             (true, _) => self.read_chunked().await?,
             (false, Some(n)) => {
                 self.ensure(n).await?;
                 self.buf.split_to(n).freeze()
             }
             (false, None) => Bytes::new(),
-        };
-        let connection = received
-            .header_all("connection")
-            .join(",")
-            .to_ascii_lowercase();
-        let has = |token: &str| connection.split(',').any(|t| t.trim() == token);
-        let keep_alive = match head.version {
-            0 => has("keep-alive"),
-            _ => !has("close"),
-        };
-        Ok(Some(Incoming {
-            received,
-            keep_alive,
-        }))
+        })
     }
 
     /// Decodes a chunked body, trailers skipped.

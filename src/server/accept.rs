@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -27,6 +27,9 @@ use super::limits::{ClientLimits, ConnClock, Tracked};
 use super::version::{self, Version};
 use crate::body::{Body, BoxError};
 use crate::read_tap::ReadTap;
+
+/// HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
+type Builders = Arc<(http1::Builder, http2::Builder<TokioExecutor>)>;
 
 /// Accepts connections until told to stop, then drains them within `grace`.
 pub(super) async fn serve<F, Fut>(
@@ -39,8 +42,7 @@ pub(super) async fn serve<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    // HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
-    let builders = Arc::new((
+    let builders: Builders = Arc::new((
         http1::Builder::new(),
         http2::Builder::new(TokioExecutor::new()),
     ));
@@ -65,53 +67,10 @@ pub(super) async fn serve<F, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let clock = ConnClock::new(Instant::now(), &limits);
-                let service = {
-                    let (clock, handler) = (clock.clone(), handler.clone());
-                    service_fn(move |req| {
-                        let in_flight = clock.request_started();
-                        let response = handler(req);
-                        async move {
-                            let response = response.await?;
-                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
-                        }
-                    })
-                };
-                let builders = builders.clone();
-                let mut stop = stop.clone();
+                let served = connection(stream, clock, handler.clone(), builders.clone(), stop.clone());
                 connections.spawn(async move {
                     let _permit = permit;
-                    // A connection that never says which version it speaks is not
-                    // waited for, and gets `client_header_timeout` to say it.
-                    let detected = tokio::select! {
-                        detected = tokio::time::timeout_at(
-                            clock.first_head_due(),
-                            version::detect(stream),
-                        ) => detected,
-                        _ = stop.changed() => return,
-                    };
-                    let Ok(detected) = detected else {
-                        tracing::debug!("client sent no request head in time; closed");
-                        return;
-                    };
-                    // Each connection is dropped (closed) when `clock` says it has waited
-                    // too long with no request in flight.
-                    let ended = match detected {
-                        Ok((Version::H1, io)) => {
-                            let io = TokioIo::new(ReadTap::new(io, clock.clone()));
-                            let conn = builders.0.serve_connection(io, service).with_upgrades();
-                            until_done(conn, &clock, stop).await
-                        }
-                        // Boxed: h2c is rare here, and its state would size every task.
-                        // Its frames are not heads: only in-flight streams count.
-                        Ok((Version::H2, io)) => {
-                            let conn = builders.1.serve_connection(TokioIo::new(io), service);
-                            until_done(Box::pin(conn), &clock, stop).await
-                        }
-                        Err(e) => Err(e.into()),
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    served.await;
                 });
                 while connections.try_join_next().is_some() {}
             }
@@ -119,6 +78,64 @@ pub(super) async fn serve<F, Fut>(
         }
     }
     drop(listener);
+    drain(connections, grace).await;
+}
+
+/// One client connection, from its first bytes to its end.
+async fn connection<F, Fut>(
+    stream: TcpStream,
+    clock: Arc<ConnClock>,
+    handler: F,
+    builders: Builders,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let service = {
+        let clock = clock.clone();
+        service_fn(move |req| {
+            let in_flight = clock.request_started();
+            let response = handler(req);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
+        })
+    };
+    // A connection that never says which version it speaks is not
+    // waited for, and gets `client_header_timeout` to say it.
+    let detected = tokio::select! {
+        detected = tokio::time::timeout_at(clock.first_head_due(), version::detect(stream)) => detected,
+        _ = stop.changed() => return,
+    };
+    let Ok(detected) = detected else {
+        tracing::debug!("client sent no request head in time; closed");
+        return;
+    };
+    // Each connection is dropped (closed) when `clock` says it has waited
+    // too long with no request in flight.
+    let ended = match detected {
+        Ok((Version::H1, io)) => {
+            let io = TokioIo::new(ReadTap::new(io, clock.clone()));
+            let conn = builders.0.serve_connection(io, service).with_upgrades();
+            until_done(conn, &clock, stop).await
+        }
+        // Boxed: h2c is rare here, and its state would size every task.
+        // Its frames are not heads: only in-flight streams count.
+        Ok((Version::H2, io)) => {
+            let conn = builders.1.serve_connection(TokioIo::new(io), service);
+            until_done(Box::pin(conn), &clock, stop).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// After the stop signal: open connections get `grace` to finish, then are cut.
+async fn drain(mut connections: JoinSet<()>, grace: Duration) {
     while connections.try_join_next().is_some() {}
     let open = connections.len();
     if open > 0 {

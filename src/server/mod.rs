@@ -184,9 +184,12 @@ async fn serve_both(
             // Boxed: hyper keeps a slot the size of this future for the connection's whole
             // life, and a stream's connection outlives the future (done once headers are
             // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
-            Box::pin(
-                async move { Ok::<_, Infallible>(stack::handle(runtime, observer, req).await) },
-            )
+            Box::pin(async move {
+                // `serve` directly, not through another async fn: each level of
+                // nesting moves the whole request future once more.
+                let response = stack::serve(&runtime, &runtime.client, observer, req).await;
+                Ok::<_, Infallible>(response)
+            })
         },
     ));
     let admin = Arc::new(Admin {

@@ -47,7 +47,6 @@ mod websocket;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -61,17 +60,8 @@ use call::Call;
 use report::{Ident, Reporter};
 use served::{InFlight, Served};
 
-/// Handles one client request from the server, end to end, on the real upstream
-/// client. Never fails: errors become responses.
-pub async fn handle(
-    runtime: Arc<Runtime>,
-    observer: Arc<dyn Observer>,
-    request: Request<Incoming>,
-) -> Response<Body> {
-    serve(&runtime, &runtime.client, observer, request).await
-}
-
-/// The request path over any client body and any upstream transport.
+/// The request path over any client body and any upstream transport (the server
+/// calls it with `runtime.client`). Never fails: errors become responses.
 pub async fn serve<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{AttemptResult, Context, failed};
 use crate::error::ProxyError;
+use crate::events::UpstreamRequestId;
 use crate::proxy::UpstreamBody;
 use crate::proxy::headers::{APIM_REQUEST_ID, X_REQUEST_ID, strip_hop_by_hop};
 use crate::proxy::peek::{self, PeekEnd, Peeked, error_prefix_full, has_first_event};
@@ -174,11 +175,8 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
-    [X_REQUEST_ID, APIM_REQUEST_ID].iter().find_map(|name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
+fn upstream_request_id(headers: &HeaderMap) -> Option<UpstreamRequestId> {
+    [X_REQUEST_ID, APIM_REQUEST_ID]
+        .iter()
+        .find_map(|name| headers.get(name).and_then(UpstreamRequestId::from_header))
 }

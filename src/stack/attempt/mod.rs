@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::error::ProxyError;
+use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
 use crate::proxy::response_body::StreamFate;
 use crate::proxy::send::{SendFailure, outbound_request, send};
@@ -28,7 +29,7 @@ pub struct AttemptResult {
     pub response: Result<Response<Body>, ProxyError>,
     pub status: Option<u16>,
     pub duration: Duration,
-    pub upstream_request_id: Option<String>,
+    pub upstream_request_id: Option<UpstreamRequestId>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
 }
