@@ -143,11 +143,13 @@ impl UpstreamLimits {
     pub fn record(&self, outcome: Outcome) -> Option<CircuitState> {
         let breaker = self.breaker.as_ref()?;
         let now = Instant::now();
+        let Some(fleet) = &self.fleet else {
+            breaker.record(outcome, now);
+            return Some(breaker.state(now));
+        };
         let before = breaker.state(now);
         breaker.record(outcome, now);
-        if let Some(fleet) = &self.fleet {
-            fleet.learn(outcome, before, breaker.state(now));
-        }
+        fleet.learn(outcome, before, breaker.state(now));
         Some(self.circuit_state())
     }
 
