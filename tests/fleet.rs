@@ -170,3 +170,53 @@ async fn an_upstream_without_limits_or_breaker_never_calls_redis() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn once_the_shared_circuit_expires_one_replica_probes_and_its_success_closes_it_for_all() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = format!(
+        "base_url = \"{}\"\n[upstream.circuit_breaker]\nconsecutive_failures = 1\nopen_for = \"400ms\"",
+        mock.url()
+    );
+    let a = replica(dir.path(), 0, &upstream, &redis_table(&redis), &[]).await;
+    let b = replica(dir.path(), 1, &upstream, &redis_table(&redis), &[]).await;
+    for proxy in [&a, &b] {
+        assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
+    }
+    // The probe is slow, so every other request arrives while it is out.
+    mock.push(Fault::ServerError(503));
+    mock.push(Fault::Stall(Duration::from_millis(300)));
+    let r = TestClient::new(a.proxy_addr)
+        .post_json("/v1/chat/completions", chat())
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let published = common::eventually_async(Duration::from_secs(2), || {
+        redis.exists("backstop:m:circuit:open")
+    })
+    .await;
+    assert!(published);
+    let expired = common::eventually_async(Duration::from_secs(2), || async {
+        !redis.exists("backstop:m:circuit:open").await
+    })
+    .await;
+    assert!(expired, "open_for passed");
+
+    let responses = fire(&[&a, &b], 4).await;
+    assert_eq!(
+        count(&responses, StatusCode::OK),
+        1,
+        "one probe for the fleet"
+    );
+    assert_eq!(mock.request_count(), 2, "the failure, then only the probe");
+    let closed = common::eventually_async(Duration::from_secs(2), || async {
+        !redis.exists("backstop:m:circuit:half_open").await
+    })
+    .await;
+    assert!(closed, "the probe's success closed the circuit for all");
+    let responses = fire(&[&a, &b], 2).await;
+    assert_eq!(count(&responses, StatusCode::OK), 4);
+}
