@@ -220,3 +220,45 @@ async fn once_the_shared_circuit_expires_one_replica_probes_and_its_success_clos
     let responses = fire(&[&a, &b], 2).await;
     assert_eq!(count(&responses, StatusCode::OK), 4);
 }
+
+#[tokio::test]
+async fn tokens_per_minute_is_shared_by_the_fleet() {
+    let Some(redis) = RedisServer::start(None).await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    // 6000 tokens a minute: a burst of 1000. Each request is estimated at ~420 tokens
+    // (its bytes / 4 + max_tokens 400): two fit the fleet's burst (each replica alone
+    // would let two through, four in all).
+    let upstream = format!(
+        "base_url = \"{}\"\ntokens_per_minute = 6000\nmax_queue_wait = \"0s\"",
+        mock.url()
+    );
+    let a = replica(dir.path(), 0, &upstream, &redis_table(&redis), &[]).await;
+    let b = replica(dir.path(), 1, &upstream, &redis_table(&redis), &[]).await;
+    for proxy in [&a, &b] {
+        assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
+    }
+    // At once: usage (which credits back what was overestimated) is not known yet.
+    let mut body = chat();
+    body["max_tokens"] = serde_json::json!(400);
+    let mut tasks = Vec::new();
+    for proxy in [&a, &b, &a, &b] {
+        let (client, body) = (TestClient::new(proxy.proxy_addr), body.clone());
+        tasks.push(tokio::spawn(async move {
+            client.post_json("/v1/chat/completions", body).await
+        }));
+    }
+    let mut passed = 0;
+    for task in tasks {
+        let r = task.await.expect("request");
+        if r.status == StatusCode::OK {
+            passed += 1;
+        } else {
+            assert_eq!(r.json()["error"]["code"], "rate_limited_locally");
+        }
+    }
+    assert_eq!(passed, 2, "the fleet's one burst of tokens");
+    assert!(redis.exists("backstop:m:tpm").await);
+}
