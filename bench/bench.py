@@ -35,9 +35,17 @@ JOURNAL = "backstop-journal"            # [journal], metadata only
 JOURNAL_RESP = "backstop-journal-responses"  # [journal] responses = true
 JOURNALS = {JOURNAL: "", JOURNAL_RESP: "responses = true\n"}
 JOURNAL_KINDS = ["json", "sse"]
+# One upstream with a requests_per_minute limit (high: nothing is refused or queued),
+# kept locally vs shared through a local redis-server (SPEC §8): the price of [redis].
+RPM_LOCAL = "backstop-rpm-local"
+RPM_REDIS = "backstop-rpm-redis"
+LIMITED = {RPM_LOCAL: False, RPM_REDIS: True}  # name -> shared through Redis
+LIMIT_KEYS = "requests_per_minute = 60000000\n"
+REDIS_PORT = 18090
 REPLAY = "backstop-replay"  # [replay]; its wrk requests share one Idempotency-Key (replay.lua)
-EXTRAS = [*JOURNALS, REPLAY]  # backstops with a feature on, for the JSON and SSE phases
-CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP, REPLAY]  # FLOOR is dropped if not built
+FEATURES = list(JOURNALS) + list(LIMITED) + [REPLAY]  # json + sse only, no failure path
+CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP, RPM_LOCAL, RPM_REDIS,
+               REPLAY]  # FLOOR is dropped if not built
 # Ports: upstreams 1808x, nginx proxy 1818x, backstop 1828x (admin 1928x), hyper-floor
 # 1838x. x = 1 JSON (upstream nginx), 2 SSE mock, 3 failing mock, 4 long-stream mock.
 UP = {"json": 18081, "sse": 18082, "fail": 18083, "idle": 18084}
@@ -48,7 +56,9 @@ PORTS = {
     FLOOR: {k: v + 300 for k, v in UP.items()},
     JOURNAL: {k: v + 400 for k, v in UP.items()},
     JOURNAL_RESP: {k: v + 500 for k, v in UP.items()},
-    REPLAY: {k: v + 600 for k, v in UP.items()},
+    RPM_LOCAL: {k: v + 600 for k, v in UP.items()},
+    RPM_REDIS: {k: v + 700 for k, v in UP.items()},
+    REPLAY: {k: v + 800 for k, v in UP.items()},
 }
 FLOOR_KINDS = ["json", "sse", "idle"]  # not "fail": it does not retry, so nothing to compare
 FAIL_RATE = 0.3
@@ -273,10 +283,11 @@ admin_listen = "127.0.0.1:{port + 1000}"
 dir = "{tmp}/failures"
 {f'[journal]{chr(10)}dir = "{tmp}/journal-{name}-{kind}"{chr(10)}{JOURNALS[name]}' if name in JOURNALS else ""}
 {f'[replay]{chr(10)}dir = "{tmp}/replay-{kind}"{chr(10)}' if name == REPLAY else ""}
+{f'[redis]{chr(10)}url = "redis://127.0.0.1:{REDIS_PORT}/0"{chr(10)}key_prefix = "bench-{kind}:"' if LIMITED.get(name) else ""}
 [[upstream]]
 name = "bench"
 base_url = "http://127.0.0.1:{UP[kind]}"
-"""
+{LIMIT_KEYS if name in LIMITED else ""}"""
     path = os.path.join(tmp, f"{name}-{kind}.toml")
     with open(path, "w") as f:
         f.write(text)
@@ -374,6 +385,9 @@ def main():
     busy0, self0 = busy_seconds(), os.times()
     log(f"tmp {tmp}; proxies on CPU {proxy_cpus}, load on CPU {load_cpus}; {rounds} rounds")
     names = [n for n in CONTESTANTS if n != FLOOR or a.floor]
+    if shutil.which("redis-server") is None:
+        log(f"no redis-server: the {RPM_REDIS} contestant is skipped")
+        names.remove(RPM_REDIS)
     if not a.floor:
         log(f"no hyper_floor binary: the {FLOOR} contestant is skipped")
     proxies = [n for n in names if n != "direct"]
@@ -402,8 +416,12 @@ def main():
     for kind in UP:
         bs[kind] = start([a.backstop, "serve", "--config", backstop_conf(tmp, kind)],
                          f"backstop-{kind}", tmp, proxy_cpus)
+    if RPM_REDIS in names:  # the shared-state store, on the load CPUs like the upstreams
+        redis = start(["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", tmp], "redis", tmp)
+        wait_port(REDIS_PORT, redis)
     journaled = {}
-    for name in [n for n in EXTRAS if n in names]:
+    for name in FEATURES:
         for kind in JOURNAL_KINDS:
             journaled[name, kind] = start([a.backstop, "serve", "--config",
                                            backstop_conf(tmp, kind, name)],
@@ -430,7 +448,7 @@ def main():
             return [bs[kind].pid]
         if name == FLOOR:
             return [floor[kind].pid]
-        if name in EXTRAS:
+        if name in FEATURES:
             return [journaled[name, kind].pid]
         return []
 
@@ -462,7 +480,7 @@ def main():
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
     R["fail"] = phase(lambda n: [wrk(url(n, "fail"), 32, secs, threads, pids(n, "fail"))],
-                      [n for n in names if n != FLOOR and n not in EXTRAS])
+                      [n for n in names if n != FLOOR and n not in FEATURES])
 
     R["rss_after_load_kib"] = {n: sse.rss_kib(pids(n, "json")) for n in proxies}
 

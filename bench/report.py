@@ -62,6 +62,10 @@ def summarize(R):
             if j in R[c]:  # what [journal] costs: same-round CPU per request vs plain backstop
                 S[f"{c}_cpu_ratio_{j}"] = per_round(R[c][j], R[c]["backstop"],
                                                     lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
+        if "backstop-rpm-redis" in R[c] and "backstop-rpm-local" in R[c]:
+            # what [redis] costs: a shared limit vs the same limit kept locally
+            S[f"{c}_cpu_ratio_redis"] = per_round(R[c]["backstop-rpm-redis"], R[c]["backstop-rpm-local"],
+                                                  lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
         if FLOOR in R[c]:  # the split of the gap: (floor / nginx) x (backstop / floor)
             for key, (x, y) in {"floor_nginx": (FLOOR, "nginx"),
                                 "backstop_floor": ("backstop", FLOOR)}.items():
@@ -108,6 +112,12 @@ def replay_vs_direct(S):
     if not replay or not direct or not direct.get("p50"):
         return None
     return replay["p50"] / direct["p50"]
+def redis_added_p50(S):
+    """p50 at 1 connection through the shared limit minus the local one, in µs."""
+    shared, local = S.get("added_backstop-rpm-redis"), S.get("added_backstop-rpm-local")
+    if not shared or not local:
+        return None
+    return (shared["p50"] - local["p50"]) * 1e3
 
 
 def targets(R, S):
@@ -130,6 +140,10 @@ def targets(R, S):
          S.get("c32_cpu_ratio_backstop-journal-responses"), "×", lambda v: v <= 1.25),
         ("Replay served (p50, 1 connection) / direct call to the upstream", "≤ 1.00×",
          replay_vs_direct(S), "×", lambda v: v <= 1.0),
+        ("CPU per request (c=32), shared RPM limit ([redis]) / local", "report",
+         S.get("c32_cpu_ratio_redis"), "×", lambda v: True),
+        ("Added p50 at 1 connection, shared RPM limit vs local", "≤ 300 µs",
+         redis_added_p50(S), " µs", lambda v: v <= 300),
         ("RSS idle (fresh process)", "≤ 10 MiB", idle, " MiB", lambda v: v <= 10),
         ("RSS per open SSE stream", "≤ 30 KiB", per, " KiB", lambda v: v <= 30),
         ("Release binary size", "≤ 15 MiB", size, " MiB", lambda v: v <= 15),

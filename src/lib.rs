@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod failure_log;
+pub mod fleet;
 pub mod journal;
 pub mod limits;
 pub mod metrics;

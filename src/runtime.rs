@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, RetrySettings, Upstream};
+use crate::fleet::{Health, Store};
 use crate::limits::UpstreamLimits;
 use crate::names::NameMap;
 use crate::proxy::{BufferBudget, UpstreamClient, client};
@@ -27,6 +28,8 @@ pub struct Runtime {
     /// `[replay]`: its settings and store; one store across reloads (`[replay]`
     /// changes take effect at restart).
     pub replay: Option<Arc<Replay>>,
+    /// With `[redis]`: the fleet's store, one for the server's life (a reload keeps it).
+    pub fleet: Option<Arc<Store>>,
     hops: NameMap<Hop>,
 }
 
@@ -70,8 +73,27 @@ impl Runtime {
     /// Builds routing, budgets and the pooled upstream client; fails on unreadable CA
     /// files. `previous` donates its budgets and limits, so a reload does not refill them.
     pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
+        Runtime::build(config, previous, None)
+    }
+
+    /// The server's first runtime: with `[redis]`, it also starts the fleet's store
+    /// (connecting in the background), which reports to `health`.
+    pub fn first(config: Config, health: Arc<dyn Health>) -> Result<Runtime, ConfigError> {
+        Runtime::build(config, None, Some(health))
+    }
+
+    fn build(
+        config: Config,
+        previous: Option<&Runtime>,
+        health: Option<Arc<dyn Health>>,
+    ) -> Result<Runtime, ConfigError> {
         // Connection tasks stay owned by one set across reloads (see `tasks`).
         let tasks = previous.map_or_else(Arc::default, |p| p.client.tasks().clone());
+        let fleet = match (previous, &config.redis, health) {
+            (Some(p), _, _) => p.fleet.clone(),
+            (None, Some(redis), Some(health)) => Some(Store::start(redis, health, tasks.clone())),
+            (None, _, _) => None,
+        };
         let client = client::build(&config, tasks)?;
         let router = Router::new(&config.upstreams);
         let buffer_budget = match previous {
@@ -85,7 +107,8 @@ impl Runtime {
             .upstreams
             .iter()
             .map(|u| {
-                let hop = Hop::new(u, &config.upstreams, previous.and_then(|p| p.hop(&u.name)));
+                let old = previous.and_then(|p| p.hop(&u.name));
+                let hop = Hop::new(u, &config.upstreams, old, fleet.as_ref());
                 (hop.name.clone(), hop)
             })
             .collect();
@@ -101,6 +124,7 @@ impl Runtime {
             sessions: previous.map_or_else(Arc::default, |p| p.sessions.clone()),
             detached: previous.map_or_else(Arc::default, |p| p.detached.clone()),
             replay,
+            fleet,
             hops,
         })
     }
@@ -169,16 +193,17 @@ impl<'r, F: FnOnce() -> Option<&'r str>> LazyModel<'r, F> {
 }
 
 impl Hop {
-    fn new(u: &Upstream, all: &[Upstream], old: Option<&Hop>) -> Hop {
+    fn new(u: &Upstream, all: &[Upstream], old: Option<&Hop>, fleet: Option<&Arc<Store>>) -> Hop {
         let budget_key = budget_key(&u.retry);
         let budget = old.filter(|o| o.budget_key == budget_key).map_or_else(
             || Arc::new(RetryBudget::new(&u.retry)),
             |o| o.budget.clone(),
         );
         let limits_key = limits_key(u);
-        let limits = old
-            .filter(|o| o.limits_key == limits_key)
-            .map_or_else(|| Arc::new(UpstreamLimits::new(u)), |o| o.limits.clone());
+        let limits = old.filter(|o| o.limits_key == limits_key).map_or_else(
+            || Arc::new(UpstreamLimits::new(u, fleet)),
+            |o| o.limits.clone(),
+        );
         Hop {
             upstream: Arc::new(u.clone()),
             name: u.name.as_str().into(),

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 pub use egress::EgressProxy;
 pub use typed::{
     ApiKey, CircuitBreaker, Config, FailureLogSettings, FallbackOn, JournalSettings,
-    MetricsSettings, RateLimit, ReplaySettings, ReplayStoreKind, RetrySettings, TlsSettings,
-    Upstream, UpstreamKind, UpstreamUrl,
+    MetricsSettings, RateLimit, RedisSettings, ReplaySettings, ReplayStoreKind, RetrySettings,
+    TlsSettings, Upstream, UpstreamKind, UpstreamUrl,
 };
 pub use validate::EnvLookup;
 

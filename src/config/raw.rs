@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// `[replay]`: off unless the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<RawReplay>,
+    /// `[redis]`: shared state across replicas, off unless the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RawRedis>,
     pub tls: RawTls,
     pub metrics: RawMetrics,
     #[serde(rename = "upstream")]
@@ -74,6 +77,7 @@ impl Default for RawConfig {
             failure_log: RawFailureLog::default(),
             journal: None,
             replay: None,
+            redis: None,
             tls: RawTls::default(),
             metrics: RawMetrics::default(),
             upstreams: Vec::new(),
@@ -218,6 +222,28 @@ impl Default for RawReplay {
             store: "local".to_owned(),
             dir: PathBuf::from("data/replay"),
             max_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub key_prefix: String,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password_env: None,
+            timeout: Duration::from_millis(100),
+            key_prefix: "backstop:".to_owned(),
         }
     }
 }

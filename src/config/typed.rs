@@ -52,6 +52,9 @@ pub struct Config {
     /// `[replay]`; `None` (the default) when the table is absent: no replay, and no
     /// per-request work for it.
     pub replay: Option<ReplaySettings>,
+    /// `[redis]`; `None` (the default): every replica keeps its own limits, and no
+    /// Redis call is made.
+    pub redis: Option<RedisSettings>,
     pub tls: TlsSettings,
     pub metrics: MetricsSettings,
     /// At least one; names and path prefixes are unique.
@@ -187,7 +190,7 @@ pub struct Upstream {
     /// Used only as another upstream's fallback: no path route (default false).
     pub fallback_only: bool,
     pub rate_limit: Option<RateLimit>,
-    /// Longest wait for a local rate limit before 429 (default 10 s).
+    /// Longest wait for a rate limit before 429 (default 10 s; 0: never wait).
     pub max_queue_wait: Duration,
     /// Slow admissions when the upstream reports its limits running out (default on).
     pub pacing: bool,
@@ -259,4 +262,47 @@ pub struct RateLimit {
 pub struct CircuitBreaker {
     pub consecutive_failures: NonZeroU32,
     pub open_for: Duration,
+}
+
+/// `[redis]` (SPEC §8): the store a fleet of backstops shares its limits and circuit
+/// state through. Neither the URL's password nor `password_env`'s value is ever
+/// printed: `Debug` and `shown` redact them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` (TLS), as written (it may hold a password).
+    pub(super) url: String,
+    /// The URL with any password replaced by `***`: for logs and `check-config`.
+    pub shown: String,
+    /// From the variable `password_env` names (default: none, or the URL's own).
+    pub(super) password: Option<String>,
+    /// Longest wait for one Redis command; slower counts as Redis down (default 100 ms).
+    pub timeout: Duration,
+    /// Every key starts with this, then the upstream's name (default `backstop:`).
+    pub key_prefix: String,
+}
+
+impl RedisSettings {
+    /// Where and how to connect, the password from `password_env` applied.
+    pub fn connection_info(&self) -> redis::RedisResult<redis::ConnectionInfo> {
+        use redis::IntoConnectionInfo;
+        let info = self.url.as_str().into_connection_info()?;
+        Ok(match &self.password {
+            Some(password) => {
+                let settings = info.redis_settings().clone().set_password(password);
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        })
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.shown)
+            .field("password", &self.password.as_ref().map(|_| "redacted"))
+            .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }

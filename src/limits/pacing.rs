@@ -77,14 +77,22 @@ fn later(a: Option<Instant>, b: Instant) -> Instant {
 }
 
 impl Pacer {
-    /// Learns from a response's status and rate-limit headers.
-    pub fn observe(&self, status: u16, headers: &HeaderMap, server_delay: Option<Duration>) {
+    /// Learns from a response's status and rate-limit headers. Returns the pause it
+    /// started, if it started one (a 429, tokens nearly spent).
+    pub fn observe(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+        server_delay: Option<Duration>,
+    ) -> Option<Duration> {
         let now = Instant::now();
         let mut s = self.0.lock();
+        let mut started = None;
         if status == 429 {
             let pause = server_delay.unwrap_or(Duration::from_secs(1));
             s.paused_until = Some(later(s.paused_until, now + pause));
             s.factor = (s.factor * 0.5).max(0.1);
+            started = Some(pause);
         } else if status < 400 {
             s.factor = (s.factor + 0.1).min(1.0);
         }
@@ -92,7 +100,7 @@ impl Pacer {
             .keys()
             .any(|name| name.as_str().starts_with("x-ratelimit-"))
         {
-            return;
+            return started;
         }
         let number = |name: &HeaderName| {
             headers
@@ -127,7 +135,9 @@ impl Pacer {
             && remaining <= limit * 0.05
         {
             s.paused_until = Some(later(s.paused_until, now + window));
+            started = started.max(Some(window));
         }
+        started
     }
 
     /// Takes the next slot, waiting for it; refuses if it would start after `until`.
@@ -162,7 +172,8 @@ impl Pacer {
                 (Some(left), None) => s.remaining = Some((left - 1.0).max(0.0)),
                 (None, _) => {}
             }
-            if start > until {
+            // No wait needed is no refusal, even with no time to wait at all.
+            if start > until.max(now) {
                 return Err(Refused {
                     retry_after: (start - now).max(Duration::from_secs(1)),
                 });

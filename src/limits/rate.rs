@@ -42,16 +42,12 @@ pub struct Refused {
 
 impl RateGate {
     pub fn new(limit: &RateLimit) -> RateGate {
-        let requests = limit.requests_per_minute.map(|rpm| {
-            // Default burst: one second's worth, ceil(rpm / 60).
-            let burst = limit
-                .requests_burst
-                .unwrap_or_else(|| per_second_ceiling(rpm));
-            RateLimiter::direct(Quota::per_minute(rpm).allow_burst(burst))
-        });
+        let requests = limit
+            .requests_per_minute
+            .zip(request_burst(limit))
+            .map(|(rpm, burst)| RateLimiter::direct(Quota::per_minute(rpm).allow_burst(burst)));
         let tokens = limit.tokens_per_minute.map(|tpm| {
-            // Ten seconds' worth: large prompts fit, and a minute is still spread out.
-            let burst = NonZeroU32::new(tpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN);
+            let burst = token_burst(tpm);
             (
                 RateLimiter::direct(Quota::per_minute(tpm).allow_burst(burst)),
                 burst.get(),
@@ -73,8 +69,15 @@ impl RateGate {
         let refused = |wait: Duration| Refused {
             retry_after: wait.max(Duration::from_secs(1)),
         };
-        let Ok(_turn) = tokio::time::timeout_at(until, self.queue.lock()).await else {
-            return Err(refused(Duration::from_secs(1)));
+        // With no time to wait (`max_queue_wait = "0s"`) there is no queue to keep fair:
+        // each request is admitted or refused at once, never for a lock held by another.
+        let _turn = if until > started {
+            let Ok(turn) = tokio::time::timeout_at(until, self.queue.lock()).await else {
+                return Err(refused(Duration::from_secs(1)));
+            };
+            Some(turn)
+        } else {
+            None
         };
         if let Some(limiter) = &self.requests {
             loop {
@@ -116,6 +119,30 @@ impl RateGate {
         Ok(started.elapsed())
     }
 
+    /// For a limit kept elsewhere (the fleet's): what this admission costs in tokens,
+    /// the estimate plus what is owed (less what is credited), within one burst. The
+    /// cost is taken off the ledger now; `refund` puts it back if it is not admitted.
+    pub fn token_cost(&self, estimated_tokens: u64) -> TokenCost {
+        let Some((_, burst)) = &self.tokens else {
+            return TokenCost::default();
+        };
+        let debt = self.ledger.swap(0, Ordering::Relaxed);
+        let owed = estimated_tokens as i64 + debt;
+        let cost = owed.clamp(1, i64::from(*burst));
+        // What the clamp left unpaid stays owed.
+        self.settle_difference(owed - cost);
+        TokenCost {
+            cost: cost as u64,
+            debt,
+            unpaid: owed - cost,
+        }
+    }
+
+    /// The admission `cost` was for did not happen: the ledger is as before.
+    pub fn refund(&self, cost: TokenCost) {
+        self.settle_difference(cost.debt - cost.unpaid);
+    }
+
     /// Corrects the token estimate with what the response reported.
     pub fn settle(&self, estimated_tokens: u64, used_tokens: u64) {
         self.settle_difference(used_tokens as i64 - estimated_tokens as i64);
@@ -141,6 +168,31 @@ impl RateGate {
     pub fn limits_tokens(&self) -> bool {
         self.tokens.is_some()
     }
+}
+
+/// The tokens one admission is charged, and how the ledger moved to get there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCost {
+    /// 0 when the upstream does not limit tokens.
+    pub cost: u64,
+    debt: i64,
+    unpaid: i64,
+}
+
+/// `requests_burst`, by default one second's worth: ceil(rpm / 60). `None` without
+/// `requests_per_minute`.
+pub fn request_burst(limit: &RateLimit) -> Option<NonZeroU32> {
+    let rpm = limit.requests_per_minute?;
+    Some(
+        limit
+            .requests_burst
+            .unwrap_or_else(|| per_second_ceiling(rpm)),
+    )
+}
+
+/// Ten seconds' worth of tokens: large prompts fit, and a minute is still spread out.
+pub fn token_burst(tpm: NonZeroU32) -> NonZeroU32 {
+    NonZeroU32::new(tpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN)
 }
 
 fn per_second_ceiling(rpm: NonZeroU32) -> NonZeroU32 {
@@ -196,6 +248,25 @@ mod tests {
         assert!(refused.retry_after >= Duration::from_secs(1));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn no_queue_wait_admits_the_burst_and_refuses_the_rest_at_once() {
+        let g = gate(Some(600), Some(10), None);
+        let now = Instant::now();
+        let admitted = (0..20).map(|_| g.admit(0, now)).collect::<Vec<_>>();
+        let mut passed = 0;
+        for admission in admitted {
+            match admission.await {
+                Ok(waited) => {
+                    assert_eq!(waited, Duration::ZERO);
+                    passed += 1;
+                }
+                Err(refused) => assert!(refused.retry_after >= Duration::from_secs(1)),
+            }
+        }
+        assert_eq!(passed, 10, "the burst, and not one more");
+        assert_eq!(Instant::now(), now, "nobody waited");
+    }
+
     #[tokio::test]
     async fn waiting_within_max_queue_wait_is_admitted() {
         let g = gate(Some(600), Some(1), None); // one per 100 ms
@@ -214,6 +285,22 @@ mod tests {
         assert_eq!(g.ledger(), -700);
         g.settle(0, 1_000_000);
         assert_eq!(g.ledger(), 1000, "bounded");
+    }
+
+    #[test]
+    fn a_shared_admission_pays_the_debt_and_a_refusal_restores_it() {
+        let g = gate(None, None, Some(6000)); // burst 1000 tokens
+        g.settle(0, 300);
+        let cost = g.token_cost(50);
+        assert_eq!(cost.cost, 350);
+        assert_eq!(g.ledger(), 0);
+        g.refund(cost);
+        assert_eq!(g.ledger(), 300, "refused: still owed");
+        g.settle(0, 1000);
+        let cost = g.token_cost(500);
+        assert_eq!((cost.cost, g.ledger()), (1000, 500), "one burst at most");
+        g.refund(cost);
+        assert_eq!(g.ledger(), 1000, "bounded to one burst");
     }
 
     #[tokio::test]

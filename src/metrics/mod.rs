@@ -33,6 +33,7 @@ mod families;
 mod handovers;
 mod labels;
 mod load;
+mod redis;
 mod replay;
 mod series;
 mod stats;
@@ -53,6 +54,7 @@ pub use labels::{
     TokenType, UpstreamLabel, Vocabulary,
 };
 pub use load::LoadCounts;
+pub use redis::RedisView;
 pub use stats::{LastError, Snapshot, Stats};
 pub use status_page::render as render_status;
 
@@ -81,6 +83,8 @@ pub struct Recorder {
     connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
     vocabulary: ArcSwap<Vocabulary>,
+    /// With `[redis]` only.
+    redis: Option<redis::RedisFamilies>,
 }
 
 impl Recorder {
@@ -95,6 +99,11 @@ impl Recorder {
         let load = LoadCollector::new()?;
         registry.register(Box::new(load.clone()))?;
         let replay = ReplayMetrics::register(registry)?;
+        let redis = config
+            .redis
+            .is_some()
+            .then(|| redis::RedisFamilies::register(registry))
+            .transpose()?;
         let recorder = Recorder {
             registry: registry.clone(),
             metrics,
@@ -105,6 +114,7 @@ impl Recorder {
             connections: Default::default(),
             stats: Stats::default(),
             vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
+            redis,
         };
         recorder.on_config(config);
         Ok(recorder)
@@ -172,12 +182,28 @@ impl Recorder {
                 (row.h2_connections, row.h2_streams) = connections.h2(&row.name);
             }
         }
+        snapshot.redis = self.redis.as_ref().map(redis::RedisFamilies::view);
         snapshot
     }
 
     /// Lets `/stats` show each upstream's open HTTP/2 connections and streams.
     pub fn attach_connections(&self, connections: Arc<dyn UpstreamConnections>) {
         *self.connections.write() = Some(connections);
+    }
+}
+
+/// The fleet store reports here (a config without `[redis]` has no store).
+impl crate::fleet::Health for Recorder {
+    fn command(&self, took: std::time::Duration, ok: bool) {
+        if let Some(redis) = &self.redis {
+            redis.command(took, ok);
+        }
+    }
+
+    fn up(&self, up: bool) {
+        if let Some(redis) = &self.redis {
+            redis.up(up);
+        }
     }
 }
 

@@ -251,6 +251,7 @@ impl Stats {
             uptime_seconds: self.started.elapsed().as_secs(),
             upstreams,
             tags,
+            redis: None,
         }
     }
 }

@@ -11,6 +11,9 @@ pub struct Snapshot {
     pub uptime_seconds: u64,
     pub upstreams: Vec<UpstreamRow>,
     pub tags: Vec<TagRow>,
+    /// With `[redis]`: whether limits are shared right now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<super::RedisView>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -153,7 +153,11 @@ fn title_mark(s: &Snapshot) -> &'static str {
 fn worst(s: &Snapshot) -> &'static str {
     let rows = s.upstreams.iter().map(|u| (&u.row, u.circuit));
     let tags = s.tags.iter().map(|t| (&t.row, "closed"));
-    let mut worst = "ok";
+    let mut worst = if s.redis.is_some_and(|r| !r.up) {
+        "warn"
+    } else {
+        "ok"
+    };
     for (row, circuit) in rows.chain(tags) {
         let sev = row_severity(row, circuit);
         if sev == "bad" {
@@ -207,6 +211,12 @@ fn banner(out: &mut String, s: &Snapshot) {
     }
     if !warn.is_empty() {
         parts.push(format!("Degraded: {}", list(&warn)));
+    }
+    if s.redis.is_some_and(|r| !r.up) {
+        parts.push(
+            "Redis unreachable: limits and circuit are this replica's own until it is back"
+                .to_owned(),
+        );
     }
     let text = if parts.is_empty() {
         let total: u64 = s.upstreams.iter().map(|u| u.row.total).sum();

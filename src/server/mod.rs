@@ -144,7 +144,12 @@ async fn serve_both(
         refused: Arc::default(),
         ..proxy_limits.clone()
     };
-    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config, None)?));
+    let runtime = Runtime::first(config, metrics.clone())?;
+    if let Some(fleet) = &runtime.fleet {
+        // Bounded: an unreachable Redis only delays the start by this much.
+        fleet.first_attempt(std::time::Duration::from_secs(3)).await;
+    }
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     metrics.attach_connections(Arc::new(Connections(runtime.clone())));
     metrics.attach_load(Arc::new(Load {
         refused: refused.clone(),
@@ -308,6 +313,10 @@ impl Running {
             tracing::warn!("[replay] changes take effect only after a restart");
             config.replay.clone_from(&current.replay);
         }
+        if config.redis != current.redis {
+            tracing::warn!("[redis] changes take effect only after a restart");
+            config.redis.clone_from(&current.redis);
+        }
         let upstreams = config.upstreams.len();
         let next = Runtime::new(config, Some(&self.started.runtime.load()))?;
         self.started.runtime.store(Arc::new(next));
@@ -336,7 +345,11 @@ impl Running {
         // and so is a request detached while draining.
         sessions.shutdown(std::time::Duration::ZERO).await;
         detached.shutdown(std::time::Duration::ZERO).await;
-        // Every request is over: close upstream connections and end their tasks.
+        // Every request is over: stop reconnecting to Redis, close upstream connections
+        // and end their tasks.
+        if let Some(fleet) = &runtime.fleet {
+            fleet.close();
+        }
         runtime.client.shutdown().await;
         if let Some(replay) = &runtime.replay {
             replay.store.close().await;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use tokio::time::Instant;
 
 use super::attempt::AttemptResult;
 use super::fallback::Next;
@@ -124,10 +123,8 @@ impl Reporter<'_> {
     fn learn(&self, outcome: Outcome) {
         let limits = &self.hop.limits;
         let name = &self.hop.upstream.name;
-        if let Some(breaker) = &limits.breaker {
-            let now = Instant::now();
-            breaker.record(outcome, now);
-            self.observer.circuit(name, breaker.state(now));
+        if let Some(state) = limits.record(outcome) {
+            self.observer.circuit(name, state);
         }
         if let Some(view) = limits.pacer.as_ref().and_then(|p| p.changed_view()) {
             self.observer.pacing(name, view);

@@ -4,7 +4,9 @@
 
 pub mod chains;
 pub mod egress;
+pub mod fleet;
 pub mod process;
+pub mod redis_server;
 pub mod replay;
 pub mod scrape;
 pub mod tls;
@@ -325,6 +327,23 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls the async `check` every 20 ms until it holds or `limit` passes.
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

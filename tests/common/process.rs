@@ -15,8 +15,10 @@ pub struct Proxy {
     pub child: Child,
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    /// Every stderr log line (JSON), as it arrives.
+    /// Every stderr log line (JSON), as it arrives, after `backstop listening`.
     pub logs: mpsc::UnboundedReceiver<serde_json::Value>,
+    /// The log lines before `backstop listening` (start-up warnings).
+    pub startup_logs: Vec<serde_json::Value>,
 }
 
 /// Starts `backstop serve --config FILE` with JSON logs and waits until it listens.
@@ -73,7 +75,8 @@ pub async fn spawn_serve_with_proxy_env(
             }
         }
     });
-    let listening = wait_for_log(&mut rx, "backstop listening", Duration::from_secs(20)).await;
+    let (listening, startup_logs) =
+        wait_for_log_keeping(&mut rx, "backstop listening", Duration::from_secs(20)).await;
     let addr = |key: &str| -> SocketAddr {
         listening[key]
             .as_str()
@@ -85,6 +88,7 @@ pub async fn spawn_serve_with_proxy_env(
         admin_addr: addr("admin_addr"),
         child,
         logs: rx,
+        startup_logs,
     }
 }
 
@@ -94,6 +98,15 @@ pub async fn wait_for_log(
     needle: &str,
     limit: Duration,
 ) -> serde_json::Value {
+    wait_for_log_keeping(logs, needle, limit).await.0
+}
+
+/// `wait_for_log`, also returning the lines seen before the one found.
+pub async fn wait_for_log_keeping(
+    logs: &mut mpsc::UnboundedReceiver<serde_json::Value>,
+    needle: &str,
+    limit: Duration,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(limit, async {
         while let Some(line) = logs.recv().await {
@@ -107,7 +120,7 @@ pub async fn wait_for_log(
     })
     .await;
     match found {
-        Ok(Some(line)) => line,
+        Ok(Some(line)) => (line, seen),
         _ => panic!("no log line containing {needle:?}; saw: {seen:#?}"),
     }
 }

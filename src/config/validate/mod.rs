@@ -21,6 +21,7 @@ pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Conf
 }
 
 mod fallback;
+mod redis;
 mod replay;
 mod sizes;
 mod upstream;
@@ -61,7 +62,21 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         return Err(invalid("failure_log.dir", "must not be empty"));
     }
     let journal = raw.journal.as_ref().map(journal).transpose()?;
-    let replay = raw.replay.as_ref().map(replay::replay).transpose()?;
+    let has_redis = raw.redis.is_some();
+    let replay = raw
+        .replay
+        .as_ref()
+        .map(|r| replay::replay(r, has_redis))
+        .transpose()?;
+    let redis = match &mut raw.redis {
+        Some(r) => {
+            let settings = redis::redis(r, env)?;
+            // What `check-config` prints: never the URL's password.
+            r.url.clone_from(&settings.shown);
+            Some(settings)
+        }
+        None => None,
+    };
     for (i, file) in raw.tls.extra_ca_files.iter().enumerate() {
         if !file.is_file() {
             return Err(invalid(
@@ -112,6 +127,7 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         },
         journal,
         replay,
+        redis,
         tls: TlsSettings {
             native_roots: raw.tls.native_roots,
             extra_ca_files: raw.tls.extra_ca_files.clone(),

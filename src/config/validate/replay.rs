@@ -6,15 +6,22 @@ use crate::config::ConfigError;
 use crate::config::raw::RawReplay;
 use crate::config::typed::{ReplaySettings, ReplayStoreKind};
 
-pub(super) fn replay(raw: &RawReplay) -> Result<ReplaySettings, ConfigError> {
+/// `has_redis`: the config has a `[redis]` table.
+pub(super) fn replay(raw: &RawReplay, has_redis: bool) -> Result<ReplaySettings, ConfigError> {
     non_zero("replay.ttl", raw.ttl)?;
     non_zero("replay.window", raw.window)?;
     let store = match raw.store.as_str() {
         "local" => ReplayStoreKind::Local,
+        "redis" if !has_redis => {
+            return Err(invalid(
+                "replay.store",
+                "\"redis\" needs a [redis] table (SPEC §8); or use \"local\"",
+            ));
+        }
         "redis" => {
             return Err(invalid(
                 "replay.store",
-                "\"redis\" needs a [redis] table, which this build does not support yet; \
+                "\"redis\" is not supported yet (replay entries are kept per replica for now); \
                  use \"local\"",
             ));
         }
@@ -85,7 +92,7 @@ mod tests {
         for (text, key, says) in [
             ("ttl = \"0s\"", "replay.ttl", "greater than 0"),
             ("window = \"0s\"", "replay.window", "greater than 0"),
-            ("store = \"redis\"", "replay.store", "[redis]"),
+            ("store = \"redis\"", "replay.store", "needs a [redis] table"),
             ("store = \"s3\"", "replay.store", "\"local\" or \"redis\""),
             ("dir = \"\"", "replay.dir", "empty"),
             (

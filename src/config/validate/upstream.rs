@@ -70,7 +70,7 @@ pub(super) fn upstream(
             })
         }
     };
-    non_zero(&key("max_queue_wait"), up.max_queue_wait)?;
+    // `max_queue_wait = "0s"` is valid: never wait, answer 429 at once.
     let proxy = egress::resolve(up.proxy.as_deref(), &base_url, env)
         .map_err(|reason| invalid(key("proxy"), reason))?
         .map(std::sync::Arc::new);

@@ -38,9 +38,9 @@ pub(super) async fn judge<T>(
     if head.status.as_u16() >= 400 {
         return error(ctx, head, body, sse, started).await;
     }
-    if let Some(pacer) = &ctx.hop.limits.pacer {
-        pacer.observe(head.status.as_u16(), &head.headers, None);
-    }
+    ctx.hop
+        .limits
+        .observe(head.status.as_u16(), &head.headers, None);
     if sse && head.status.is_success() {
         return first_event(ctx, head, body, started).await;
     }
@@ -62,9 +62,9 @@ async fn error<T>(
     let outcome = classify_response(head.status, &head.headers, &peeked.prefix);
     let (error_code, error_message) = error_fields(&peeked.prefix);
     let server_delay = server_delay(head.status, &head.headers, SystemTime::now());
-    if let Some(pacer) = &ctx.hop.limits.pacer {
-        pacer.observe(head.status.as_u16(), &head.headers, server_delay);
-    }
+    ctx.hop
+        .limits
+        .observe(head.status.as_u16(), &head.headers, server_delay);
     let body = rest_of(peeked, idle, sse).watched_by(ctx.fate.clone());
     let mut attempted = answered(head, body, started, outcome);
     attempted.value.error_code = error_code;
