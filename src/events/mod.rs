@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use http::Method;
@@ -15,6 +14,12 @@ use crate::limits::pacing::PaceView;
 use crate::request_meta::RequestMeta;
 use crate::response_capture::CapturedResponse;
 use crate::retry::{Decision, GiveUp, Outcome};
+
+mod fanout;
+mod recording;
+
+pub use fanout::Observers;
+pub use recording::RecordingObserver;
 
 /// What backstop did after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,65 +273,6 @@ pub trait Observer: Send + Sync + 'static {
     }
 }
 
-/// Several observers in turn (failure log, metrics, …).
-pub struct Observers(pub Vec<Arc<dyn Observer>>);
-
-impl Observer for Observers {
-    fn attempt(&self, event: &AttemptReport) {
-        for o in &self.0 {
-            o.attempt(event);
-        }
-    }
-
-    fn request_started(&self, upstream: &str) {
-        for o in &self.0 {
-            o.request_started(upstream);
-        }
-    }
-
-    fn request_abandoned(&self, upstream: &str) {
-        for o in &self.0 {
-            o.request_abandoned(upstream);
-        }
-    }
-
-    fn circuit(&self, upstream: &str, state: CircuitState) {
-        for o in &self.0 {
-            o.circuit(upstream, state);
-        }
-    }
-
-    fn pacing(&self, upstream: &str, view: PaceView) {
-        for o in &self.0 {
-            o.pacing(upstream, view);
-        }
-    }
-
-    fn request(&self, event: &RequestEvent) {
-        for o in &self.0 {
-            o.request(event);
-        }
-    }
-
-    fn websocket_session(&self, upstream: &str, open: bool) {
-        for o in &self.0 {
-            o.websocket_session(upstream, open);
-        }
-    }
-
-    fn request_left(&self, event: &RequestEvent) {
-        for o in &self.0 {
-            o.request_left(event);
-        }
-    }
-
-    fn replay_join(&self, upstream: &str) {
-        for o in &self.0 {
-            o.replay_join(upstream);
-        }
-    }
-}
-
 /// The default observer: a `debug` line per attempt, `warn` when a request fails in the end.
 #[derive(Debug, Default)]
 pub struct LogObserver;
@@ -356,40 +302,6 @@ impl Observer for LogObserver {
                 status = e.status, why = e.give_up.map(GiveUp::reason), "request failed"
             ),
             _ => {}
-        }
-    }
-}
-
-/// Keeps every event in memory: for tests and the demo.
-#[derive(Debug, Default)]
-pub struct RecordingObserver {
-    attempts: Mutex<Vec<AttemptReport>>,
-    requests: Mutex<Vec<RequestEvent>>,
-}
-
-impl RecordingObserver {
-    pub fn events(&self) -> Vec<AttemptReport> {
-        self.attempts.lock().clone()
-    }
-
-    pub fn requests(&self) -> Vec<RequestEvent> {
-        self.requests.lock().clone()
-    }
-}
-
-impl Observer for RecordingObserver {
-    fn attempt(&self, event: &AttemptReport) {
-        LogObserver.attempt(event);
-        {
-            let mut events = self.attempts.lock();
-            events.push(event.clone());
-        }
-    }
-
-    fn request(&self, event: &RequestEvent) {
-        {
-            let mut events = self.requests.lock();
-            events.push(event.clone());
         }
     }
 }
