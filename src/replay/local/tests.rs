@@ -162,8 +162,9 @@ async fn a_directory_that_cannot_exist_only_misses() {
     assert!(store.errors() >= 1);
 }
 
-/// Start-up with 100 000 entries (~1 KiB each): `cargo test --release --lib -- --ignored
-/// replay_store_start_up --nocapture` prints the time; docs/benchmarks.md has the number.
+/// Start-up with 100 000 entries (~1 KiB each): `cargo nextest run --cargo-profile
+/// callgrind --lib --run-ignored only -E 'test(replay_store_start_up)' --no-capture`
+/// prints the time; docs/benchmarks.md has the number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check; run by hand"]
 async fn replay_store_start_up_with_100k_entries() {
