@@ -74,7 +74,7 @@ pub(super) fn respond(
         replay: served.replayed.take(),
     };
     let (parts, body) = response.into_parts();
-    let body = WatchedBody::new(
+    let watched = WatchedBody::new(
         body,
         observer,
         event,
@@ -82,13 +82,18 @@ pub(super) fn respond(
         served.fate.clone(),
         look_for_usage,
         served.settle.take(),
-    )
-    .gone_with(served.detach.clone());
-    let body = match keeping {
-        Some(keeping) => KeepBody::new(body.boxed(), keeping).boxed(),
-        None => body.boxed(),
-    };
-    Response::from_parts(parts, body)
+    );
+    Response::from_parts(parts, outgoing(watched, &served, keeping))
+}
+
+/// The body as it goes out: watched for the request's event, and kept for replay when
+/// the request has a ticket.
+fn outgoing(watched: WatchedBody, served: &Served, keeping: Option<Keeping>) -> Body {
+    let body = watched.gone_with(served.detach.clone()).boxed();
+    match keeping {
+        Some(keeping) => KeepBody::new(body, keeping).boxed(),
+        None => body,
+    }
 }
 
 /// Replay: a 2xx of an eligible request is kept as it is before backstop's headers.
