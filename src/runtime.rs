@@ -114,7 +114,10 @@ impl Runtime {
             .collect();
         let replay = match previous {
             Some(p) => p.replay.clone(),
-            None => config.replay.as_ref().map(|s| Arc::new(Replay::open(s))),
+            None => config
+                .replay
+                .as_ref()
+                .map(|s| Arc::new(Replay::open(s, fleet.as_ref()))),
         };
         Ok(Runtime {
             config: Arc::new(config),

@@ -141,6 +141,9 @@ pub struct ReplaySettings {
 pub enum ReplayStoreKind {
     /// On disk under `dir`, this replica only.
     Local,
+    /// Shared by every replica through `[redis]` (SPEC §8), and on disk under `dir`
+    /// too: the local copy answers first and is all there is while Redis is down.
+    Redis,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

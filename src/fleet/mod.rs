@@ -5,14 +5,18 @@
 //! - `admission`: the one-round-trip script (circuit, pause, GCRA on Redis's clock);
 //! - `share`: one upstream's use of it, and what it publishes (circuit opened or
 //!   closed by this replica, a pause the upstream asked for);
-//! - `link`: the connection, its timeout, and the task that reconnects it.
+//! - `link`: the connection, its timeout, and the task that reconnects it;
+//! - `replay`: replay entries and in-flight markers shared by the fleet
+//!   (`[replay] store = "redis"`).
 //!
 //! Redis is never why a request fails: down, slow (past `timeout`) or refusing, each
 //! decision falls back to this replica's local limiter and breaker, and is counted.
-//! An upstream with no limits and no breaker never calls Redis.
+//! An upstream with no limits and no breaker never calls Redis, and no request does
+//! for replay unless `[replay] store = "redis"`.
 
 pub mod admission;
 mod link;
+pub mod replay;
 mod share;
 
 use std::sync::Arc;

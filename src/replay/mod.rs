@@ -6,7 +6,8 @@
 //! - `kept`: a kept response and its bytes on disk;
 //! - `store`: the `ReplayStore` trait (get, put, claim while in flight, close);
 //! - `marks`: in-flight markers in this process;
-//! - `local`: the store on local disk (`store = "local"`).
+//! - `local`: the store on local disk (`store = "local"`); `fleet::replay` shares it
+//!   through Redis (`store = "redis"`).
 //!
 //! The request-path step that uses them is `stack::replay`.
 
@@ -18,7 +19,9 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::config::ReplaySettings;
+use crate::config::{ReplaySettings, ReplayStoreKind};
+use crate::fleet::Store;
+use crate::fleet::replay::SharedReplay;
 
 pub use kept::Kept;
 pub use scope::{Credential, ReplayReason, ScopeKey};
@@ -31,12 +34,18 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Opens the configured store (the local one reads its index now).
-    pub fn open(settings: &ReplaySettings) -> Replay {
-        let store = local::LocalStore::open(&settings.dir, settings.max_bytes);
+    /// Opens the configured store (the local one reads its index now); with
+    /// `store = "redis"`, the local one shared through `fleet`.
+    pub fn open(settings: &ReplaySettings, fleet: Option<&Arc<Store>>) -> Replay {
+        let local: Arc<dyn ReplayStore> =
+            Arc::new(local::LocalStore::open(&settings.dir, settings.max_bytes));
+        let store = match (settings.store, fleet) {
+            (ReplayStoreKind::Redis, Some(fleet)) => Arc::new(SharedReplay::new(local, fleet)),
+            _ => local,
+        };
         Replay {
             settings: settings.clone(),
-            store: Arc::new(store),
+            store,
         }
     }
 }

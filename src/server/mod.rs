@@ -345,15 +345,16 @@ impl Running {
         // and so is a request detached while draining.
         sessions.shutdown(std::time::Duration::ZERO).await;
         detached.shutdown(std::time::Duration::ZERO).await;
-        // Every request is over: stop reconnecting to Redis, close upstream connections
-        // and end their tasks.
+        // Every request is over: the replay store writes what is queued (to Redis too,
+        // so it closes first), then stop reconnecting to Redis, close upstream
+        // connections and end their tasks.
+        if let Some(replay) = &runtime.replay {
+            replay.store.close().await;
+        }
         if let Some(fleet) = &runtime.fleet {
             fleet.close();
         }
         runtime.client.shutdown().await;
-        if let Some(replay) = &runtime.replay {
-            replay.store.close().await;
-        }
         // Write and fsync what the requests recorded.
         self.failure_log.close().await;
         if let Some(journal) = self.journal {

@@ -18,13 +18,7 @@ pub(super) fn replay(raw: &RawReplay, has_redis: bool) -> Result<ReplaySettings,
                 "\"redis\" needs a [redis] table (SPEC §8); or use \"local\"",
             ));
         }
-        "redis" => {
-            return Err(invalid(
-                "replay.store",
-                "\"redis\" is not supported yet (replay entries are kept per replica for now); \
-                 use \"local\"",
-            ));
-        }
+        "redis" => ReplayStoreKind::Redis,
         other => {
             return Err(invalid(
                 "replay.store",
