@@ -180,4 +180,19 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_replayed_call_is_answered_not_failed() {
+        let records = [
+            record("openai", None, "client_gone", 1, 900),
+            record("openai", None, "replayed", 0, 1),
+        ];
+        let s = Summary::of(&records);
+        let openai = &s.by_upstream["openai"];
+        assert_eq!(
+            (openai.calls, openai.failed),
+            (2, 1),
+            "only the abandoned call"
+        );
+    }
 }

@@ -195,7 +195,7 @@ async fn forward<B: ClientBody, T: Transport>(
                     detach.finish();
                     call.outlive_client(primary.upstream.retry.deadline);
                 }
-                served.ticket = Some(ticket);
+                served.ticket = Some(Box::new(ticket));
             }
         }
     }

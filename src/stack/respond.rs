@@ -103,7 +103,7 @@ fn keeping(served: &mut Served, ident: &Ident, response: &Response<Body>) -> Opt
     status.is_success().then(|| {
         let headers = replay::keepable(response.headers());
         let detach = served.detach.clone();
-        Keeping::new(ticket, ident.id.clone(), status.as_u16(), headers, detach)
+        Keeping::new(*ticket, ident.id.clone(), status.as_u16(), headers, detach)
     })
 }
 

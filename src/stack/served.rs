@@ -32,8 +32,9 @@ pub(super) struct Served {
     /// The request runs apart from its connection (`finish_abandoned`): whether its
     /// client is still there.
     pub detach: Option<Arc<Detach>>,
-    /// Replay: how to keep this request's response (none when not eligible).
-    pub ticket: Option<Ticket>,
+    /// Replay: how to keep this request's response (none when not eligible); boxed, so
+    /// the request future stays small without `[replay]`.
+    pub ticket: Option<Box<Ticket>>,
     /// Replay: the response is an earlier request's.
     pub replayed: Option<Replayed>,
 }
