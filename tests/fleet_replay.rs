@@ -116,7 +116,11 @@ async fn a_repeat_on_another_replica_waits_for_the_call_running_on_the_first() {
     assert_eq!(on_b.status, StatusCode::OK);
     assert_eq!(on_b.header("x-backstop-replayed"), Some("true"));
     assert_eq!(on_b.body, on_a.body);
-    assert_eq!(mock.request_count(), 1, "the repeat joined the running call");
+    assert_eq!(
+        mock.request_count(),
+        1,
+        "the repeat joined the running call"
+    );
     let joins = scrape(&b)
         .await
         .value("backstop_replay_joins_total", &[("upstream", "m")]);

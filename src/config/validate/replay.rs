@@ -82,6 +82,14 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_store_is_taken_with_a_redis_table() {
+        let text = "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n[replay]\nstore = \"redis\"\n\
+                    [[upstream]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1\"\n";
+        let config = Config::from_toml(text, &|_| None).expect("valid");
+        assert_eq!(config.replay.expect("on").store, ReplayStoreKind::Redis);
+    }
+
+    #[test]
     fn bad_replay_values_are_refused_naming_the_key() {
         for (text, key, says) in [
             ("ttl = \"0s\"", "replay.ttl", "greater than 0"),
