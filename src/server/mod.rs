@@ -11,6 +11,7 @@
 mod accept;
 mod counts;
 pub mod limits;
+mod ports;
 pub mod version;
 
 use std::convert::Infallible;
@@ -20,8 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::admin::{self, Admin, Phase, Readiness};
 use crate::config::{Config, ConfigError};
@@ -30,9 +30,8 @@ use crate::failure_log::{self, FailureLog, FailureLogStats};
 use crate::journal::Journal;
 use crate::metrics::Recorder;
 use crate::runtime::Runtime;
-use crate::stack;
 use counts::{Connections, Load};
-use limits::ClientLimits;
+use ports::{bind, client_limits, local_addr, proxy_handler};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -116,34 +115,13 @@ async fn serve_both(
     failure_log: &FailureLog,
     journal: Option<&Journal>,
 ) -> Result<Started, StartError> {
-    // Each server has its own registry: no globals, so tests in one process do not mix.
-    let metrics = Arc::new(Recorder::new(&prometheus::Registry::new(), &config)?);
-    metrics.attach_failure_log(Arc::new(failure_log.stats()));
-    let mut observers = vec![failure_log.observer(), metrics.clone(), observer];
-    if let Some(journal) = journal {
-        metrics.attach_journal(Arc::new(journal.stats()));
-        observers.push(journal.observer());
-    }
-    let observer: Arc<dyn Observer> = Arc::new(Observers(observers));
+    let (metrics, observer) = observers(&config, observer, failure_log, journal)?;
     let readiness = Arc::new(Readiness::default());
     readiness.set(Phase::Starting);
     let grace = config.shutdown_grace;
     let (proxy_at, admin_at) = (config.listen, config.admin_listen);
     let refused = Arc::new(AtomicU64::new(0));
-    let proxy_limits = ClientLimits {
-        header_timeout: config.client_header_timeout,
-        idle_timeout: config.client_idle_timeout,
-        connections: Some(Arc::new(Semaphore::new(
-            config.max_connections.get() as usize
-        ))),
-        refused: refused.clone(),
-    };
-    // The admin port has the same timeouts but no cap: probes must get through.
-    let admin_limits = ClientLimits {
-        connections: None,
-        refused: Arc::default(),
-        ..proxy_limits.clone()
-    };
+    let (proxy_limits, admin_limits) = client_limits(&config, &refused);
     let runtime = Runtime::first(config, metrics.clone())?;
     if let Some(fleet) = &runtime.fleet {
         // Bounded: an unreachable Redis only delays the start by this much.
@@ -152,19 +130,10 @@ async fn serve_both(
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     metrics.attach_connections(Arc::new(Connections(runtime.clone())));
     metrics.attach_load(Arc::new(Load {
-        refused: refused.clone(),
+        refused,
         buffer_budget: runtime.load().buffer_budget.clone(),
     }));
 
-    let bind = |which: &'static str, addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                which,
-                addr,
-                source,
-            })
-    };
     let proxy_listener = bind("listen", proxy_at).await?;
     let admin_listener = bind("admin_listen", admin_at).await?;
     let proxy_addr = local_addr(&proxy_listener, "listen", proxy_at)?;
@@ -172,30 +141,12 @@ async fn serve_both(
 
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
-
-    let rt = runtime.clone();
     let proxy_task = tokio::spawn(accept::serve(
         proxy_listener,
         proxy_stopped,
         grace,
         proxy_limits,
-        move |req| {
-            let runtime = rt.load_full();
-            let observer = observer.clone();
-            // Boxed: hyper keeps a slot the size of this future for the connection's whole
-            // life, and a stream's connection outlives the future (done once headers are
-            // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
-            Box::pin(async move {
-                // `serve` directly, not through another async fn: each level of
-                // nesting moves the whole request future once more.
-                let response = if stack::detaches(&runtime, &req) {
-                    stack::serve_detached(runtime, observer, req).await
-                } else {
-                    stack::serve(&runtime, &runtime.client, observer, req).await
-                };
-                Ok::<_, Infallible>(response)
-            })
-        },
+        proxy_handler(runtime.clone(), observer),
     ));
     let admin = Arc::new(Admin {
         readiness: readiness.clone(),
@@ -227,16 +178,23 @@ async fn serve_both(
     })
 }
 
-fn local_addr(
-    listener: &TcpListener,
-    which: &'static str,
-    addr: SocketAddr,
-) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Bind {
-        which,
-        addr,
-        source,
-    })
+/// The metrics recorder and everyone told of each request: the failure log, the
+/// metrics, the caller's observer and the journal.
+fn observers(
+    config: &Config,
+    observer: Arc<dyn Observer>,
+    failure_log: &FailureLog,
+    journal: Option<&Journal>,
+) -> Result<(Arc<Recorder>, Arc<dyn Observer>), StartError> {
+    // Each server has its own registry: no globals, so tests in one process do not mix.
+    let metrics = Arc::new(Recorder::new(&prometheus::Registry::new(), config)?);
+    metrics.attach_failure_log(Arc::new(failure_log.stats()));
+    let mut observers = vec![failure_log.observer(), metrics.clone(), observer];
+    if let Some(journal) = journal {
+        metrics.attach_journal(Arc::new(journal.stats()));
+        observers.push(journal.observer());
+    }
+    Ok((metrics, Arc::new(Observers(observers))))
 }
 
 impl Running {
