@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::ConfigError;
 use super::raw::{RawConfig, RawJournal, RawMetrics, RawRetry, RawRetryOverride};
 use super::typed::{
-    Config, FailureLogSettings, JournalSettings, MetricsSettings, RetrySettings, TlsSettings,
+    Config, FailureLogSettings, JournalSettings, MetricsSettings, RedisSettings, RetrySettings,
+    TlsSettings, Upstream,
 };
 
 /// Reads an environment variable; injected so tests need not touch the process env.
@@ -44,23 +45,9 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
     raw.max_body_bytes = Some(sizes.max_body_bytes);
     raw.retry_buffer_bytes = Some(sizes.retry_buffer_bytes);
     raw.retry_buffer_total_bytes = Some(sizes.retry_buffer_total_bytes);
-    non_zero("shutdown_grace", raw.shutdown_grace)?;
-    non_zero("client_header_timeout", raw.client_header_timeout)?;
-    non_zero("client_idle_timeout", raw.client_idle_timeout)?;
-    let max_connections = NonZeroU32::new(raw.max_connections)
-        .ok_or_else(|| invalid("max_connections", "must be at least 1"))?;
-    non_zero("connect_timeout", raw.connect_timeout)?;
-    non_zero("pool_idle_timeout", raw.pool_idle_timeout)?;
-    if let Some(idle) = raw.websocket_idle_timeout {
-        non_zero("websocket_idle_timeout", idle)?;
-    }
+    let max_connections = connection_limits(&raw)?;
     let retry = retry_settings("retry", &raw.retry)?;
-
-    let retention_days = NonZeroU32::new(raw.failure_log.retention_days)
-        .ok_or_else(|| invalid("failure_log.retention_days", "must be at least 1"))?;
-    if raw.failure_log.dir.as_os_str().is_empty() {
-        return Err(invalid("failure_log.dir", "must not be empty"));
-    }
+    let failure_log = failure_log(&raw)?;
     let journal = raw.journal.as_ref().map(journal).transpose()?;
     let has_redis = raw.redis.is_some();
     let replay = raw
@@ -68,44 +55,10 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         .as_ref()
         .map(|r| replay::replay(r, has_redis))
         .transpose()?;
-    let redis = match &mut raw.redis {
-        Some(r) => {
-            let settings = redis::redis(r, env)?;
-            // What `check-config` prints: never the URL's password.
-            r.url.clone_from(&settings.shown);
-            Some(settings)
-        }
-        None => None,
-    };
-    for (i, file) in raw.tls.extra_ca_files.iter().enumerate() {
-        if !file.is_file() {
-            return Err(invalid(
-                format!("tls.extra_ca_files[{i}]"),
-                format!("{} is not a readable file", file.display()),
-            ));
-        }
-    }
+    let redis = redis_table(&mut raw, env)?;
+    let tls = tls(&raw)?;
     let metrics = metrics(&raw.metrics)?;
-
-    if raw.upstreams.is_empty() {
-        return Err(invalid(
-            "upstream",
-            "at least one [[upstream]] table is required",
-        ));
-    }
-    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
-    for (i, up) in raw.upstreams.iter().enumerate() {
-        upstreams.push(upstream(i, up, &raw.retry, env)?);
-    }
-    check_upstream_set(&upstreams)?;
-    // What is in effect, written back so `check-config` prints it: the path prefix
-    // filled in, a proxy's credentials shown as `***`.
-    for (raw_up, up) in raw.upstreams.iter_mut().zip(&upstreams) {
-        raw_up.path_prefix.clone_from(&up.path_prefix);
-        if let (Some(setting), Some(proxy)) = (&mut raw_up.proxy, &up.proxy) {
-            *setting = proxy.to_string();
-        }
-    }
+    let upstreams = upstream_tables(&mut raw, env)?;
 
     Ok(Config {
         listen: raw.listen,
@@ -121,21 +74,93 @@ pub fn validate(mut raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Config
         pool_idle_timeout: raw.pool_idle_timeout,
         websocket_idle_timeout: raw.websocket_idle_timeout,
         retry,
-        failure_log: FailureLogSettings {
-            dir: raw.failure_log.dir.clone(),
-            retention_days,
-        },
+        failure_log,
         journal,
         replay,
         redis,
-        tls: TlsSettings {
-            native_roots: raw.tls.native_roots,
-            extra_ca_files: raw.tls.extra_ca_files.clone(),
-        },
+        tls,
         metrics,
         upstreams,
         raw,
     })
+}
+
+/// Client-side timeouts and pool settings above zero; `max_connections` at least 1.
+fn connection_limits(raw: &RawConfig) -> Result<NonZeroU32, ConfigError> {
+    non_zero("shutdown_grace", raw.shutdown_grace)?;
+    non_zero("client_header_timeout", raw.client_header_timeout)?;
+    non_zero("client_idle_timeout", raw.client_idle_timeout)?;
+    let max_connections = NonZeroU32::new(raw.max_connections)
+        .ok_or_else(|| invalid("max_connections", "must be at least 1"))?;
+    non_zero("connect_timeout", raw.connect_timeout)?;
+    non_zero("pool_idle_timeout", raw.pool_idle_timeout)?;
+    if let Some(idle) = raw.websocket_idle_timeout {
+        non_zero("websocket_idle_timeout", idle)?;
+    }
+    Ok(max_connections)
+}
+
+fn failure_log(raw: &RawConfig) -> Result<FailureLogSettings, ConfigError> {
+    let retention_days = NonZeroU32::new(raw.failure_log.retention_days)
+        .ok_or_else(|| invalid("failure_log.retention_days", "must be at least 1"))?;
+    if raw.failure_log.dir.as_os_str().is_empty() {
+        return Err(invalid("failure_log.dir", "must not be empty"));
+    }
+    Ok(FailureLogSettings {
+        dir: raw.failure_log.dir.clone(),
+        retention_days,
+    })
+}
+
+/// `[redis]`, its URL written back without its password (what `check-config` prints).
+fn redis_table(
+    raw: &mut RawConfig,
+    env: EnvLookup<'_>,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    let Some(r) = &mut raw.redis else {
+        return Ok(None);
+    };
+    let settings = redis::redis(r, env)?;
+    r.url.clone_from(&settings.shown);
+    Ok(Some(settings))
+}
+
+fn tls(raw: &RawConfig) -> Result<TlsSettings, ConfigError> {
+    for (i, file) in raw.tls.extra_ca_files.iter().enumerate() {
+        if !file.is_file() {
+            return Err(invalid(
+                format!("tls.extra_ca_files[{i}]"),
+                format!("{} is not a readable file", file.display()),
+            ));
+        }
+    }
+    Ok(TlsSettings {
+        native_roots: raw.tls.native_roots,
+        extra_ca_files: raw.tls.extra_ca_files.clone(),
+    })
+}
+
+/// Every `[[upstream]]`, checked alone and as a set; what is in effect is written back
+/// so `check-config` prints it: the path prefix filled in, a proxy's credentials `***`.
+fn upstream_tables(raw: &mut RawConfig, env: EnvLookup<'_>) -> Result<Vec<Upstream>, ConfigError> {
+    if raw.upstreams.is_empty() {
+        return Err(invalid(
+            "upstream",
+            "at least one [[upstream]] table is required",
+        ));
+    }
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    for (i, up) in raw.upstreams.iter().enumerate() {
+        upstreams.push(upstream(i, up, &raw.retry, env)?);
+    }
+    check_upstream_set(&upstreams)?;
+    for (raw_up, up) in raw.upstreams.iter_mut().zip(&upstreams) {
+        raw_up.path_prefix.clone_from(&up.path_prefix);
+        if let (Some(setting), Some(proxy)) = (&mut raw_up.proxy, &up.proxy) {
+            *setting = proxy.to_string();
+        }
+    }
+    Ok(upstreams)
 }
 
 fn journal(raw: &RawJournal) -> Result<JournalSettings, ConfigError> {

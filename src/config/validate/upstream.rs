@@ -8,7 +8,7 @@ use http::HeaderValue;
 use http::uri::{Scheme, Uri};
 
 use super::{EnvLookup, fallback, invalid, merged_retry, non_zero, retry_settings};
-use crate::config::raw::{RawKind, RawRetry, RawUpstream};
+use crate::config::raw::{RawCircuitBreaker, RawKind, RawRetry, RawUpstream};
 use crate::config::typed::{
     ApiKey, CircuitBreaker, RateLimit, Upstream, UpstreamKind, UpstreamUrl,
 };
@@ -21,21 +21,7 @@ pub(super) fn upstream(
     env: EnvLookup<'_>,
 ) -> Result<Upstream, ConfigError> {
     let key = |k: &str| format!("upstream[{i}].{k}");
-    let name_ok = !up.name.is_empty()
-        && up.name.len() <= 64
-        && up
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !name_ok {
-        return Err(invalid(
-            key("name"),
-            format!(
-                "{:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                up.name
-            ),
-        ));
-    }
+    check_name(&up.name).map_err(|reason| invalid(key("name"), reason))?;
     let base_url = upstream_url(&up.base_url).map_err(|reason| invalid(key("base_url"), reason))?;
     fallback::check_fallback_only(i, up)?;
     let path_prefix = route(up).map_err(|reason| invalid(key("path_prefix"), reason))?;
@@ -53,23 +39,11 @@ pub(super) fn upstream(
         None => retry.clone(),
     };
     let retry = retry_settings(&key("retry"), &merged)?;
-    let circuit_breaker = match &up.circuit_breaker {
-        None => None,
-        Some(cb) => {
-            let consecutive_failures =
-                NonZeroU32::new(cb.consecutive_failures).ok_or_else(|| {
-                    invalid(
-                        key("circuit_breaker.consecutive_failures"),
-                        "must be at least 1",
-                    )
-                })?;
-            non_zero(&key("circuit_breaker.open_for"), cb.open_for)?;
-            Some(CircuitBreaker {
-                consecutive_failures,
-                open_for: cb.open_for,
-            })
-        }
-    };
+    let circuit_breaker = up
+        .circuit_breaker
+        .as_ref()
+        .map(|cb| circuit_breaker(cb, &key))
+        .transpose()?;
     // `max_queue_wait = "0s"` is valid: never wait, answer 429 at once.
     let proxy = egress::resolve(up.proxy.as_deref(), &base_url, env)
         .map_err(|reason| invalid(key("proxy"), reason))?
@@ -91,6 +65,40 @@ pub(super) fn upstream(
         retry,
         circuit_breaker,
         proxy,
+    })
+}
+
+/// 1-64 characters of letters, digits, '-', '_' or '.': it is a metric label and a
+/// Redis key part.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn circuit_breaker(
+    cb: &RawCircuitBreaker,
+    key: &dyn Fn(&str) -> String,
+) -> Result<CircuitBreaker, ConfigError> {
+    let consecutive_failures = NonZeroU32::new(cb.consecutive_failures).ok_or_else(|| {
+        invalid(
+            key("circuit_breaker.consecutive_failures"),
+            "must be at least 1",
+        )
+    })?;
+    non_zero(&key("circuit_breaker.open_for"), cb.open_for)?;
+    Ok(CircuitBreaker {
+        consecutive_failures,
+        open_for: cb.open_for,
     })
 }
 
