@@ -25,23 +25,10 @@ impl Tinyproxy {
     /// Starts tinyproxy on a free port in `dir`, with `BasicAuth user password` if given.
     /// With CI set, a missing tinyproxy fails the test; otherwise `None` skips it.
     pub async fn start(dir: &Path, auth: Option<(&str, &str)>) -> Option<Tinyproxy> {
-        if std::process::Command::new("tinyproxy")
-            .arg("-v")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "tinyproxy is not installed (.ci/run installs it)"
-            );
-            eprintln!("skipped: tinyproxy is not installed (apt-get install tinyproxy)");
+        if !super::tool_or_skip("tinyproxy", "-v", "tinyproxy") {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = super::free_port()?;
         let log = dir.join(format!("tinyproxy-{port}.log"));
         let mut conf = format!(
             "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nMaxClients 50\n\

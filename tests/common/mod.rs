@@ -121,6 +121,34 @@ pub async fn start_toml(
 
 /// The Python with the openai SDK (and the other test packages): `BACKSTOP_TEST_PYTHON`,
 /// else the `.venv` that scripts/test makes; `None` when `BACKSTOP_SKIP_PYTHON` is set.
+/// Whether the tool `name` runs (`name version_arg`). Missing, it fails the test when
+/// CI is set (`.ci/run` installs it: `package`) and skips it otherwise.
+pub fn tool_or_skip(name: &str, version_arg: &str, package: &str) -> bool {
+    let runs = std::process::Command::new(name)
+        .arg(version_arg)
+        .output()
+        .is_ok();
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed (.ci/run and scripts/test install it)"
+        );
+        eprintln!("skipped: {name} is not installed (apt-get install {package})");
+    }
+    runs
+}
+
+/// A port free on 127.0.0.1 a moment ago, for a tool that binds it itself.
+pub fn free_port() -> Option<u16> {
+    Some(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port(),
+    )
+}
+
 pub fn python() -> Option<std::path::PathBuf> {
     if std::env::var_os("BACKSTOP_SKIP_PYTHON").is_some() {
         return None;

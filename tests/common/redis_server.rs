@@ -19,23 +19,10 @@ impl RedisServer {
     /// Starts redis-server (with `requirepass` if `password` is given). With CI set,
     /// a missing redis-server fails the test; otherwise `None` skips it.
     pub async fn start(password: Option<&str>) -> Option<RedisServer> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed (.ci/run and scripts/test install it)"
-            );
-            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+        if !super::tool_or_skip("redis-server", "--version", "redis-server") {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = super::free_port()?;
         let mut server = RedisServer {
             port,
             password: password.map(str::to_owned),
