@@ -43,6 +43,10 @@ LIMITED = {RPM_LOCAL: False, RPM_REDIS: True}  # name -> shared through Redis
 LIMIT_KEYS = "requests_per_minute = 60000000\n"
 REDIS_PORT = 18090
 REPLAY = "backstop-replay"  # [replay]; its wrk requests share one Idempotency-Key (replay.lua)
+# A direct call to `backstop mock-upstream` answering JSON: what a replay is measured against
+# (its own phase, not a contestant: the mock is an upstream, not a proxy).
+DIRECT_MOCK = "direct-mock"
+MOCK_JSON_PORT = 18085
 FEATURES = list(JOURNALS) + list(LIMITED) + [REPLAY]  # json + sse only, no failure path
 CONTESTANTS = ["direct", "nginx", FLOOR, "backstop", JOURNAL, JOURNAL_RESP, RPM_LOCAL, RPM_REDIS,
                REPLAY]  # FLOOR is dropped if not built
@@ -404,7 +408,9 @@ def main():
         start(mock + ["--listen", f"127.0.0.1:{UP['idle']}", "--stream-chunks", "100",
                       "--stream-gap", "5s"], "mock-idle", tmp),
     ]
+    mock_json = start(mock + ["--listen", f"127.0.0.1:{MOCK_JSON_PORT}"], "mock-json", tmp)
     wait_port(UP["json"], up_nginx)
+    wait_port(MOCK_JSON_PORT, mock_json)
     for p, k in zip(started_mocks, ["sse", "fail", "idle"]):
         wait_port(UP[k], p)
 
@@ -442,6 +448,8 @@ def main():
     time.sleep(0.5)
 
     def pids(name, kind):
+        if name == DIRECT_MOCK:
+            return [mock_json.pid]
         if name == "nginx":
             return [px_nginx.pid] + children(px_nginx.pid)
         if name == "backstop":
@@ -456,7 +464,8 @@ def main():
         return "replay.lua" if name == REPLAY else "post.lua"
 
     def url(name, kind):
-        return f"http://127.0.0.1:{PORTS[name][kind]}/v1/chat/completions"
+        port = MOCK_JSON_PORT if name == DIRECT_MOCK else PORTS[name][kind]
+        return f"http://127.0.0.1:{port}/v1/chat/completions"
 
     R = {"contestants": names, "rss_idle_kib": {n: sse.rss_kib(pids(n, "json")) for n in proxies}}
 
@@ -476,6 +485,14 @@ def main():
         log(f"throughput at {conns} connections")
         R[f"c{conns}"] = phase(lambda n: [wrk(url(n, "json"), conns, secs, threads, pids(n, "json"),
                                               script(n))])
+    if REPLAY in names:  # a replay against a direct call to the mock, side by side
+        log("replay vs a direct call to the mock")
+        pair = [DIRECT_MOCK, REPLAY]
+        R["replay_vs_mock"] = {
+            "latency": phase(lambda n: [wrk(url(n, "json"), 1, secs, 1, pids(n, "json"), script(n))], pair),
+            "c32": phase(lambda n: [wrk(url(n, "json"), 32, secs, threads, pids(n, "json"), script(n))],
+                         pair),
+        }
     log("SSE through each contestant")
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")

@@ -1,12 +1,16 @@
 """Sends exactly N POSTs (the bench's chat completion) to 127.0.0.1:PORT over C
 keep-alive connections and checks every answer is 200. Used by bench/callgrind, where
-the request count, not the time, has to be fixed."""
+the request count, not the time, has to be fixed. With IDEMPOTENCY_KEY set, every request
+carries that Idempotency-Key (with `[replay]`, all but the first are replays)."""
 import http.client
+import os
 import sys
 import threading
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+if os.environ.get("IDEMPOTENCY_KEY"):
+    HEADERS["Idempotency-Key"] = os.environ["IDEMPOTENCY_KEY"]
 
 
 def main():

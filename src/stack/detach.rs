@@ -79,8 +79,8 @@ pub async fn handle(
     })
 }
 
-/// Drives the request: its head to the client, then its body, then (if the client
-/// left and the request is to be finished) the rest of its body to nowhere.
+/// Drives the request: its head to the client, then (for a request to be finished) its
+/// body through a channel, and the rest of it to nowhere if the client left.
 async fn run(
     serving: impl Future<Output = Response<Body>>,
     mut head_tx: oneshot::Sender<Response<Body>>,
@@ -98,6 +98,15 @@ async fn run(
             serving.await
         }
     };
+    if !detach.finishing() {
+        // Nothing to finish without the client (a replay, a refusal, a request replay
+        // does not keep): its body goes to the connection as it is, and a client that
+        // leaves drops it, as without replay.
+        if head_tx.send(response).is_err() {
+            detach.leave();
+        }
+        return;
+    }
     let (parts, body) = response.into_parts();
     let (frames, rx) = mpsc::channel(FRAMES);
     let relay = Relay {
@@ -111,43 +120,24 @@ async fn run(
         .then_some(frames);
     if client.is_none() {
         detach.leave();
-        if !detach.finishing() {
-            return;
-        }
     }
     pump(body, client, &detach).await;
 }
 
-/// The body's frames to the client while it is there; after that, read to the end
-/// only when finishing.
+/// The body's frames to the client while it is there, then the rest to nowhere (the
+/// request is finished for replay).
 async fn pump(
     mut body: Body,
     mut client: Option<mpsc::Sender<Result<Frame<Bytes>, BoxError>>>,
     detach: &Detach,
 ) {
-    loop {
-        let frame = match &client {
-            Some(tx) if !detach.finishing() => tokio::select! {
-                frame = body.frame() => frame,
-                () = tx.closed() => {
-                    detach.leave();
-                    return;
-                }
-            },
-            _ => body.frame().await,
-        };
-        let Some(frame) = frame else {
-            break;
-        };
+    while let Some(frame) = body.frame().await {
         let broke = frame.is_err();
         if let Some(tx) = &client
             && tx.send(frame).await.is_err()
         {
             client = None;
             detach.leave();
-            if !detach.finishing() {
-                return;
-            }
         }
         if broke {
             return;

@@ -12,6 +12,7 @@
 //! and queues it; one writer task, owned here and awaited by `close`, appends on the
 //! blocking pool. A failed read or write is a miss, counted, logged without secrets.
 
+mod hot;
 mod segments;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use super::marks::Marks;
 use super::scope::ScopeKey;
 use super::store::{Claim, ReplayStore, StoreFuture};
 use crate::request_fingerprint::Sha256Hex;
+use hot::Hot;
 use segments::{Loc, Segments};
 
 /// Entries queued for the writer at most; past that a `put` is dropped and counted.
@@ -46,6 +48,8 @@ pub struct LocalStore {
 struct Shared {
     dir: std::path::PathBuf,
     index: Mutex<HashMap<ScopeKey, Slot>>,
+    /// Entries on disk that are also kept in memory (`hot`).
+    hot: Mutex<Hot>,
     errors: AtomicU64,
 }
 
@@ -72,6 +76,7 @@ impl LocalStore {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             index: Mutex::default(),
+            hot: Mutex::new(Hot::for_store(max_bytes)),
             errors: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -127,6 +132,9 @@ impl ReplayStore for LocalStore {
                 Some(Slot::OnDisk(loc)) if loc.head.expires_at <= now => return None,
                 Some(Slot::OnDisk(loc)) => *loc,
             };
+            if let Some(kept) = self.shared.hot.lock().get(&loc) {
+                return Some(kept);
+            }
             let dir = self.shared.dir.clone();
             let read = tokio::task::spawn_blocking(move || segments::read(&dir, &loc)).await;
             let record = match read {
@@ -141,7 +149,11 @@ impl ReplayStore for LocalStore {
                 }
             };
             match Kept::decode(&record) {
-                Some((head, kept)) if head.scope == scope => Some(Arc::new(kept)),
+                Some((head, kept)) if head.scope == scope => {
+                    let kept = Arc::new(kept);
+                    self.shared.hot.lock().insert(&loc, kept.clone());
+                    Some(kept)
+                }
                 _ => {
                     self.miss("read", &"a damaged record");
                     None
@@ -260,12 +272,14 @@ fn append_all(
 /// Points the index at what was written, forgets what failed or was evicted.
 fn settle(shared: &Shared, results: Vec<Written>, gone: &[u64]) {
     let mut index = shared.index.lock();
+    let mut hot = shared.hot.lock();
     for (scope, kept, loc) in results {
         let still_pending =
             matches!(index.get(&scope), Some(Slot::Pending(k)) if Arc::ptr_eq(k, &kept));
         match loc {
             Some(loc) if still_pending => {
                 index.insert(scope, Slot::OnDisk(loc));
+                hot.insert(&loc, kept);
             }
             None => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +291,7 @@ fn settle(shared: &Shared, results: Vec<Written>, gone: &[u64]) {
         }
     }
     if !gone.is_empty() {
+        hot.forget_segments(gone);
         index.retain(|_, slot| !matches!(slot, Slot::OnDisk(loc) if gone.contains(&loc.seq)));
     }
 }

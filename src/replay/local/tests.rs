@@ -162,6 +162,72 @@ async fn a_directory_that_cannot_exist_only_misses() {
     assert!(store.errors() >= 1);
 }
 
+fn remove_segments(dir: &Path) {
+    for file in segment_files(dir) {
+        std::fs::remove_file(file).expect("remove a segment");
+    }
+}
+
+#[tokio::test]
+async fn an_entry_just_written_is_replayed_from_memory_not_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path(), 1 << 20);
+    let kept = fresh("req-1");
+    store.put(scope(1), kept.clone());
+    store.close().await;
+    assert!(matches!(
+        store.shared.index.lock().get(&scope(1)),
+        Some(Slot::OnDisk(_))
+    ));
+    remove_segments(dir.path());
+    assert_eq!(store.get(scope(1)).await, Some(kept), "no disk read");
+    assert_eq!(store.errors(), 0);
+}
+
+#[tokio::test]
+async fn an_entry_read_from_disk_once_is_then_served_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path(), 1 << 20);
+    let kept = fresh("req-1");
+    store.put(scope(1), kept.clone());
+    store.close().await;
+    let reopened = LocalStore::open(dir.path(), 1 << 20);
+    assert_eq!(
+        reopened.get(scope(1)).await,
+        Some(kept.clone()),
+        "from disk"
+    );
+    remove_segments(dir.path());
+    assert_eq!(reopened.get(scope(1)).await, Some(kept), "from memory");
+    reopened.close().await;
+}
+
+#[test]
+fn hot_entries_stay_within_an_eighth_of_max_bytes_oldest_out_first() {
+    let record = fresh("x").encode(scope(0)).expect("fits");
+    let head = Head::decode(&record).expect("a head");
+    let size = u64::from(head.len);
+    let mut hot = Hot::for_store(8 * 3 * size);
+    let loc = |n: u64| Loc {
+        seq: 1,
+        offset: n * size,
+        head,
+    };
+    for n in 0..5 {
+        hot.insert(&loc(n), fresh(&format!("req-{n}")));
+    }
+    assert_eq!(hot.bytes(), 3 * size);
+    assert!(hot.get(&loc(0)).is_none() && hot.get(&loc(1)).is_none());
+    assert!((2..5).all(|n| hot.get(&loc(n)).is_some()));
+    hot.forget_segments(&[1]);
+    assert_eq!(hot.bytes(), 0);
+    assert!(hot.get(&loc(4)).is_none(), "its segment was deleted");
+
+    let mut tiny = Hot::for_store(8 * (size - 1));
+    tiny.insert(&loc(0), fresh("big"));
+    assert_eq!(tiny.bytes(), 0, "larger than the whole budget: not kept");
+}
+
 /// Start-up with 100 000 entries (~1 KiB each): `cargo nextest run --cargo-profile
 /// callgrind --lib --run-ignored only -E 'test(replay_store_start_up)' --no-capture`
 /// prints the time; docs/benchmarks.md has the number.
