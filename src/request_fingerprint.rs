@@ -59,7 +59,7 @@ pub struct Sha256Hex(pub [u8; 32]);
 
 impl fmt::Display for Sha256Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -69,7 +69,28 @@ impl fmt::Debug for Sha256Hex {
     }
 }
 
+/// A `Sha256Hex` as text, on the stack: one table lookup per digit, not a
+/// formatter call per byte (a journal record writes one per request).
+pub struct HexDigits([u8; 64]);
+
+impl HexDigits {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl Sha256Hex {
+    pub fn hex(&self) -> HexDigits {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        HexDigits(out)
+    }
+
     pub fn parse(hex: &str) -> Option<Sha256Hex> {
         if hex.len() != 64 || !hex.is_ascii() {
             return None;
@@ -84,7 +105,7 @@ impl Sha256Hex {
 
 impl Serialize for Sha256Hex {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.hex().as_str())
     }
 }
 

@@ -51,8 +51,34 @@ impl Micros {
         Micros(self.0.div_euclid(HOUR) * HOUR)
     }
 
-    /// `2026-05-01T12:34:56.123456Z`.
+    /// `2026-05-01T12:34:56.123456Z`. Digit by digit for years 0–9999 (every record
+    /// written carries one), through the formatter otherwise.
     pub fn rfc3339(self) -> String {
+        let (date, rem) = (self.day(), self.0.rem_euclid(MICROS_PER_DAY));
+        let secs = rem / 1_000_000;
+        let (y, m, d) = date.civil();
+        if (0..=9999).contains(&y) {
+            let mut out = String::with_capacity(27);
+            let fields = [
+                (y, 4, '-'),
+                (i64::from(m), 2, '-'),
+                (i64::from(d), 2, 'T'),
+                (secs / 3600, 2, ':'),
+                (secs / 60 % 60, 2, ':'),
+                (secs % 60, 2, '.'),
+                (rem % 1_000_000, 6, 'Z'),
+            ];
+            for (value, width, then) in fields {
+                push_digits(&mut out, value, width);
+                out.push(then);
+            }
+            return out;
+        }
+        self.rfc3339_formatted()
+    }
+
+    /// `rfc3339` through the formatter, for any year.
+    fn rfc3339_formatted(self) -> String {
         let (date, rem) = (self.day(), self.0.rem_euclid(MICROS_PER_DAY));
         let secs = rem / 1_000_000;
         format!(
@@ -81,6 +107,16 @@ impl Micros {
         let frac_micros = format!("{frac:0<6}")[..6].parse::<i64>().ok()?;
         let micros = day.0 * MICROS_PER_DAY + (h * 3600 + m * 60 + sec) * 1_000_000 + frac_micros;
         Some(Micros(micros - offset_micros))
+    }
+}
+
+/// `value` (0 ≤ value < 10^width) as exactly `width` decimal digits.
+fn push_digits(out: &mut String, value: i64, width: u32) {
+    let mut scale = 10_i64.pow(width - 1);
+    while scale > 0 {
+        let digit = u8::try_from(value / scale % 10).unwrap_or(0);
+        out.push(char::from(b'0' + digit));
+        scale /= 10;
     }
 }
 
@@ -194,6 +230,19 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), z);
             assert!((1..=12).contains(&m) && (1..=31).contains(&d));
         }
+    }
+
+    #[test]
+    fn rfc3339_digit_by_digit_is_what_the_formatter_writes() {
+        let step = 133_337 * 1_000_000 + 123_457; // ~37 h: every hour, minute and day
+        let (from, to) = (Day::from_civil(1900, 1, 1), Day::from_civil(2300, 1, 1));
+        let mut t = from.start().0;
+        while t < to.start().0 {
+            assert_eq!(Micros(t).rfc3339(), Micros(t).rfc3339_formatted());
+            t += step;
+        }
+        let far = Day::from_civil(12_000, 1, 1).start();
+        assert_eq!(far.rfc3339(), "12000-01-01T00:00:00.000000Z");
     }
 
     #[test]
