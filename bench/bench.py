@@ -44,7 +44,8 @@ LIMIT_KEYS = "requests_per_minute = 60000000\n"
 REDIS_PORT = 18090
 REPLAY = "backstop-replay"  # [replay]; its wrk requests share one Idempotency-Key (replay.lua)
 # A direct call to `backstop mock-upstream` answering JSON: what a replay is measured against
-# (its own phase, not a contestant: the mock is an upstream, not a proxy).
+# (its own phase, not a contestant: the mock is an upstream, not a proxy). It runs on the
+# proxies' CPU, like backstop.
 DIRECT_MOCK = "direct-mock"
 MOCK_JSON_PORT = 18085
 FEATURES = list(JOURNALS) + list(LIMITED) + [REPLAY]  # json + sse only, no failure path
@@ -408,7 +409,11 @@ def main():
         start(mock + ["--listen", f"127.0.0.1:{UP['idle']}", "--stream-chunks", "100",
                       "--stream-gap", "5s"], "mock-idle", tmp),
     ]
-    mock_json = start(mock + ["--listen", f"127.0.0.1:{MOCK_JSON_PORT}"], "mock-json", tmp)
+    # On the proxies' CPU: the replay is answered across the same CPU boundary from wrk
+    # as the call it is measured against (on wrk's CPU the mock would skip the wake-up
+    # every answer from another CPU costs, ~50 µs here).
+    mock_json = start(mock + ["--listen", f"127.0.0.1:{MOCK_JSON_PORT}"], "mock-json", tmp,
+                      proxy_cpus)
     wait_port(UP["json"], up_nginx)
     wait_port(MOCK_JSON_PORT, mock_json)
     for p, k in zip(started_mocks, ["sse", "fail", "idle"]):

@@ -107,15 +107,17 @@ def summarize(R):
 
 def replay_vs_mock(R, what):
     """A replay over a direct call to the mock, measured side by side in the run's
-    replay_vs_mock phase: p50 at 1 connection ("latency") or CPU per request at 32
-    connections ("c32"). None for runs without that phase (older reports)."""
+    replay_vs_mock phase: p50 at 1 connection ("latency") or 32 ("c32_p50"), or CPU per
+    request at 32 connections ("c32"). None for runs without that phase (older reports)."""
     pair = R.get("replay_vs_mock")
     if not pair:
         return None
-    replay, mock = pair[what]["backstop-replay"], pair[what]["direct-mock"]
-    if what == "latency":
-        return per_round(replay, mock, lambda a, b: a["p50_ms"] / b["p50_ms"])
-    return per_round(replay, mock, lambda a, b: cpu_per_10k(a) / cpu_per_10k(b))
+    phase, ratio = {
+        "latency": ("latency", lambda a, b: a["p50_ms"] / b["p50_ms"]),
+        "c32_p50": ("c32", lambda a, b: a["p50_ms"] / b["p50_ms"]),
+        "c32": ("c32", lambda a, b: cpu_per_10k(a) / cpu_per_10k(b)),
+    }[what]
+    return per_round(pair[phase]["backstop-replay"], pair[phase]["direct-mock"], ratio)
 
 
 def redis_added_p50(S):
@@ -146,6 +148,8 @@ def targets(R, S):
          S.get("c32_cpu_ratio_backstop-journal-responses"), "×", lambda v: v <= 1.25),
         ("Replay served / direct call to the mock, p50 at 1 connection", "≤ 1.00×",
          replay_vs_mock(R, "latency"), "×", lambda v: v <= 1.0),
+        ("Replay served / direct call to the mock, p50 at 32 connections", "≤ 1.00×",
+         replay_vs_mock(R, "c32_p50"), "×", lambda v: v <= 1.0),
         ("Replay served / direct call to the mock, CPU per request (c=32)", "≤ 1.00×",
          replay_vs_mock(R, "c32"), "×", lambda v: v <= 1.0),
         ("CPU per request (c=32), shared RPM limit ([redis]) / local", "report",
