@@ -335,6 +335,33 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     assert_eq!(records(dir.path()).len(), 2);
 }
 
+/// The writer empties the queue at each `flush_every` tick, and sooner when an offer
+/// finds it a quarter full: a burst between two ticks never fills it.
+#[tokio::test]
+async fn a_burst_between_ticks_is_taken_off_the_queue_before_it_fills() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        capacity: 8,
+        flush_every: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let (mut log, writer) = FailureLog::new(&settings(dir.path(), 30), options);
+    log.start_writer(writer);
+    let observer = log.observer();
+    // One record, taken by the writer's first tick once it has started.
+    observer.attempt(&failed_attempt(0));
+    assert!(common::eventually(Duration::from_secs(10), || log.queued() == 0).await);
+    for n in 1..100 {
+        observer.attempt(&failed_attempt(n));
+        tokio::task::yield_now().await; // the writer's turn, on this one thread
+    }
+    let stats = log.stats();
+    assert_eq!(stats.records_dropped(), 0, "no tick came, the nudges did");
+    log.close().await;
+    assert_eq!(stats.records_written(), 100);
+    assert_eq!(records(dir.path()).len(), 100);
+}
+
 #[tokio::test]
 async fn a_stuck_writer_never_slows_the_proxy() {
     let mock = MockUpstream::start().await.expect("mock");

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::Options;
@@ -16,8 +16,16 @@ use super::writer::Writer;
 
 /// The request path's side: offers records to the writer with `try_send`. A full
 /// queue drops the record and counts it; nothing here ever waits.
+///
+/// The writer does not wait on the channel (that would wake its task, often on the
+/// other worker thread, for every record): it takes what is queued at each
+/// `flush_every` tick, or sooner when an offer finds the queue a quarter full
+/// (`nudge`), so a burst never fills it between ticks.
 pub struct Queue<R: DailyRecord> {
     tx: mpsc::Sender<Box<R>>,
+    nudge: Arc<Notify>,
+    /// Free slots at or below which an offer nudges the writer.
+    nudge_at: usize,
     clock: Arc<dyn Clock>,
     stats: FailureLogStats,
 }
@@ -38,7 +46,14 @@ impl<R: DailyRecord> Queue<R> {
         };
         if self.tx.try_send(Box::new(record)).is_err() {
             self.dropped();
+        } else if self.tx.capacity() <= self.nudge_at {
+            self.nudge.notify_one();
         }
+    }
+
+    /// Records waiting for the writer to take them.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     pub fn stats(&self) -> &FailureLogStats {
@@ -68,11 +83,14 @@ pub struct DailyLog<R: DailyRecord> {
 impl<R: DailyRecord> DailyLog<R> {
     /// The queue side and its writer, not yet running (`start_writer` runs it).
     pub fn new(dir: PathBuf, retention_days: u32, options: Options) -> (DailyLog<R>, Writer<R>) {
-        let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let capacity = options.capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = oneshot::channel();
         let stats = FailureLogStats::default();
+        let nudge = Arc::new(Notify::new());
         let writer = Writer {
             rx,
+            nudge: nudge.clone(),
             stop: stop_rx,
             dir,
             retention_days,
@@ -83,6 +101,8 @@ impl<R: DailyRecord> DailyLog<R> {
         };
         let queue = Arc::new(Queue {
             tx,
+            nudge,
+            nudge_at: capacity - capacity / 4,
             clock: options.clock,
             stats,
         });

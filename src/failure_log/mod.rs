@@ -107,6 +107,11 @@ impl FailureLog {
         self.log.stats()
     }
 
+    /// Records waiting for the writer to take them.
+    pub fn queued(&self) -> usize {
+        self.log.queue().queued()
+    }
+
     /// Stops the writer after it has written and fsynced every record queued so far.
     /// Records offered afterwards are dropped (and counted).
     pub async fn close(self) {

@@ -1,6 +1,7 @@
 //! The one background task that owns a daily log's files (the failure log's, the
-//! request journal's: any `DailyRecord`). Records arrive on a bounded channel;
-//! they are encoded into a batch and handed to the OS every `flush_every` (or sooner
+//! request journal's: any `DailyRecord`). Records arrive on a bounded channel, which
+//! the task empties every `flush_every` (or sooner when the queue nudges it: see
+//! `Queue`); they are encoded into a batch and handed to the OS at each tick (or sooner
 //! when the batch grows past `FLUSH_BYTES`), fsynced every `fsync_every`, and on close
 //! everything still queued is written and fsynced before the task ends. File work runs
 //! on the blocking pool so a slow disk never stalls the proxy's worker threads.
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::files::DailyRecord;
@@ -19,11 +21,13 @@ use super::time::{Clock, Day, Micros};
 
 /// A batch this large is written without waiting for the next tick.
 const FLUSH_BYTES: usize = 64 * 1024;
-/// Records taken off the channel at once.
-const RECV_BATCH: usize = 256;
+/// Records taken off the channel at most per wake-up (then the task yields).
+const RECV_BATCH: usize = 4096;
 
 pub struct Writer<R: DailyRecord> {
     pub(super) rx: mpsc::Receiver<Box<R>>,
+    /// Rung by the queue when it is a quarter full.
+    pub(super) nudge: Arc<Notify>,
     pub(super) stop: oneshot::Receiver<()>,
     pub(super) dir: PathBuf,
     pub(super) retention_days: u32,
@@ -102,12 +106,13 @@ impl<R: DailyRecord> Writer<R> {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sync = Instant::now();
         let mut batch = Batch::default();
-        let mut received = Vec::with_capacity(RECV_BATCH);
+        let nudge = self.nudge.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = &mut self.stop => break,
                 _ = tick.tick() => {
+                    let open = self.take_queued(&mut batch);
                     let sync = last_sync.elapsed() >= self.fsync_every;
                     if sync {
                         last_sync = Instant::now();
@@ -115,24 +120,40 @@ impl<R: DailyRecord> Writer<R> {
                     let today = self.today();
                     let retention = (today != retention_day).then_some(today);
                     retention_day = today;
-                    let batch = std::mem::take(&mut batch);
-                    self.trip(&mut sink, Work { batch, sync, retention }).await;
-                }
-                n = self.rx.recv_many(&mut received, RECV_BATCH) => {
-                    if n == 0 {
+                    let taken = std::mem::take(&mut batch);
+                    self.trip(&mut sink, Work { batch: taken, sync, retention }).await;
+                    if !open {
                         break;
                     }
-                    for record in received.drain(..) {
-                        batch.push(&*record, &self.stats);
-                    }
+                }
+                () = nudge.notified() => {
+                    let open = self.take_queued(&mut batch);
                     if batch.bytes >= FLUSH_BYTES {
-                        let batch = std::mem::take(&mut batch);
-                        self.trip(&mut sink, Work { batch, sync: false, retention: None }).await;
+                        let taken = std::mem::take(&mut batch);
+                        self.trip(&mut sink, Work { batch: taken, sync: false, retention: None }).await;
+                    }
+                    if !open {
+                        break;
                     }
                 }
             }
         }
         self.close(&mut sink, batch).await;
+    }
+
+    /// Encodes what is queued (up to `RECV_BATCH` records) into `batch`; `false` once
+    /// every sender is gone.
+    fn take_queued(&mut self, batch: &mut Batch) -> bool {
+        for _ in 0..RECV_BATCH {
+            match self.rx.try_recv() {
+                Ok(record) => batch.push(&*record, &self.stats),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        // More than one wake-up's worth: come back at once for the rest.
+        self.nudge.notify_one();
+        true
     }
 
     /// Refuses new records, writes what is queued, makes it durable.
