@@ -11,10 +11,9 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use bytes::Bytes;
-use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::proxy::headers::{BACKSTOP_TAG, STAINLESS_RETRY_COUNT};
+use crate::proxy::headers::ClientHeaders;
 use crate::request_fingerprint::RequestFingerprint;
 use serde::de::IgnoredAny;
 
@@ -75,15 +74,15 @@ struct StreamOptions {
 }
 
 impl RequestMeta {
-    pub fn read(headers: &HeaderMap, body: Option<&Bytes>, body_bytes: u64) -> RequestMeta {
+    pub fn read(headers: &ClientHeaders<'_>, body: Option<&Bytes>, body_bytes: u64) -> RequestMeta {
         let meta = RequestMeta {
             body_bytes,
             tag: headers
-                .get(BACKSTOP_TAG)
+                .tag
                 .and_then(|v| v.to_str().ok())
                 .and_then(sanitize_tag),
             client_retry_count: headers
-                .get(STAINLESS_RETRY_COUNT)
+                .retry_count
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
             fingerprint: None,
@@ -165,7 +164,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     use super::*;
 
@@ -175,7 +174,7 @@ mod tests {
             br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_tokens":50,
                 "messages":[{"role":"system","content":"secret prompt"},{"role":"user","content":"hi"}]}"#,
         );
-        let meta = RequestMeta::read(&HeaderMap::new(), Some(&body), body.len() as u64);
+        let meta = RequestMeta::read(&ClientHeaders::default(), Some(&body), body.len() as u64);
         let hints = meta.hints();
         assert_eq!(hints.model.as_deref(), Some("gpt-4o"));
         assert!(hints.stream && hints.include_usage);
@@ -193,7 +192,7 @@ mod tests {
             b"{\"model\":\"m\"",
         ] {
             let b = Bytes::copy_from_slice(body);
-            let meta = RequestMeta::read(&HeaderMap::new(), Some(&b), 0);
+            let meta = RequestMeta::read(&ClientHeaders::default(), Some(&b), 0);
             assert_eq!(meta.model(), None, "{:?}", String::from_utf8_lossy(body));
         }
     }
@@ -206,7 +205,7 @@ mod tests {
             HeaderValue::from_static("quiz_generation"),
         );
         h.insert("x-stainless-retry-count", HeaderValue::from_static("2"));
-        let meta = RequestMeta::read(&h, None, 0);
+        let meta = RequestMeta::read(&ClientHeaders::scan(&h), None, 0);
         assert_eq!(meta.tag.as_deref(), Some("quiz_generation"));
         assert_eq!(meta.client_retry_count, Some(2));
         assert_eq!(sanitize_tag("a b<script>c").as_deref(), Some("abscriptc"));

@@ -23,11 +23,74 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-backstop-request-id");
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-backstop-attempts");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const APIM_REQUEST_ID: HeaderName = HeaderName::from_static("apim-request-id");
-pub const STAINLESS_READ_TIMEOUT: HeaderName = HeaderName::from_static("x-stainless-read-timeout");
-pub const STAINLESS_RETRY_COUNT: HeaderName = HeaderName::from_static("x-stainless-retry-count");
-pub const BACKSTOP_TAG: HeaderName = HeaderName::from_static("x-backstop-tag");
+
+/// The client's request headers backstop reads, found in one walk over the head: a
+/// `get` hashes its name, and four of them cost more than looking once at each of the
+/// handful of headers a client sends. The first value of each, as `get` would give.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientHeaders<'a> {
+    pub content_length: Option<&'a HeaderValue>,
+    /// `x-stainless-read-timeout`: the OpenAI SDK's own read timeout, in seconds.
+    pub read_timeout: Option<&'a HeaderValue>,
+    /// `x-backstop-tag`.
+    pub tag: Option<&'a HeaderValue>,
+    /// `x-stainless-retry-count`.
+    pub retry_count: Option<&'a HeaderValue>,
+}
+
+impl<'a> ClientHeaders<'a> {
+    pub fn scan(headers: &'a HeaderMap) -> ClientHeaders<'a> {
+        let mut found = ClientHeaders::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "content-length" => &mut found.content_length,
+                "x-stainless-read-timeout" => &mut found.read_timeout,
+                "x-backstop-tag" => &mut found.tag,
+                "x-stainless-retry-count" => &mut found.retry_count,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
+}
+
+/// The upstream's response headers backstop reads, in one walk over the head (see
+/// `ClientHeaders`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UpstreamHeaders<'a> {
+    pub content_type: Option<&'a HeaderValue>,
+    pub x_request_id: Option<&'a HeaderValue>,
+    pub apim_request_id: Option<&'a HeaderValue>,
+}
+
+impl<'a> UpstreamHeaders<'a> {
+    pub fn scan(headers: &'a HeaderMap) -> UpstreamHeaders<'a> {
+        let mut found = UpstreamHeaders::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "content-type" => &mut found.content_type,
+                "x-request-id" => &mut found.x_request_id,
+                "apim-request-id" => &mut found.apim_request_id,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
+
+    /// `text/event-stream`: an SSE stream.
+    pub fn is_event_stream(&self) -> bool {
+        is_event_stream_type(self.content_type)
+    }
+}
+
+/// Whether a `content-type` value says `text/event-stream`.
+pub fn is_event_stream_type(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
 
 /// Removes hop-by-hop headers, including any named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -195,5 +258,45 @@ mod tests {
         prepare_outbound(&mut h, UpstreamKind::Azure, Some(&key()));
         assert_eq!(h["api-key"], "sk-injected");
         assert!(!h.contains_key(AUTHORIZATION));
+    }
+
+    #[test]
+    fn one_walk_finds_what_each_get_would() {
+        let mut h = client_headers();
+        h.append("x-backstop-tag", HeaderValue::from_static("first"));
+        h.append("x-backstop-tag", HeaderValue::from_static("second"));
+        h.insert("content-length", HeaderValue::from_static("42"));
+        h.insert("x-stainless-read-timeout", HeaderValue::from_static("2.5"));
+        h.insert("x-stainless-retry-count", HeaderValue::from_static("1"));
+        let noted = ClientHeaders::scan(&h);
+        for (name, found) in [
+            ("content-length", noted.content_length),
+            ("x-stainless-read-timeout", noted.read_timeout),
+            ("x-backstop-tag", noted.tag),
+            ("x-stainless-retry-count", noted.retry_count),
+        ] {
+            assert_eq!(found, h.get(name), "{name}");
+            assert!(found.is_some(), "{name}");
+        }
+        let empty = HeaderMap::new();
+        let none = ClientHeaders::scan(&empty);
+        assert!(none.content_length.is_none() && none.tag.is_none());
+    }
+
+    #[test]
+    fn one_walk_over_a_response_head() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static(" text/event-stream; charset=utf-8"),
+        );
+        h.insert("apim-request-id", HeaderValue::from_static("apim-1"));
+        let noted = UpstreamHeaders::scan(&h);
+        assert!(noted.is_event_stream());
+        assert_eq!(noted.x_request_id, None);
+        assert_eq!(noted.apim_request_id, h.get("apim-request-id"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        assert!(!UpstreamHeaders::scan(&h).is_event_stream());
+        assert!(!UpstreamHeaders::scan(&HeaderMap::new()).is_event_stream());
     }
 }

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-use http::header::CONTENT_LENGTH;
+use http::HeaderValue;
 use http::request::Parts;
 use tokio::time::Instant;
 
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
-use crate::proxy::headers::STAINLESS_READ_TIMEOUT;
+use crate::proxy::headers::ClientHeaders;
 use crate::proxy::request_body::{BodyLimits, RequestBody};
 use crate::request_fingerprint::RequestFingerprint;
 use crate::request_meta::RequestMeta;
@@ -45,12 +44,13 @@ impl Call {
             max_body_bytes: runtime.config.max_body_bytes,
             idle_timeout: retry.idle_timeout,
         };
-        let content_length = content_length(&parts.headers);
+        let noted = ClientHeaders::scan(&parts.headers);
+        let content_length = content_length(noted.content_length);
         let body = RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
         let body_bytes = body
             .buffered()
             .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
-        let mut meta = RequestMeta::read(&parts.headers, body.buffered(), body_bytes);
+        let mut meta = RequestMeta::read(&noted, body.buffered(), body_bytes);
         if runtime.config.journal.is_some() {
             meta.fingerprint = Some(Box::new(RequestFingerprint::read(
                 &parts.method,
@@ -61,7 +61,7 @@ impl Call {
         }
         let meta = Arc::new(meta);
         let read_at = Instant::now();
-        let deadline = read_at + client_deadline(&parts.headers, retry.deadline);
+        let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
         Ok(Call {
             replayable: body.is_replayable(),
             body: Bodies(Some(body)),
@@ -85,9 +85,8 @@ pub(super) fn client_path(parts: &Parts) -> &str {
     parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
+fn content_length(value: Option<&HeaderValue>) -> Option<u64> {
+    value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
 }
@@ -112,9 +111,8 @@ impl Bodies {
 
 /// The request's deadline: the configured one, shortened by the OpenAI SDK's own read
 /// timeout (`x-stainless-read-timeout`, seconds) when that is shorter.
-fn client_deadline(headers: &HeaderMap, configured: Duration) -> Duration {
-    headers
-        .get(STAINLESS_READ_TIMEOUT)
+fn client_deadline(read_timeout: Option<&HeaderValue>, configured: Duration) -> Duration {
+    read_timeout
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -125,20 +123,26 @@ fn client_deadline(headers: &HeaderMap, configured: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+
+    fn deadline_with(read_timeout: Option<&'static str>) -> Duration {
+        let mut h = http::HeaderMap::new();
+        if let Some(value) = read_timeout {
+            h.insert("x-stainless-read-timeout", HeaderValue::from_static(value));
+        }
+        client_deadline(
+            ClientHeaders::scan(&h).read_timeout,
+            Duration::from_secs(10),
+        )
+    }
 
     #[test]
     fn client_read_timeout_shortens_the_deadline_only() {
-        let mut h = http::HeaderMap::new();
         let ten = Duration::from_secs(10);
-        assert_eq!(client_deadline(&h, ten), ten);
-        h.insert("x-stainless-read-timeout", HeaderValue::from_static("2.5"));
-        assert_eq!(client_deadline(&h, ten), Duration::from_millis(2500));
-        h.insert("x-stainless-read-timeout", HeaderValue::from_static("600"));
-        assert_eq!(client_deadline(&h, ten), ten);
+        assert_eq!(deadline_with(None), ten);
+        assert_eq!(deadline_with(Some("2.5")), Duration::from_millis(2500));
+        assert_eq!(deadline_with(Some("600")), ten);
         for bad in ["-1", "0", "soon", "inf"] {
-            h.insert("x-stainless-read-timeout", HeaderValue::from_static(bad));
-            assert_eq!(client_deadline(&h, ten), ten, "{bad}");
+            assert_eq!(deadline_with(Some(bad)), ten, "{bad}");
         }
     }
 }

@@ -9,7 +9,6 @@
 
 use std::time::SystemTime;
 
-use http::header::CONTENT_TYPE;
 use http::response::Parts as Head;
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
@@ -19,7 +18,7 @@ use super::{AttemptResult, Context, failed};
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::UpstreamBody;
-use crate::proxy::headers::{APIM_REQUEST_ID, X_REQUEST_ID, strip_hop_by_hop};
+use crate::proxy::headers::{UpstreamHeaders, is_event_stream_type, strip_hop_by_hop};
 use crate::proxy::peek::{self, PeekEnd, Peeked, error_prefix_full, has_first_event};
 use crate::proxy::response_body::{GuardedBody, StreamError};
 use crate::retry::Reason;
@@ -34,19 +33,20 @@ pub(super) async fn judge<T>(
 ) -> Attempted<AttemptResult> {
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
-    let sse = is_event_stream(&head.headers);
+    let noted = UpstreamHeaders::scan(&head.headers);
+    let (sse, id) = (noted.is_event_stream(), upstream_request_id(&noted));
     if head.status.as_u16() >= 400 {
-        return error(ctx, head, body, sse, started).await;
+        return error(ctx, head, body, (sse, id), started).await;
     }
     ctx.hop
         .limits
         .observe(head.status.as_u16(), &head.headers, None);
     if sse && head.status.is_success() {
-        return first_event(ctx, head, body, started).await;
+        return first_event(ctx, head, body, id, started).await;
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
     let body = GuardedBody::new(body, idle, sse).watched_by(ctx.fate.clone());
-    answered(head, body, started, Outcome::Success)
+    answered(head, body, id, started, Outcome::Success)
 }
 
 /// An error response: classified from its head and the start of its body.
@@ -54,7 +54,7 @@ async fn error<T>(
     ctx: &Context<'_, T>,
     head: Head,
     body: UpstreamBody,
-    sse: bool,
+    (sse, id): (bool, Option<UpstreamRequestId>),
     started: Instant,
 ) -> Attempted<AttemptResult> {
     let idle = ctx.hop.upstream.retry.idle_timeout;
@@ -66,7 +66,7 @@ async fn error<T>(
         .limits
         .observe(head.status.as_u16(), &head.headers, server_delay);
     let body = rest_of(peeked, idle, sse).watched_by(ctx.fate.clone());
-    let mut attempted = answered(head, body, started, outcome);
+    let mut attempted = answered(head, body, id, started, outcome);
     attempted.value.error_code = error_code;
     attempted.value.error_message = error_message;
     attempted.server_delay = server_delay;
@@ -95,6 +95,7 @@ async fn first_event<T>(
     ctx: &Context<'_, T>,
     head: Head,
     body: UpstreamBody,
+    id: Option<UpstreamRequestId>,
     started: Instant,
 ) -> Attempted<AttemptResult> {
     let settings = &ctx.hop.upstream.retry;
@@ -110,13 +111,13 @@ async fn first_event<T>(
             let idle = settings.idle_timeout;
             let body = rest_of(peeked, idle, true).watched_by(ctx.fate.clone());
             if !error_event {
-                return answered(head, body, started, Outcome::Success);
+                return answered(head, body, id, started, Outcome::Success);
             }
             let outcome = Outcome::Retry {
                 reason: Reason::StreamErrorEvent,
                 kind: Retryable::Transient,
             };
-            let mut attempted = answered(head, body, started, outcome);
+            let mut attempted = answered(head, body, id, started, outcome);
             let (code, message) = error_fields(first.as_bytes());
             attempted.value.error_code = code;
             attempted.value.error_message = message;
@@ -143,7 +144,7 @@ async fn first_event<T>(
         kind: Retryable::Ambiguous,
     };
     attempted.value.status = Some(head.status.as_u16());
-    attempted.value.upstream_request_id = upstream_request_id(&head.headers);
+    attempted.value.upstream_request_id = id;
     attempted
 }
 
@@ -151,6 +152,7 @@ async fn first_event<T>(
 fn answered(
     head: Head,
     body: GuardedBody,
+    upstream_request_id: Option<UpstreamRequestId>,
     started: Instant,
     outcome: Outcome,
 ) -> Attempted<AttemptResult> {
@@ -158,7 +160,7 @@ fn answered(
         value: AttemptResult {
             status: Some(head.status.as_u16()),
             duration: started.elapsed(),
-            upstream_request_id: upstream_request_id(&head.headers),
+            upstream_request_id,
             error_code: None,
             error_message: None,
             response: Ok(Response::from_parts(head, body.boxed())),
@@ -169,14 +171,13 @@ fn answered(
 }
 
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+    is_event_stream_type(headers.get(http::header::CONTENT_TYPE))
 }
 
-fn upstream_request_id(headers: &HeaderMap) -> Option<UpstreamRequestId> {
-    [X_REQUEST_ID, APIM_REQUEST_ID]
-        .iter()
-        .find_map(|name| headers.get(name).and_then(UpstreamRequestId::from_header))
+/// `x-request-id`, else Azure's `apim-request-id`.
+fn upstream_request_id(headers: &UpstreamHeaders<'_>) -> Option<UpstreamRequestId> {
+    [headers.x_request_id, headers.apim_request_id]
+        .into_iter()
+        .flatten()
+        .find_map(UpstreamRequestId::from_header)
 }
