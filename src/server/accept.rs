@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::limits::{ClientLimits, ConnClock, Tracked};
 use super::version::{self, Version};
+use super::woken::Woken;
 use crate::body::{Body, BoxError};
 use crate::read_tap::ReadTap;
 
@@ -162,14 +163,18 @@ where
     C: Drain + Unpin,
 {
     let mut conn = conn;
+    // The watchdogs are polled only when they were woken, not at each of the
+    // connection's wakes (`Woken`).
+    let mut expired = std::pin::pin!(Woken::new(clock.expired()));
+    let stopped = Woken::new(stop.wait_for(|stopped| *stopped));
     tokio::select! {
         ended = &mut conn => return ended.map_err(BoxError::from),
-        _ = clock.expired() => return Ok(()),
-        _ = stop.wait_for(|stopped| *stopped) => Pin::new(&mut conn).drain(),
+        _ = expired.as_mut() => return Ok(()),
+        _ = stopped => Pin::new(&mut conn).drain(),
     }
     tokio::select! {
         ended = conn => ended.map_err(BoxError::from),
-        _ = clock.expired() => Ok(()),
+        _ = expired => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@ mod counts;
 pub mod limits;
 mod ports;
 pub mod version;
+mod woken;
 
 use std::convert::Infallible;
 use std::future::Future;
