@@ -302,10 +302,10 @@ impl Vocabulary {
     }
 
     /// The label for an upstream name: itself if configured, else `none`.
-    pub fn upstream(&self, name: Option<&str>) -> UpstreamLabel {
+    /// Borrowed, not cloned: this runs several times per request.
+    pub fn upstream(&self, name: Option<&str>) -> &UpstreamLabel {
         name.and_then(|n| self.upstreams.get(n))
             .unwrap_or(&self.none)
-            .clone()
     }
 
     /// The label for a requested model: itself if allow-listed, else `other`.

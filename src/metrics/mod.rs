@@ -154,15 +154,17 @@ impl Recorder {
 
     /// For the circuit breaker: its state per upstream, as gauge and in `/stats`.
     pub fn set_circuit_state(&self, upstream: &str, state: CircuitState) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.metrics.set_circuit_state(&label, state);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.metrics.set_circuit_state(label, state);
         self.stats.set_circuit(upstream, state);
     }
 
     /// For the local rate limiter: how long a request waited.
     pub fn rate_limit_wait(&self, upstream: &str, waited: std::time::Duration) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.metrics.rate_limit_wait(&label, waited);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.metrics.rate_limit_wait(label, waited);
     }
 
     /// The Prometheus text exposition of the registry.
@@ -209,38 +211,43 @@ impl crate::fleet::Health for Recorder {
 
 impl Observer for Recorder {
     fn request_started(&self, upstream: &str) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.metrics.request_started(&label);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.metrics.request_started(label);
     }
 
     fn request_abandoned(&self, upstream: &str) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.metrics.request_finished(&label);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.metrics.request_finished(label);
     }
 
     fn websocket_session(&self, upstream: &str, open: bool) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.metrics.websocket_session(&label, open);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.metrics.websocket_session(label, open);
     }
 
     fn replay_join(&self, upstream: &str) {
-        let label = self.vocabulary.load().upstream(Some(upstream));
-        self.replay.joined(&label);
+        let vocabulary = self.vocabulary.load();
+        let label = vocabulary.upstream(Some(upstream));
+        self.replay.joined(label);
     }
 
     fn attempt(&self, e: &AttemptReport) {
-        let up = self.vocabulary.load().upstream(Some(&e.upstream));
+        let vocabulary = self.vocabulary.load();
+        let up = vocabulary.upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();
         let endpoint = Endpoint::from_path(&e.endpoint);
         self.metrics
-            .attempt(&up, endpoint, AttemptOutcome::of(&e.outcome), e.duration);
+            .attempt(up, endpoint, AttemptOutcome::of(&e.outcome), e.duration);
         match (e.verdict, e.give_up) {
             (Verdict::Retry, _) => {
-                self.metrics.retry(&up, &e.outcome, e.delay);
+                self.metrics.retry(up, &e.outcome, e.delay);
                 self.stats.retry(&e.upstream, tag);
             }
             (Verdict::GiveUp, Some(why)) if matches!(e.outcome, Outcome::Retry { .. }) => {
-                self.metrics.retry_suppressed(&up, why);
+                self.metrics.retry_suppressed(up, why);
             }
             (Verdict::Fallback, _) => {
                 if let Some(to) = &e.fallback_to {
@@ -275,16 +282,16 @@ impl Observer for Recorder {
         let vocabulary = self.vocabulary.load();
         let up = vocabulary.upstream(e.upstream.as_deref());
         if e.upstream.is_some() {
-            self.metrics.rate_limit_wait(&up, e.queue_wait);
+            self.metrics.rate_limit_wait(up, e.queue_wait);
         }
         if let Some(replayed) = &e.replay {
-            self.replay.replayed(&up, replayed.reason);
+            self.replay.replayed(up, replayed.reason);
         }
         let endpoint = Endpoint::from_kind(e.endpoint_kind);
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        self.metrics.request(&up, endpoint, status, e.duration);
+        self.metrics.request(up, endpoint, status, e.duration);
         if e.upstream.is_some() {
-            self.metrics.request_finished(&up);
+            self.metrics.request_finished(up);
         }
 
         let interrupted = match e.end {
@@ -322,7 +329,7 @@ impl Observer for Recorder {
             failed,
             e.duration,
         ) {
-            self.metrics.set_consecutive_failures(&up, in_a_row);
+            self.metrics.set_consecutive_failures(up, in_a_row);
         }
     }
 }

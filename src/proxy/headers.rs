@@ -87,9 +87,12 @@ impl<'a> UpstreamHeaders<'a> {
 
 /// Whether a `content-type` value says `text/event-stream`.
 pub fn is_event_stream_type(content_type: Option<&HeaderValue>) -> bool {
-    content_type
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+    // On the bytes: no UTF-8 check is needed to compare with ASCII.
+    content_type.is_some_and(|v| {
+        v.as_bytes()
+            .trim_ascii_start()
+            .starts_with(b"text/event-stream")
+    })
 }
 
 /// Removes hop-by-hop headers, including any named by `Connection`.
