@@ -137,6 +137,11 @@ pub(super) fn usage_at(rest: &[u8]) -> Option<Usage> {
             Some(n) => *slot = slot.or(Some(n)),
             None => scan.skip_value()?,
         }
+        // Both known, and the last number ended here (a chunk may cut one short): the
+        // rest (totals, `*_tokens_details`) cannot change them.
+        if input.is_some() && output.is_some() && !scan.0.is_empty() {
+            break;
+        }
     }
     Some(Usage {
         input_tokens: input?,
@@ -179,7 +184,12 @@ impl<'a> Scan<'a> {
     fn number(&mut self) -> Option<u64> {
         let rest = self.0.trim_ascii_start();
         let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-        let n = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        if digits == 0 {
+            return None;
+        }
+        let n = rest[..digits].iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })?;
         self.0 = &rest[digits..];
         Some(n)
     }
@@ -332,5 +342,21 @@ mod tests {
             Some(4)
         );
         assert_eq!(usage_in(br#"{"usage":{"prompt_tokens":3"#), None, "cut off");
+        assert_eq!(
+            usage_in(br#"{"usage":{"prompt_tokens":3,"completion_tokens":5"#),
+            None,
+            "the last number may go on"
+        );
+        assert_eq!(
+            usage_in(br#"{"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"completion_tokens_details":{"reasoning_tokens":1"#)
+                .map(|u| u.output_tokens),
+            Some(5),
+            "what follows both is not read"
+        );
+        assert_eq!(
+            usage_in(br#"{"usage":{"prompt_tokens":99999999999999999999,"completion_tokens":1}}"#),
+            None,
+            "no u64"
+        );
     }
 }
