@@ -108,10 +108,24 @@ impl UpstreamClient {
                 Err(Unsent::Failed(e)) => return Err(e),
             }
         }
-        // Boxed: connecting (TLS, HTTP/2 handshake) is a large future that would
-        // otherwise sit inside every request's future and be copied with it.
-        let conn = Box::pin(self.connect(&request, upstream, false)).await?;
-        send_on_new(&pool, conn, request, upstream).await
+        Box::pin(self.send_on_connected(&pool, request, upstream, None)).await
+    }
+
+    /// On a new connection. Always boxed by the caller: connecting (TLS, HTTP/2
+    /// handshake) and the first send on what it opened are large futures that would
+    /// otherwise sit inside every request's future, and be copied with it, for the
+    /// few requests that open a connection. `opening` (HTTP/2: this request opens the
+    /// connection the others wait for) is let go once it is open.
+    async fn send_on_connected(
+        &self,
+        pool: &Arc<Pool>,
+        request: Request<Body>,
+        upstream: &Upstream,
+        opening: Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let conn = self.connect(&request, upstream, false).await?;
+        drop(opening);
+        send_on_new(pool, conn, request, upstream).await
     }
 
     /// A WebSocket handshake: on a new HTTP/1.1 connection of its own, never pooled
@@ -138,17 +152,21 @@ impl UpstreamClient {
         request: Request<Body>,
         upstream: &Upstream,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        if let Some(stream) = pool.h2.lease() {
-            return send_h2(stream, request).await;
-        }
-        let opening = pool.h2.opening().await;
-        if let Some(stream) = pool.h2.lease() {
-            drop(opening);
-            return send_h2(stream, request).await;
-        }
-        let conn = Box::pin(self.connect(&request, upstream, false)).await?;
-        drop(opening);
-        send_on_new(pool, conn, request, upstream).await
+        let stream = match pool.h2.lease() {
+            Some(stream) => stream,
+            None => {
+                let opening = pool.h2.opening().await;
+                match pool.h2.lease() {
+                    Some(stream) => stream,
+                    None => {
+                        let connected =
+                            self.send_on_connected(pool, request, upstream, Some(opening));
+                        return Box::pin(connected).await;
+                    }
+                }
+            }
+        };
+        send_h2(stream, request).await
     }
 
     /// A new connection to `upstream` (through its egress proxy, if any); `upgrade`:
