@@ -61,7 +61,9 @@ async fn hypercorn(python: &Path, dir: &Path, cert: &Path, key: &Path) -> Hyperc
         &config,
         format!(
             "bind = [\"127.0.0.1:{port}\"]\ncertfile = {:?}\nkeyfile = {:?}\n\
-             alpn_protocols = [\"h2\"]\nh2_max_concurrent_streams = 2\n",
+             alpn_protocols = [\"h2\"]\nh2_max_concurrent_streams = 2\n\
+             # In this process: a worker process would outlive the kill at the end.\n\
+             workers = 0\n",
             cert.display().to_string(),
             key.display().to_string()
         ),
