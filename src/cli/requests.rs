@@ -184,7 +184,7 @@ pub fn table(entries: &[Entry<JournalRecord>], width: usize) -> String {
 }
 
 fn row(r: &JournalRecord) -> [String; 10] {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let opt = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("-").to_owned();
     let num = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
     let time = r.timestamp.0.rfc3339();
     [

@@ -58,21 +58,22 @@ impl Micros {
         let secs = rem / 1_000_000;
         let (y, m, d) = date.civil();
         if (0..=9999).contains(&y) {
-            let mut out = String::with_capacity(27);
+            // Digits written right to left into a fixed template: division by a
+            // constant 10 is a multiply, and there is one allocation, for the result.
+            let mut out = *b"0000-00-00T00:00:00.000000Z";
             let fields = [
-                (y, 4, '-'),
-                (i64::from(m), 2, '-'),
-                (i64::from(d), 2, 'T'),
-                (secs / 3600, 2, ':'),
-                (secs / 60 % 60, 2, ':'),
-                (secs % 60, 2, '.'),
-                (rem % 1_000_000, 6, 'Z'),
+                (0..4, y),
+                (5..7, i64::from(m)),
+                (8..10, i64::from(d)),
+                (11..13, secs / 3600),
+                (14..16, secs / 60 % 60),
+                (17..19, secs % 60),
+                (20..26, rem % 1_000_000),
             ];
-            for (value, width, then) in fields {
-                push_digits(&mut out, value, width);
-                out.push(then);
+            for (at, value) in fields {
+                put_digits(&mut out[at], value);
             }
-            return out;
+            return String::from_utf8_lossy(&out).into_owned();
         }
         self.rfc3339_formatted()
     }
@@ -110,13 +111,12 @@ impl Micros {
     }
 }
 
-/// `value` (0 ≤ value < 10^width) as exactly `width` decimal digits.
-fn push_digits(out: &mut String, value: i64, width: u32) {
-    let mut scale = 10_i64.pow(width - 1);
-    while scale > 0 {
-        let digit = u8::try_from(value / scale % 10).unwrap_or(0);
-        out.push(char::from(b'0' + digit));
-        scale /= 10;
+/// `value` (0 ≤ value < 10^len) as exactly `slot.len()` decimal digits.
+fn put_digits(slot: &mut [u8], value: i64) {
+    let mut value = value.unsigned_abs();
+    for digit in slot.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 

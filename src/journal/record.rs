@@ -6,6 +6,7 @@
 //! request path.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -65,14 +66,14 @@ pub struct JournalRecord {
     /// When the request ended.
     pub timestamp: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// The path without its query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// What the client got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -85,11 +86,11 @@ pub struct JournalRecord {
     pub outcome: String,
     /// As the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
+    pub tag: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// Time to the first body byte to the client.
@@ -103,7 +104,7 @@ pub struct JournalRecord {
     pub request_sha256: Option<Sha256Hex>,
     /// The original `request_id` of a replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_of: Option<String>,
+    pub replay_of: Option<Arc<str>>,
     /// With `responses = true`: what the client got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<JournalResponse>,
@@ -213,17 +214,17 @@ impl JournalRecord {
         let fingerprint = meta.fingerprint.as_deref();
         JournalRecord {
             timestamp: Timestamp(at),
-            request_id: Some(e.request_id.to_string()),
-            upstream: e.upstream.as_deref().map(str::to_owned),
+            request_id: Some(e.request_id.clone()),
+            upstream: e.upstream.clone(),
             method: Some(e.method.as_str().to_owned()),
-            endpoint: Some(e.endpoint.to_string()),
+            endpoint: Some(e.endpoint.clone()),
             // 0: the client left before any response head; it got nothing.
             status: (e.status != 0).then_some(e.status),
             attempts: Some(e.attempts),
             outcome: Outcome::of(e).as_str().to_owned(),
-            model: meta.model().map(str::to_owned),
+            model: meta.hints().model.clone(),
             stream: Some(meta.stream()),
-            tag: meta.tag.as_deref().map(str::to_owned),
+            tag: meta.tag.clone(),
             duration_ms: Some(millis(e.duration)),
             ttfc_ms: e.time_to_first_chunk.map(millis),
             usage: e.usage.map(|u| UsageRecord {
@@ -234,7 +235,7 @@ impl JournalRecord {
                 .and_then(|f| f.idempotency_key.as_deref())
                 .map(str::to_owned),
             request_sha256: fingerprint.and_then(|f| f.sha256),
-            replay_of: e.replay.as_ref().map(|r| r.of.to_string()),
+            replay_of: e.replay.as_ref().map(|r| r.of.clone()),
             response: e.response.as_deref().map(JournalResponse::captured),
             response_truncated: e.response.as_ref().is_some_and(|r| r.truncated),
         }
