@@ -74,6 +74,10 @@ impl fmt::Debug for Sha256Hex {
 pub struct HexDigits([u8; 64]);
 
 impl HexDigits {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever written into it.
         std::str::from_utf8(&self.0).unwrap_or_default()

@@ -60,11 +60,37 @@ struct JsonHints<'a> {
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
-    messages: Option<Vec<IgnoredAny>>,
+    messages: Option<Count>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+}
+
+/// How many elements an array has, each skipped unread (no list is built).
+struct Count(u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct Counter;
+        impl<'de> serde::de::Visitor<'de> for Counter {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Count, A::Error> {
+                let mut n = 0u32;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    n = n.saturating_add(1);
+                }
+                Ok(Count(n))
+            }
+        }
+        d.deserialize_seq(Counter)
+    }
 }
 
 #[derive(Deserialize)]
@@ -138,7 +164,7 @@ impl BodyHints {
                 .stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
-            messages_count: hints.messages.map(|m| m.len() as u32),
+            messages_count: hints.messages.map(|m| m.0),
             max_tokens: hints.max_completion_tokens.or(hints.max_tokens),
         }
     }

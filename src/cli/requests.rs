@@ -113,7 +113,7 @@ fn keeps(args: &RequestsArgs, since: Option<Micros>, r: &JournalRecord) -> bool 
     since.is_none_or(|t| r.timestamp.0 >= t)
         && same(&args.select.upstream, r.upstream.as_deref())
         && same(&args.select.tag, r.tag.as_deref())
-        && same(&args.outcome, Some(r.outcome.as_str()))
+        && same(&args.outcome, Some(&*r.outcome))
 }
 
 /// Looks through every journal file, newest first, for `request_id`.
@@ -194,7 +194,7 @@ fn row(r: &JournalRecord) -> [String; 10] {
         opt(&r.endpoint),
         num(r.status.map(u64::from)),
         num(r.attempts.map(u64::from)),
-        r.outcome.clone(),
+        r.outcome.to_string(),
         num(r.duration_ms),
         opt(&r.model),
         opt(&r.tag),

@@ -30,6 +30,12 @@ pub const FAILURES: FileKind = FileKind {
 pub trait DailyRecord: Serialize + DeserializeOwned + Send + Sync + 'static {
     const FILES: FileKind;
     fn timestamp(&self) -> Micros;
+
+    /// Appends the record as one JSON line's text (no newline); `serde_json`'s
+    /// unless a record type has a faster writer of the same bytes.
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
 }
 
 impl FileKind {

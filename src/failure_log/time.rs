@@ -51,31 +51,38 @@ impl Micros {
         Micros(self.0.div_euclid(HOUR) * HOUR)
     }
 
-    /// `2026-05-01T12:34:56.123456Z`. Digit by digit for years 0–9999 (every record
-    /// written carries one), through the formatter otherwise.
+    /// `2026-05-01T12:34:56.123456Z`.
     pub fn rfc3339(self) -> String {
+        match self.rfc3339_ascii() {
+            Some(ascii) => ascii.iter().map(|&b| char::from(b)).collect(),
+            None => self.rfc3339_formatted(),
+        }
+    }
+
+    /// `rfc3339` on the stack, for years 0–9999 (every record written carries one):
+    /// digits written right to left into a fixed template, division by a constant 10
+    /// being a multiply. `None` for other years.
+    pub fn rfc3339_ascii(self) -> Option<[u8; 27]> {
         let (date, rem) = (self.day(), self.0.rem_euclid(MICROS_PER_DAY));
         let secs = rem / 1_000_000;
         let (y, m, d) = date.civil();
-        if (0..=9999).contains(&y) {
-            // Digits written right to left into a fixed template: division by a
-            // constant 10 is a multiply, and there is one allocation, for the result.
-            let mut out = *b"0000-00-00T00:00:00.000000Z";
-            let fields = [
-                (0..4, y),
-                (5..7, i64::from(m)),
-                (8..10, i64::from(d)),
-                (11..13, secs / 3600),
-                (14..16, secs / 60 % 60),
-                (17..19, secs % 60),
-                (20..26, rem % 1_000_000),
-            ];
-            for (at, value) in fields {
-                put_digits(&mut out[at], value);
-            }
-            return String::from_utf8_lossy(&out).into_owned();
+        if !(0..=9999).contains(&y) {
+            return None;
         }
-        self.rfc3339_formatted()
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let fields = [
+            (0..4, y),
+            (5..7, i64::from(m)),
+            (8..10, i64::from(d)),
+            (11..13, secs / 3600),
+            (14..16, secs / 60 % 60),
+            (17..19, secs % 60),
+            (20..26, rem % 1_000_000),
+        ];
+        for (at, value) in fields {
+            put_digits(&mut out[at], value);
+        }
+        Some(out)
     }
 
     /// `rfc3339` through the formatter, for any year.

@@ -64,7 +64,7 @@ impl Batch {
             return;
         };
         let before = chunk.lines.len();
-        match serde_json::to_writer(&mut chunk.lines, record) {
+        match record.write_json(&mut chunk.lines) {
             Ok(()) => {
                 chunk.lines.push(b'\n');
                 chunk.records += 1;

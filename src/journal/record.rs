@@ -70,7 +70,7 @@ pub struct JournalRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Cow<'static, str>>,
     /// The path without its query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Arc<str>>,
@@ -83,7 +83,7 @@ pub struct JournalRecord {
     /// `ok`, `failed`, `refused`, `interrupted`, `client_gone`, `replayed`;
     /// a string so that files of newer versions still read.
     #[serde(default)]
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// As the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Arc<str>>,
@@ -201,6 +201,24 @@ impl DailyRecord for JournalRecord {
     fn timestamp(&self) -> Micros {
         self.timestamp.0
     }
+
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        super::line::write(self, out)
+    }
+}
+
+/// The method's name, without an allocation for the common ones.
+fn method_name(m: &http::Method) -> Cow<'static, str> {
+    const COMMON: [(http::Method, &str); 4] = [
+        (http::Method::POST, "POST"),
+        (http::Method::GET, "GET"),
+        (http::Method::DELETE, "DELETE"),
+        (http::Method::PUT, "PUT"),
+    ];
+    match COMMON.iter().find(|(method, _)| method == m) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(m.as_str().to_owned()),
+    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -216,12 +234,12 @@ impl JournalRecord {
             timestamp: Timestamp(at),
             request_id: Some(e.request_id.clone()),
             upstream: e.upstream.clone(),
-            method: Some(e.method.as_str().to_owned()),
+            method: Some(method_name(&e.method)),
             endpoint: Some(e.endpoint.clone()),
             // 0: the client left before any response head; it got nothing.
             status: (e.status != 0).then_some(e.status),
             attempts: Some(e.attempts),
-            outcome: Outcome::of(e).as_str().to_owned(),
+            outcome: Cow::Borrowed(Outcome::of(e).as_str()),
             model: meta.hints().model.clone(),
             stream: Some(meta.stream()),
             tag: meta.tag.clone(),

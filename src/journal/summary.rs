@@ -141,7 +141,7 @@ mod tests {
         JournalRecord {
             upstream: Some(upstream.into()),
             tag: tag.map(Into::into),
-            outcome: outcome.into(),
+            outcome: outcome.to_owned().into(),
             attempts: Some(attempts),
             duration_ms: Some(ms),
             usage: (outcome == "ok").then_some(UsageRecord {
