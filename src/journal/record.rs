@@ -177,6 +177,7 @@ impl Serialize for JournalResponse {
             #[serde(skip_serializing_if = "Option::is_none")]
             body_base64: Option<Cow<'a, str>>,
         }
+        let joined: Vec<u8>;
         let mut wire = Wire {
             status: self.status,
             content_type: self.content_type.as_deref(),
@@ -184,11 +185,17 @@ impl Serialize for JournalResponse {
             body_base64: self.body_base64.as_deref().map(Cow::Borrowed),
         };
         if let Some(chunks) = &self.chunks {
-            match String::from_utf8(chunks.concat()) {
-                Ok(text) => wire.body = Some(Cow::Owned(text)),
-                Err(bytes) => {
-                    wire.body_base64 = Some(Cow::Owned(BASE64.encode(bytes.as_bytes())));
+            // One frame (any JSON answer) is read in place; more are joined first.
+            let bytes = match chunks.as_slice() {
+                [one] => one.as_ref(),
+                more => {
+                    joined = more.concat();
+                    joined.as_slice()
                 }
+            };
+            match std::str::from_utf8(bytes) {
+                Ok(text) => wire.body = Some(Cow::Borrowed(text)),
+                Err(_) => wire.body_base64 = Some(Cow::Owned(BASE64.encode(bytes))),
             }
         }
         wire.serialize(s)
