@@ -50,7 +50,10 @@ pin_project_lite::pin_project! {
         #[pin]
         idle: Option<Sleep>,
         armed_for: Option<Instant>,
-        last_frame: Instant,
+        // When the upstream was first found with nothing to give since its last frame
+        // (the idle time counts from there); `None` after each frame. The clock is read
+        // only when waiting starts, not for every frame.
+        waiting_since: Option<Instant>,
         idle_timeout: Duration,
         sse: bool,
         // Whether the bytes sent so far end an SSE event, so an error event can follow.
@@ -81,7 +84,7 @@ impl GuardedBody {
             inner,
             idle: None,
             armed_for: None,
-            last_frame: Instant::now(),
+            waiting_since: None,
             idle_timeout,
             sse,
             sent: Boundary::default(),
@@ -170,7 +173,7 @@ impl HttpBody for GuardedBody {
             },
             Some(inner) => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    *this.last_frame = Instant::now();
+                    *this.waiting_since = None;
                     if *this.sse
                         && let Some(data) = frame.data_ref()
                     {
@@ -184,7 +187,8 @@ impl HttpBody for GuardedBody {
                 }
                 Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
                 Poll::Pending => {
-                    let deadline = *this.last_frame + *this.idle_timeout;
+                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
+                    let deadline = since + *this.idle_timeout;
                     if *this.armed_for != Some(deadline) {
                         match this.idle.as_mut().as_pin_mut() {
                             Some(sleep) => sleep.reset(deadline),

@@ -78,14 +78,14 @@ pub struct SendFailure {
     pub error: ProxyError,
 }
 
-/// Sends one attempt and waits for its response headers until `until`.
+/// Sends one attempt, begun at `started`, and waits for its response headers until
+/// `until`.
 pub async fn send<T: Transport>(
     client: &T,
     upstream: &Upstream,
     request: Request<Body>,
-    until: Instant,
+    (started, until): (Instant, Instant),
 ) -> Result<Response<UpstreamBody>, SendFailure> {
-    let started = Instant::now();
     match tokio::time::timeout_at(until, client.send(upstream, request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(failure(upstream, &e)),

@@ -78,7 +78,7 @@ impl<T: Transport> Context<'_, T> {
             headers.insert(http::header::CONTENT_LENGTH, len.into());
         }
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
-        match send(self.transport, upstream, request, until).await {
+        match send(self.transport, upstream, request, (started, until)).await {
             Ok(response) => judge::judge(self, response, started).await,
             Err(SendFailure { outcome, error }) => Attempted {
                 outcome,
