@@ -37,6 +37,18 @@ pub(super) fn report(
         by_request.entry(&e.request_id).or_default().push(e);
     }
     let mut out = String::new();
+    let retried = table(&mut out, outcomes, &by_request);
+    summary(&mut out, outcomes, upstream_attempts, retried);
+    out
+}
+
+/// One line per request: what the client got and the attempts behind it. Returns how
+/// many requests were retried.
+fn table(
+    out: &mut String,
+    outcomes: &[Outcome],
+    by_request: &HashMap<&str, Vec<&AttemptReport>>,
+) -> usize {
     let _ = writeln!(
         out,
         "  {:>3}  {:<6}  {:>6}  {:>8}  {:>8}  attempts as backstop saw them",
@@ -62,6 +74,10 @@ pub(super) fn report(
             o.note
         );
     }
+    retried
+}
+
+fn summary(out: &mut String, outcomes: &[Outcome], upstream_attempts: usize, retried: usize) {
     let total = outcomes.len();
     let ok = outcomes.iter().filter(|o| o.status == 200).count();
     let failed = total - ok;
@@ -91,7 +107,6 @@ pub(super) fn report(
         "\nTry it with your app: run `backstop` (it listens on 127.0.0.1:8080) and set"
     );
     let _ = writeln!(out, "  OPENAI_BASE_URL=http://127.0.0.1:8080/v1");
-    out
 }
 
 /// backstop's own `/metrics`, as Prometheus would scrape it (every response body has

@@ -123,17 +123,7 @@ async fn serve_both(
     let (proxy_at, admin_at) = (config.listen, config.admin_listen);
     let refused = Arc::new(AtomicU64::new(0));
     let (proxy_limits, admin_limits) = client_limits(&config, &refused);
-    let runtime = Runtime::first(config, metrics.clone())?;
-    if let Some(fleet) = &runtime.fleet {
-        // Bounded: an unreachable Redis only delays the start by this much.
-        fleet.first_attempt(std::time::Duration::from_secs(3)).await;
-    }
-    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-    metrics.attach_connections(Arc::new(Connections(runtime.clone())));
-    metrics.attach_load(Arc::new(Load {
-        refused,
-        buffer_budget: runtime.load().buffer_budget.clone(),
-    }));
+    let runtime = first_runtime(config, &metrics, refused).await?;
 
     let proxy_listener = bind("listen", proxy_at).await?;
     let admin_listener = bind("admin_listen", admin_at).await?;
@@ -177,6 +167,27 @@ async fn serve_both(
         proxy_task,
         admin_task,
     })
+}
+
+/// The first runtime, its fleet connection tried (for a bounded time), and the metrics
+/// that read from it attached.
+async fn first_runtime(
+    config: Config,
+    metrics: &Arc<Recorder>,
+    refused: Arc<AtomicU64>,
+) -> Result<Arc<ArcSwap<Runtime>>, StartError> {
+    let runtime = Runtime::first(config, metrics.clone())?;
+    if let Some(fleet) = &runtime.fleet {
+        // Bounded: an unreachable Redis only delays the start by this much.
+        fleet.first_attempt(std::time::Duration::from_secs(3)).await;
+    }
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    metrics.attach_connections(Arc::new(Connections(runtime.clone())));
+    metrics.attach_load(Arc::new(Load {
+        refused,
+        buffer_budget: runtime.load().buffer_budget.clone(),
+    }));
+    Ok(runtime)
 }
 
 /// The metrics recorder and everyone told of each request: the failure log, the
