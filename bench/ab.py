@@ -25,7 +25,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from bench import cpu_seconds, wait_port  # the full bench's own helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,21 +35,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"ab: nothing listening on {port}")
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -67,7 +53,8 @@ def main():
         procs.append(subprocess.Popen(
             ["taskset", "-c", "0", a.new, "mock-upstream", "--listen", f"127.0.0.1:{up}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(up)
+        procs[-1].bench_name = "mock-upstream"
+        wait_port(up, procs[-1])
         proxies = {}
         for name, binary, extra in (("old", a.old, a.extra_old), ("new", a.new, a.extra_new)):
             port, admin = free_port(), free_port()
@@ -80,14 +67,15 @@ def main():
                     f.write(open(extra).read().replace("$TMP", tmp) + "\n")
             p = subprocess.Popen(["taskset", "-c", "1", binary, "serve", "--config", conf],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p.bench_name = f"backstop ({name})"
             procs.append(p)
-            wait_port(port)
+            wait_port(port, p)
             proxies[name] = (port, p.pid)
         per_10k = {"old": [], "new": []}
         for r in range(a.rounds):
             for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
                 port, pid = proxies[name]
-                before = cpu_seconds(pid)
+                before = cpu_seconds([pid])
                 out = subprocess.run(
                     ["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{a.seconds}s", "-s",
                      os.path.join(HERE, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"],
@@ -95,7 +83,7 @@ def main():
                 m = re.search(r"(\d+) requests in", out)
                 if not m or int(m.group(1)) == 0:
                     sys.exit(f"ab: wrk got nothing from {name}:\n{out}")
-                per_10k[name].append((cpu_seconds(pid) - before) / int(m.group(1)) * 1e4)
+                per_10k[name].append((cpu_seconds([pid]) - before) / int(m.group(1)) * 1e4)
             old, new = per_10k["old"][-1], per_10k["new"][-1]
             print(f"round {r + 1}: old {old:.3f}  new {new:.3f} CPU-s per 10k requests  "
                   f"new/old {new / old:.3f}", flush=True)
