@@ -197,10 +197,7 @@ async fn a_stopped_proxy_gives_connect_errors_that_are_retried() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = dir.path().join("ca.pem");
     let upstream = format!("https://{}", tls_upstream(&ca).await);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = common::chains::refusing_addr();
     let backstop = start(
         &config_text(&upstream, &ca, dir.path(), ""),
         &[("HTTPS_PROXY", &format!("http://{closed}"))],

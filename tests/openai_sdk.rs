@@ -22,11 +22,7 @@ async fn official_openai_python_sdk_works_through_backstop() {
     })
     .await
     .expect("mock");
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let dead_port = common::chains::refusing_addr().port();
     let toml = format!(
         "[[upstream]]\nname = \"mock\"\nbase_url = \"{}\"\n\
          [[upstream]]\nname = \"azure\"\nkind = \"azure\"\nbase_url = \"{}\"\npath_prefix = \"/openai/\"\n\
@@ -108,10 +104,7 @@ async fn official_openai_python_sdk_gets_its_completion_through_each_fallback() 
         eprintln!("skipped: BACKSTOP_SKIP_PYTHON is set");
         return;
     };
-    let refusing = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().expect("addr"))
-    };
+    let refusing = common::chains::refusing_url();
     let mini = "[upstream.models]\n\"gpt-4o\" = \"gpt-4o-mini\"\n";
     let model = MockUpstream::start().await.expect("mock");
     model.push_n(Fault::ServerError(503), 3);

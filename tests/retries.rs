@@ -237,11 +237,7 @@ async fn obeys_upstream_x_should_retry_true() {
 
 #[tokio::test]
 async fn retries_connection_refused_then_returns_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::chains::refusing_addr().port();
     let proxy = backstop::start(config(&format!("http://127.0.0.1:{port}"), FAST))
         .await
         .expect("start");

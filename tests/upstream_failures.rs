@@ -15,12 +15,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn connection_refused_gives_502_in_openai_shape() {
-    // Bind and drop a listener: nothing listens on that port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::chains::refusing_addr().port();
     let proxy = backstop::start(config(&format!("http://127.0.0.1:{port}"), ""))
         .await
         .expect("start");

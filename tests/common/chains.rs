@@ -38,8 +38,25 @@ pub async fn proxy(
 
 /// A port nothing listens on: connections to it are refused.
 pub fn refusing_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("http://{}", listener.local_addr().expect("addr"))
+    format!("http://{}", refusing_addr())
+}
+
+/// An address whose connections are refused: a socket bound to it that never listens,
+/// kept for the rest of the test process. A port merely bound and let go could be
+/// handed to the next socket that binds port 0 — a mock started by the same test —
+/// and then the "refused" upstream answers.
+pub fn refusing_addr() -> std::net::SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&any_port.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("an inet address");
+    std::mem::forget(socket);
+    addr
 }
 
 pub fn chat(model: &str) -> Value {
