@@ -139,6 +139,22 @@ fn end_early(
     Poll::Ready(Some(Err(Box::new(failure))))
 }
 
+/// The upstream made us wait: the idle timer armed (or kept) from when the wait began;
+/// true once it has run out.
+fn idle_ran_out(this: &mut Guarded<'_>, cx: &mut Context<'_>) -> bool {
+    let since = *this.waiting_since.get_or_insert_with(Instant::now);
+    let deadline = since + *this.idle_timeout;
+    if *this.armed_for != Some(deadline) {
+        match this.idle.as_mut().as_pin_mut() {
+            Some(sleep) => sleep.reset(deadline),
+            None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
+        }
+        *this.armed_for = Some(deadline);
+    }
+    let polled = this.idle.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx));
+    matches!(polled, Some(Poll::Ready(())))
+}
+
 impl HttpBody for GuardedBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -186,21 +202,10 @@ impl HttpBody for GuardedBody {
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => StreamError::Broken(e),
-                Poll::Pending => {
-                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
-                    let deadline = since + *this.idle_timeout;
-                    if *this.armed_for != Some(deadline) {
-                        match this.idle.as_mut().as_pin_mut() {
-                            Some(sleep) => sleep.reset(deadline),
-                            None => this.idle.set(Some(tokio::time::sleep_until(deadline))),
-                        }
-                        *this.armed_for = Some(deadline);
-                    }
-                    match this.idle.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                        Some(Poll::Ready(())) => StreamError::Idle(*this.idle_timeout),
-                        _ => return Poll::Pending,
-                    }
+                Poll::Pending if idle_ran_out(&mut this, cx) => {
+                    StreamError::Idle(*this.idle_timeout)
                 }
+                Poll::Pending => return Poll::Pending,
             },
         };
         end_early(this, failure)
