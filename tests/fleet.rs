@@ -240,7 +240,12 @@ async fn tokens_per_minute_is_shared_by_the_fleet() {
     for proxy in [&a, &b] {
         assert!(redis_up_becomes(proxy, 1.0, Duration::from_secs(5)).await);
     }
-    // At once: usage (which credits back what was overestimated) is not known yet.
+    // At once, and answered only after all four were admitted: usage (which credits
+    // back what was overestimated) is not known yet when the last one asks.
+    mock.push_n(
+        Fault::Delayed(Duration::from_millis(500), Box::new(Fault::Ok)),
+        4,
+    );
     let mut body = chat();
     body["max_tokens"] = serde_json::json!(400);
     let mut tasks = Vec::new();
