@@ -17,6 +17,8 @@ use crate::proxy::headers::ClientHeaders;
 use crate::request_fingerprint::RequestFingerprint;
 use serde::de::IgnoredAny;
 
+mod scan;
+
 /// Longest tag kept; longer ones are cut. Tags name a caller's purpose, not data.
 pub const MAX_TAG_LEN: usize = 64;
 
@@ -51,7 +53,9 @@ pub struct BodyHints {
     pub max_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
+/// The body's fields as serde_json reads them; [`scan`] reads the usual bodies into the
+/// same shape without it.
+#[derive(Deserialize, Default)]
 struct JsonHints<'a> {
     #[serde(borrow, default)]
     model: Option<std::borrow::Cow<'a, str>>,
@@ -133,7 +137,7 @@ impl RequestMeta {
     pub fn hints(&self) -> &BodyHints {
         self.hints.get_or_init(|| {
             let body = self.body.lock().take();
-            body.as_ref().map(BodyHints::read).unwrap_or_default()
+            body.as_deref().map(BodyHints::read).unwrap_or_default()
         })
     }
 
@@ -153,10 +157,16 @@ impl RequestMeta {
 }
 
 impl BodyHints {
-    fn read(body: &Bytes) -> BodyHints {
-        let Ok(hints) = serde_json::from_slice::<JsonHints<'_>>(body) else {
-            return BodyHints::default();
-        };
+    fn read(body: &[u8]) -> BodyHints {
+        scan::hints(body)
+            .or_else(|| serde_json::from_slice(body).ok())
+            .map(BodyHints::from)
+            .unwrap_or_default()
+    }
+}
+
+impl From<JsonHints<'_>> for BodyHints {
+    fn from(hints: JsonHints<'_>) -> BodyHints {
         BodyHints {
             model: hints.model.map(|m| Arc::from(truncate(&m, 128))),
             stream: hints.stream.unwrap_or(false),

@@ -1,0 +1,659 @@
+//! The body's hints read in one pass, without serde, for the bodies apps send: a
+//! top-level object whose keys carry no escapes, `model` a plain string, token limits
+//! plain integers. Anything else — an escape in a key or in `model`, a known key twice,
+//! a number a `u64` might not hold, nesting deeper than serde_json would go, bytes that
+//! are not UTF-8, any syntax error — is not decided here: [`hints`] answers `None` and
+//! serde_json reads the body, so the two readings cannot disagree. The proptest in the
+//! parent module holds this pass to serde_json's verdict on well-formed, odd and broken
+//! bodies alike.
+//!
+//! Why: serde's derive tokenizes every key and walks every message through its visitor
+//! machinery, ~30 instructions a byte; this pass costs a few, and the journal reads the
+//! hints of every request.
+
+use std::borrow::Cow;
+
+use super::{Count, JsonHints, StreamOptions};
+
+/// Deeper than this, the body is left to serde_json (which has its own limit).
+const MAX_DEPTH: u32 = 100;
+
+/// Bytes that end a plain run inside a string: the quote, the backslash, and the
+/// control characters JSON does not allow unescaped.
+const STOPS_STRING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// The hints of a body this pass can read whole; `None` to leave it to serde_json.
+pub(super) fn hints(body: &[u8]) -> Option<JsonHints<'_>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut json = Cursor { text, at: 0 };
+    let mut hints = JsonHints::default();
+    let mut seen = Seen::default();
+    json.expect(b'{')?;
+    if json.next_token()? == b'}' {
+        json.at += 1;
+    } else {
+        loop {
+            let key = json.plain_string()?;
+            json.expect(b':')?;
+            match Field::of(key) {
+                Some(field) => {
+                    seen.first(field)?;
+                    json.field(field, &mut hints)?;
+                }
+                None => json.skip_value(1)?,
+            }
+            match json.next_token()? {
+                b',' => json.at += 1,
+                b'}' => {
+                    json.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    json.only_whitespace_left().then_some(hints)
+}
+
+/// The keys read; every other key's value is skipped.
+#[derive(Clone, Copy)]
+enum Field {
+    Model = 1,
+    Stream = 2,
+    StreamOptions = 4,
+    Messages = 8,
+    MaxTokens = 16,
+    MaxCompletionTokens = 32,
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        Some(match key {
+            "model" => Field::Model,
+            "stream" => Field::Stream,
+            "stream_options" => Field::StreamOptions,
+            "messages" => Field::Messages,
+            "max_tokens" => Field::MaxTokens,
+            "max_completion_tokens" => Field::MaxCompletionTokens,
+            _ => return None,
+        })
+    }
+}
+
+/// The keys met so far: serde's derive refuses a key given twice.
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    fn first(&mut self, field: Field) -> Option<()> {
+        let bit = field as u8;
+        if self.0 & bit != 0 {
+            return None;
+        }
+        self.0 |= bit;
+        Some(())
+    }
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A known key's value, into its place in `hints`.
+    fn field(&mut self, field: Field, hints: &mut JsonHints<'a>) -> Option<()> {
+        match field {
+            Field::Model => hints.model = self.or_null(|j| j.plain_string().map(Cow::Borrowed))?,
+            Field::Stream => hints.stream = self.or_null(Cursor::boolean)?,
+            Field::StreamOptions => hints.stream_options = self.or_null(Cursor::stream_options)?,
+            Field::Messages => hints.messages = self.or_null(Cursor::count)?,
+            Field::MaxTokens => hints.max_tokens = self.or_null(Cursor::plain_u64)?,
+            Field::MaxCompletionTokens => {
+                hints.max_completion_tokens = self.or_null(Cursor::plain_u64)?;
+            }
+        }
+        Some(())
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte that is not JSON whitespace, not consumed; `None` at the end.
+    fn next_token(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes().get(self.at) {
+            match b {
+                b' ' | b'\n' | b'\t' | b'\r' => self.at += 1,
+                _ => return Some(b),
+            }
+        }
+        None
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next_token()? == byte).then(|| self.at += 1)
+    }
+
+    fn only_whitespace_left(&mut self) -> bool {
+        self.next_token().is_none()
+    }
+
+    /// `null` as `None`, else the value `read` reads.
+    fn or_null<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.next_token()? == b'n' {
+            self.word("null")?;
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    fn word(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        match self.next_token()? {
+            b't' => self.word("true").map(|()| true),
+            b'f' => self.word("false").map(|()| false),
+            _ => None,
+        }
+    }
+
+    /// The run up to the next quote, backslash or control character.
+    fn plain_run(&mut self) -> Option<u8> {
+        let bytes = self.bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            if STOPS_STRING[usize::from(b)] {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// A string without escapes, as it stands in the body.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        if self.plain_run()? != b'"' {
+            return None;
+        }
+        let text = self.text.get(start..self.at)?;
+        self.at += 1;
+        Some(text)
+    }
+
+    /// Any string, its escapes checked as serde_json checks a string it skips.
+    fn skip_string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        loop {
+            match self.plain_run()? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b'\\' => self.skip_escape()?,
+                _ => return None,
+            }
+        }
+    }
+
+    fn skip_escape(&mut self) -> Option<()> {
+        let bytes = self.bytes();
+        match bytes.get(self.at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+            b'u' => {
+                let hex = bytes.get(self.at + 2..self.at + 6)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                self.at += 6;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while self.bytes().get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// A JSON number by its grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.bytes().get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        match self.bytes().get(self.at)? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.bytes().get(self.at) == Some(&b'.') {
+            self.at += 1;
+            (self.digits() > 0).then_some(())?;
+        }
+        if matches!(self.bytes().get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.bytes().get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            (self.digits() > 0).then_some(())?;
+        }
+        Some(())
+    }
+
+    /// A count of tokens: digits only, no sign, fraction or exponent, short enough that
+    /// any value fits a `u64` (19 digits); anything else is serde's to judge.
+    fn plain_u64(&mut self) -> Option<u64> {
+        self.next_token()?;
+        let start = self.at;
+        let len = self.digits();
+        let digits = self.text.get(start..self.at)?;
+        let leading_zero = len > 1 && digits.starts_with('0');
+        let continues = matches!(self.bytes().get(self.at), Some(b'.' | b'e' | b'E'));
+        if len == 0 || len > 19 || leading_zero || continues {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// The elements of an array, each skipped unread.
+    fn count(&mut self) -> Option<Count> {
+        self.expect(b'[')?;
+        let mut n = 0u32;
+        if self.next_token()? == b']' {
+            self.at += 1;
+            return Some(Count(n));
+        }
+        loop {
+            self.skip_value(2)?;
+            n = n.saturating_add(1);
+            match self.next_token()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(Count(n));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn stream_options(&mut self) -> Option<StreamOptions> {
+        self.expect(b'{')?;
+        let mut options = StreamOptions {
+            include_usage: None,
+        };
+        let mut seen = false;
+        if self.next_token()? == b'}' {
+            self.at += 1;
+            return Some(options);
+        }
+        loop {
+            let key = self.plain_string()?;
+            self.expect(b':')?;
+            if key == "include_usage" {
+                if std::mem::replace(&mut seen, true) {
+                    return None;
+                }
+                options.include_usage = self.or_null(Cursor::boolean)?;
+            } else {
+                self.skip_value(2)?;
+            }
+            match self.next_token()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(options);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Any value, checked and skipped; `depth` counts the enclosing arrays and objects.
+    fn skip_value(&mut self, depth: u32) -> Option<()> {
+        match self.next_token()? {
+            b'"' => self.skip_string(),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            b't' => self.word("true"),
+            b'f' => self.word("false"),
+            b'n' => self.word("null"),
+            b'[' | b'{' if depth >= MAX_DEPTH => None,
+            b'[' => self.skip_items(b']', depth + 1, |json, depth| json.skip_value(depth)),
+            b'{' => self.skip_items(b'}', depth + 1, |json, depth| {
+                json.skip_string()?;
+                json.expect(b':')?;
+                json.skip_value(depth)
+            }),
+            _ => None,
+        }
+    }
+
+    /// The items of an array or object up to `close`, after its opening byte.
+    fn skip_items(
+        &mut self,
+        close: u8,
+        depth: u32,
+        item: impl Fn(&mut Self, u32) -> Option<()>,
+    ) -> Option<()> {
+        self.at += 1;
+        if self.next_token()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            item(self, depth)?;
+            match self.next_token()? {
+                b',' => self.at += 1,
+                b if b == close => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::{BodyHints, JsonHints};
+
+    fn by_serde(body: &[u8]) -> Option<BodyHints> {
+        serde_json::from_slice::<JsonHints<'_>>(body)
+            .ok()
+            .map(BodyHints::from)
+    }
+
+    fn by_scan(body: &[u8]) -> Option<BodyHints> {
+        super::hints(body).map(BodyHints::from)
+    }
+
+    #[test]
+    fn the_bodies_apps_send_are_read_without_serde_and_as_serde_reads_them() {
+        for body in [
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_tokens":50,
+                "messages":[{"role":"system","content":"line\none \"quoted\" \u00e9 \ud83d\ude00"},{"role":"user","content":"日本"}]}"#,
+            r#" { "messages" : [ ] , "model" : null , "stream" : false , "max_completion_tokens" : 0 } "#,
+            r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"number","minimum":-1.5e-3}}}}}],"temperature":0.7,"n":1,"stop":null,"logit_bias":{"50256":-100}}"#,
+            r#"{"input":"text","model":"text-embedding-3-small","encoding_format":"float"}"#,
+            "{}",
+        ] {
+            let fast = by_scan(body.as_bytes());
+            assert!(fast.is_some(), "not read by the scan: {body}");
+            assert_eq!(fast, by_serde(body.as_bytes()), "{body}");
+        }
+    }
+
+    #[test]
+    fn odd_bodies_are_left_to_serde() {
+        for body in [
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"mod\u0065l":"gpt"}"#,
+            r#"{"model":"g\"pt"}"#,
+            r#"{"max_tokens":1.0}"#,
+            r#"{"max_tokens":1e3}"#,
+            r#"{"max_tokens":-1}"#,
+            r#"{"max_tokens":01}"#,
+            r#"{"max_tokens":18446744073709551615}"#,
+            r#"{"stream_options":[true]}"#,
+            r#"{"stream_options":{"include_usage":true,"include_usage":false}}"#,
+            r#"{"messages":{"a":1}}"#,
+            r#"{"model":"m"} x"#,
+            r#"{"model":"m",}"#,
+            r#"{"a":"\x"}"#,
+            "{\"a\":\"\u{1}\"}",
+        ] {
+            assert_eq!(by_scan(body.as_bytes()), None, "{body}");
+        }
+        assert_eq!(by_scan(b"{\"a\":\"\xff\"}"), None);
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(by_scan(deep.as_bytes()), None);
+        assert!(
+            by_serde(deep.as_bytes()).is_some(),
+            "serde reads it, so it is left to serde"
+        );
+    }
+
+    /// Pieces of string content; `odd` adds ones that break a string or need serde.
+    fn string(odd: bool) -> BoxedStrategy<String> {
+        let mut pieces = vec![
+            "a",
+            "gpt-4o",
+            "é",
+            "日本",
+            " ",
+            "\\n",
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\u00e9",
+            "\\uD83D\\uDE00",
+            "\\uDE00",
+        ];
+        if odd {
+            pieces.extend(["\\x", "\\u12G4", "\\u12", "\u{1}", "\t", "\"", "\\"]);
+        }
+        prop::collection::vec(prop::sample::select(pieces), 0..5)
+            .prop_map(|p| format!("\"{}\"", p.concat()))
+            .boxed()
+    }
+
+    fn scalar(odd: bool) -> BoxedStrategy<String> {
+        let mut words = vec![
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "7",
+            "50",
+            "1.5",
+            "-2.25e-3",
+            "1E+9",
+            "9999999999999999999",
+            "4096",
+        ];
+        if odd {
+            words.extend([
+                "01",
+                "1.",
+                "-",
+                "1e",
+                ".5",
+                "+1",
+                "nul",
+                "tru",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999",
+                "1.0",
+                "-1",
+                "NaN",
+            ]);
+        }
+        prop_oneof![
+            prop::sample::select(words).prop_map(String::from),
+            string(odd)
+        ]
+        .boxed()
+    }
+
+    fn key(odd: bool) -> BoxedStrategy<String> {
+        let mut keys = vec![
+            "\"model\"",
+            "\"stream\"",
+            "\"stream_options\"",
+            "\"include_usage\"",
+            "\"messages\"",
+            "\"max_tokens\"",
+            "\"max_completion_tokens\"",
+            "\"role\"",
+            "\"content\"",
+            "\"temperature\"",
+            "\"Model\"",
+            "\"model \"",
+        ];
+        if odd {
+            keys.extend(["\"mod\\u0065l\"", "\"a\\\"b\"", "model", "\"\u{1}\""]);
+        }
+        prop::sample::select(keys).prop_map(String::from).boxed()
+    }
+
+    fn value(odd: bool) -> BoxedStrategy<String> {
+        scalar(odd)
+            .prop_recursive(4, 24, 4, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|items| format!("[{}]", items.join(","))),
+                    prop::collection::vec((key(odd), inner), 0..4).prop_map(|entries| {
+                        let entries: Vec<String> = entries
+                            .into_iter()
+                            .map(|(k, v)| format!("{k}:{v}"))
+                            .collect();
+                        format!("{{{}}}", entries.join(","))
+                    }),
+                ]
+            })
+            .boxed()
+    }
+
+    /// One top-level entry: mostly a known key with a value near its type.
+    fn entry(odd: bool) -> BoxedStrategy<String> {
+        let flag = prop::sample::select(vec!["true", "false", "null", "1", "\"true\""]);
+        let option = flag.clone().prop_map(|f| format!("\"include_usage\":{f}"));
+        prop_oneof![
+            prop_oneof![string(odd), Just("null".to_string())]
+                .prop_map(|m| format!("\"model\":{m}")),
+            flag.prop_map(|f| format!("\"stream\":{f}")),
+            prop::collection::vec(prop_oneof![option, Just("\"x\":{}".to_string())], 0..3)
+                .prop_map(|o| format!("\"stream_options\":{{{}}}", o.join(","))),
+            prop::collection::vec(value(odd), 0..4)
+                .prop_map(|m| format!("\"messages\":[{}]", m.join(","))),
+            (
+                prop::sample::select(vec!["max_tokens", "max_completion_tokens"]),
+                scalar(odd)
+            )
+                .prop_map(|(k, n)| format!("\"{k}\":{n}")),
+            (key(odd), value(odd)).prop_map(|(k, v)| format!("{k}:{v}")),
+        ]
+        .boxed()
+    }
+
+    fn body(odd: bool) -> impl Strategy<Value = String> {
+        let space = prop::sample::select(vec!["", "", " ", "\n  ", "\t", "\r\n"]);
+        prop::collection::vec((entry(odd), space.clone()), 0..6).prop_flat_map(move |entries| {
+            space.clone().prop_map(move |end| {
+                let entries: Vec<String> =
+                    entries.iter().map(|(e, s)| format!("{s}{e}{s}")).collect();
+                format!("{{{}}}{end}", entries.join(","))
+            })
+        })
+    }
+
+    /// A body as SDKs send it: each known key at most once, with a value of its type,
+    /// among other keys of any well-formed value, in any order.
+    fn usual_body() -> impl Strategy<Value = String> {
+        let plain = prop::sample::select(vec!["\"gpt-4o\"", "\"\"", "\"é/日本\"", "null"]);
+        let flag = prop::sample::select(vec!["true", "false", "null"]);
+        let count = prop::sample::select(vec!["0", "1", "4096", "9999999999999999999", "null"]);
+        let message = (string(false), string(false))
+            .prop_map(|(role, content)| format!("{{\"role\":{role},\"content\":{content}}}"));
+        let known = (
+            plain.prop_map(|m| format!("\"model\":{m}")),
+            flag.clone().prop_map(|f| format!("\"stream\":{f}")),
+            flag.prop_map(|f| format!("\"stream_options\":{{\"include_usage\":{f},\"x\":[1]}}")),
+            prop::collection::vec(message, 0..4)
+                .prop_map(|m| format!("\"messages\":[{}]", m.join(","))),
+            count.clone().prop_map(|c| format!("\"max_tokens\":{c}")),
+            count.prop_map(|c| format!("\"max_completion_tokens\":{c}")),
+        );
+        let unknown = prop::collection::vec(
+            (
+                prop::sample::select(vec!["temperature", "tools", "n", "user"]),
+                value(false),
+            ),
+            0..3,
+        );
+        (known, prop::collection::vec(any::<bool>(), 6), unknown)
+            .prop_flat_map(|((a, b, c, d, e, f), keep, unknown)| {
+                let mut entries: Vec<String> = [a, b, c, d, e, f]
+                    .into_iter()
+                    .zip(keep)
+                    .filter_map(|(entry, keep)| keep.then_some(entry))
+                    .collect();
+                let mut names = std::collections::HashSet::new();
+                for (name, value) in unknown {
+                    if names.insert(name) {
+                        entries.push(format!("\"{name}\":{value}"));
+                    }
+                }
+                Just(entries).prop_shuffle()
+            })
+            .prop_map(|entries| format!("{{{}}}", entries.join(",")))
+    }
+
+    /// A few bytes deleted, replaced or put in, anywhere.
+    fn damaged(body: String, edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+        let mut bytes = body.into_bytes();
+        for (at, kind, byte) in edits {
+            let at = at.index(bytes.len() + 1);
+            let choices = b"{}[]\",:\\ 0e.-nx\xc3";
+            let byte = choices[usize::from(byte) % choices.len()];
+            match kind % 3 {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 if at < bytes.len() => bytes[at] = byte,
+                _ => bytes.insert(at, byte),
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        // Many cases: a body the scan reads needs every known key well typed, and the
+        // odd pieces are a few among many.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn what_the_scan_reads_serde_reads_the_same(
+            body in body(true),
+            edits in prop::collection::vec(any::<(prop::sample::Index, u8, u8)>(), 0..3),
+        ) {
+            let bytes = damaged(body, edits);
+            if let Some(fast) = by_scan(&bytes) {
+                prop_assert_eq!(Some(fast), by_serde(&bytes), "{}", String::from_utf8_lossy(&bytes));
+            }
+        }
+
+        #[test]
+        fn the_usual_shapes_take_the_scan(body in usual_body()) {
+            let fast = by_scan(body.as_bytes());
+            prop_assert!(fast.is_some(), "{}", body);
+            prop_assert_eq!(fast, by_serde(body.as_bytes()), "{}", body);
+        }
+    }
+}
