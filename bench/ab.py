@@ -3,6 +3,7 @@
 
     bench/ab.py OLD_BINARY NEW_BINARY [--rounds 8] [--seconds 4]
     bench/ab.py BINARY BINARY --extra-new journal.toml    # what a feature costs
+    bench/ab.py ... --upstream nginx    # the full bench's JSON upstream (811 B answers)
 
 Whether a change made plain proxying dearer (two binaries), or what a feature costs
 (one binary twice, `--extra-new` holding keys added after the upstream table, e.g. a
@@ -26,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 
-from bench import cpu_seconds, wait_port  # the full bench's own helpers
+import bench  # the full bench's own helpers
+from bench import cpu_seconds, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,15 +47,23 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--extra-old", help="TOML appended to OLD's config (after its [[upstream]])")
     ap.add_argument("--extra-new", help="TOML appended to NEW's config (after its [[upstream]])")
+    ap.add_argument("--upstream", choices=["mock", "nginx"], default="mock",
+                    help="mock: `backstop mock-upstream` (short answers); nginx: the full "
+                    "bench's JSON upstream, bench/completion.json")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="backstop-ab-")
     procs = []
     try:
         up = free_port()
-        procs.append(subprocess.Popen(
-            ["taskset", "-c", "0", a.new, "mock-upstream", "--listen", f"127.0.0.1:{up}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs[-1].bench_name = "mock-upstream"
+        if a.upstream == "nginx":
+            bench.UP["json"] = up
+            d, conf = bench.nginx_conf(tmp, "upstream-nginx", bench.upstream_nginx_body())
+            command = ["nginx", "-p", d, "-c", conf, "-e", f"{d}/logs/error.log"]
+        else:
+            command = [a.new, "mock-upstream", "--listen", f"127.0.0.1:{up}"]
+        procs.append(subprocess.Popen(["taskset", "-c", "0"] + command,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs[-1].bench_name = a.upstream
         wait_port(up, procs[-1])
         proxies = {}
         for name, binary, extra in (("old", a.old, a.extra_old), ("new", a.new, a.extra_new)):
@@ -72,10 +82,12 @@ def main():
             wait_port(port, p)
             proxies[name] = (port, p.pid)
         per_10k = {"old": [], "new": []}
+        split = {"old": [], "new": []}  # user, system CPU-s per 10k requests
         for r in range(a.rounds):
             for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
                 port, pid = proxies[name]
                 before = cpu_seconds([pid])
+                user_sys = user_and_system(pid)
                 out = subprocess.run(
                     ["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{a.seconds}s", "-s",
                      os.path.join(HERE, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"],
@@ -84,17 +96,31 @@ def main():
                 if not m or int(m.group(1)) == 0:
                     sys.exit(f"ab: wrk got nothing from {name}:\n{out}")
                 per_10k[name].append((cpu_seconds([pid]) - before) / int(m.group(1)) * 1e4)
+                spent = [after - b for after, b in zip(user_and_system(pid), user_sys)]
+                split[name].append([s / int(m.group(1)) * 1e4 for s in spent])
             old, new = per_10k["old"][-1], per_10k["new"][-1]
             print(f"round {r + 1}: old {old:.3f}  new {new:.3f} CPU-s per 10k requests  "
                   f"new/old {new / old:.3f}", flush=True)
         ratios = [n / o for o, n in zip(per_10k["old"], per_10k["new"])]
         print(f"new / old, CPU per request at 32 connections: {statistics.median(ratios):.3f} "
               f"(median of {len(ratios)} same-round ratios, {min(ratios):.3f}-{max(ratios):.3f})")
+        for name in ("old", "new"):
+            user = statistics.median(u for u, _ in split[name])
+            system = statistics.median(s for _, s in split[name])
+            print(f"{name}: user {user:.3f}, system {system:.3f} CPU-s per 10k requests (medians)")
     finally:
         for p in procs:
             p.kill()
             p.wait()
         subprocess.run(["rm", "-rf", tmp])
+
+
+def user_and_system(pid):
+    """utime and stime of `pid` in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 if __name__ == "__main__":

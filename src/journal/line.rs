@@ -5,10 +5,12 @@
 //! branch per byte: the largest share of the journal's cost under callgrind). Nearly
 //! every string in a record is plain (ids, hex digests, timestamps, paths, model
 //! names): here one branch-free pass tells whether a string needs any escape, and a
-//! plain one is copied whole; any other goes through serde_json's own escaper. The
+//! plain one is copied whole; any other (a kept response body) is escaped run by run
+//! (`json_string`). The
 //! derived `Serialize` stays the definition of the format: a property test holds this
 //! writer to it byte for byte, and reading back is serde's.
 
+use super::json_string;
 use super::record::JournalRecord;
 
 /// `"name":` with the comma before it, as one literal (`timestamp` is always first).
@@ -57,10 +59,18 @@ pub fn write(record: &JournalRecord, out: &mut Vec<u8>) -> serde_json::Result<()
     }
     o.opt_string(key!("replay_of"), record.replay_of.as_deref())?;
     if let Some(response) = &record.response {
-        // The body, when kept, is mostly quotes and escapes: serde_json's writer is
-        // as good as any here.
         o.key(key!("response"));
-        serde_json::to_writer(&mut *o.out, response)?;
+        let (body, body_base64) = response.wire_bodies();
+        let mut r = Object::open(o.out);
+        r.opt_number(key!(first "status"), Some(u64::from(response.status)));
+        r.opt_string(key!("content_type"), response.content_type.as_deref())?;
+        if let Some(body) = body {
+            // Almost never plain (a JSON answer is full of quotes): no check first.
+            r.key(key!("body"));
+            json_string::write(r.out, &body);
+        }
+        r.opt_string(key!("body_base64"), body_base64.as_deref())?;
+        r.close();
     }
     if record.response_truncated {
         o.key(key!("response_truncated"));
@@ -105,7 +115,8 @@ impl<'a> Object<'a> {
             return Ok(());
         }
         self.key(key);
-        serde_json::to_writer(&mut *self.out, value)
+        json_string::write(self.out, value);
+        Ok(())
     }
 
     fn opt_string(&mut self, key: &str, value: Option<&str>) -> serde_json::Result<()> {
@@ -156,6 +167,16 @@ mod tests {
         proptest::option::of(text().prop_map(Arc::from))
     }
 
+    /// A kept body: text (JSON-like, full of quotes) or any bytes, in one frame or more.
+    fn chunks() -> impl Strategy<Value = Vec<bytes::Bytes>> {
+        let chunk = prop_oneof![
+            text().prop_map(String::into_bytes),
+            "[{}\\[\\]\":, a-z0-9\\\\\n]{0,80}".prop_map(String::into_bytes),
+            any::<Vec<u8>>(),
+        ];
+        prop::collection::vec(chunk.prop_map(bytes::Bytes::from), 0..4)
+    }
+
     fn record() -> impl Strategy<Value = JournalRecord> {
         (
             (
@@ -184,7 +205,7 @@ mod tests {
             ),
             (
                 shared(),
-                any::<Option<(u16, Option<String>, Vec<u8>)>>(),
+                proptest::option::of((any::<u16>(), proptest::option::of(text()), chunks())),
                 any::<bool>(),
             ),
         )
@@ -214,7 +235,7 @@ mod tests {
                     content_type,
                     body: None,
                     body_base64: None,
-                    chunks: Some(vec![body.into()]),
+                    chunks: Some(body),
                 }),
                 response_truncated: c.2,
             })

@@ -14,6 +14,7 @@
 //! A request answered by replay (`replay`) is recorded with outcome `replayed` and
 //! `replay_of`, the id of the request that paid for the response.
 
+mod json_string;
 mod line;
 pub mod record;
 pub mod summary;

@@ -164,6 +164,29 @@ impl JournalResponse {
     }
 }
 
+impl JournalResponse {
+    /// The `body` and `body_base64` to write: captured frames as text when they are
+    /// UTF-8, else base64.
+    pub(super) fn wire_bodies(&self) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+        let mut body = self.body.as_deref().map(Cow::Borrowed);
+        let mut base64 = self.body_base64.as_deref().map(Cow::Borrowed);
+        if let Some(chunks) = &self.chunks {
+            // One frame (any JSON answer) is read in place; more are joined first.
+            match chunks.as_slice() {
+                [one] => match std::str::from_utf8(one) {
+                    Ok(text) => body = Some(Cow::Borrowed(text)),
+                    Err(_) => base64 = Some(Cow::Owned(BASE64.encode(one))),
+                },
+                more => match String::from_utf8(more.concat()) {
+                    Ok(text) => body = Some(Cow::Owned(text)),
+                    Err(e) => base64 = Some(Cow::Owned(BASE64.encode(e.as_bytes()))),
+                },
+            }
+        }
+        (body, base64)
+    }
+}
+
 /// The wire shape: `body` when the bytes are UTF-8, else `body_base64`.
 impl Serialize for JournalResponse {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -177,28 +200,14 @@ impl Serialize for JournalResponse {
             #[serde(skip_serializing_if = "Option::is_none")]
             body_base64: Option<Cow<'a, str>>,
         }
-        let joined: Vec<u8>;
-        let mut wire = Wire {
+        let (body, body_base64) = self.wire_bodies();
+        Wire {
             status: self.status,
             content_type: self.content_type.as_deref(),
-            body: self.body.as_deref().map(Cow::Borrowed),
-            body_base64: self.body_base64.as_deref().map(Cow::Borrowed),
-        };
-        if let Some(chunks) = &self.chunks {
-            // One frame (any JSON answer) is read in place; more are joined first.
-            let bytes = match chunks.as_slice() {
-                [one] => one.as_ref(),
-                more => {
-                    joined = more.concat();
-                    joined.as_slice()
-                }
-            };
-            match std::str::from_utf8(bytes) {
-                Ok(text) => wire.body = Some(Cow::Borrowed(text)),
-                Err(_) => wire.body_base64 = Some(Cow::Owned(BASE64.encode(bytes))),
-            }
+            body,
+            body_base64,
         }
-        wire.serialize(s)
+        .serialize(s)
     }
 }
 
