@@ -110,8 +110,13 @@ def main():
             print(f"{name}: user {user:.3f}, system {system:.3f} CPU-s per 10k requests (medians)")
     finally:
         for p in procs:
-            p.kill()
-            p.wait()
+            # SIGTERM: nginx's master stops its worker (killed, it would leave it running).
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         subprocess.run(["rm", "-rf", tmp])
 
 
