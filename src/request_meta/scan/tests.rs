@@ -169,8 +169,7 @@ fn entry(odd: bool) -> BoxedStrategy<String> {
     let flag = prop::sample::select(vec!["true", "false", "null", "1", "\"true\""]);
     let option = flag.clone().prop_map(|f| format!("\"include_usage\":{f}"));
     prop_oneof![
-        prop_oneof![string(odd), Just("null".to_string())]
-            .prop_map(|m| format!("\"model\":{m}")),
+        prop_oneof![string(odd), Just("null".to_string())].prop_map(|m| format!("\"model\":{m}")),
         flag.prop_map(|f| format!("\"stream\":{f}")),
         prop::collection::vec(prop_oneof![option, Just("\"x\":{}".to_string())], 0..3)
             .prop_map(|o| format!("\"stream_options\":{{{}}}", o.join(","))),
@@ -190,8 +189,7 @@ fn body(odd: bool) -> impl Strategy<Value = String> {
     let space = prop::sample::select(vec!["", "", " ", "\n  ", "\t", "\r\n"]);
     prop::collection::vec((entry(odd), space.clone()), 0..6).prop_flat_map(move |entries| {
         space.clone().prop_map(move |end| {
-            let entries: Vec<String> =
-                entries.iter().map(|(e, s)| format!("{s}{e}{s}")).collect();
+            let entries: Vec<String> = entries.iter().map(|(e, s)| format!("{s}{e}{s}")).collect();
             format!("{{{}}}{end}", entries.join(","))
         })
     })
