@@ -38,30 +38,13 @@ pub(super) fn hints(body: &[u8]) -> Option<JsonHints<'_>> {
     let mut json = Cursor { text, at: 0 };
     let mut hints = JsonHints::default();
     let mut seen = Seen::default();
-    json.expect(b'{')?;
-    if json.next_token()? == b'}' {
-        json.at += 1;
-    } else {
-        loop {
-            let key = json.plain_string()?;
-            json.expect(b':')?;
-            match Field::of(key) {
-                Some(field) => {
-                    seen.first(field)?;
-                    json.field(field, &mut hints)?;
-                }
-                None => json.skip_value(1)?,
-            }
-            match json.next_token()? {
-                b',' => json.at += 1,
-                b'}' => {
-                    json.at += 1;
-                    break;
-                }
-                _ => return None,
-            }
+    json.members(|json, key| match Field::of(key) {
+        Some(field) => {
+            seen.first(field)?;
+            json.field(field, &mut hints)
         }
-    }
+        None => json.skip_value(1),
+    })?;
     json.only_whitespace_left().then_some(hints)
 }
 
@@ -277,56 +260,29 @@ impl<'a> Cursor<'a> {
 
     /// The elements of an array, each skipped unread.
     fn count(&mut self) -> Option<Count> {
-        self.expect(b'[')?;
         let mut n = 0u32;
-        if self.next_token()? == b']' {
-            self.at += 1;
-            return Some(Count(n));
-        }
-        loop {
-            self.skip_value(2)?;
+        self.items(b'[', b']', |json| {
+            json.skip_value(2)?;
             n = n.saturating_add(1);
-            match self.next_token()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(Count(n));
-                }
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
+        Some(Count(n))
     }
 
     fn stream_options(&mut self) -> Option<StreamOptions> {
-        self.expect(b'{')?;
-        let mut options = StreamOptions {
-            include_usage: None,
-        };
+        let mut include_usage = None;
         let mut seen = false;
-        if self.next_token()? == b'}' {
-            self.at += 1;
-            return Some(options);
-        }
-        loop {
-            let key = self.plain_string()?;
-            self.expect(b':')?;
-            if key == "include_usage" {
-                if std::mem::replace(&mut seen, true) {
-                    return None;
-                }
-                options.include_usage = self.or_null(Cursor::boolean)?;
-            } else {
-                self.skip_value(2)?;
+        self.members(|json, key| {
+            if key != "include_usage" {
+                return json.skip_value(2);
             }
-            match self.next_token()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(options);
-                }
-                _ => return None,
+            if std::mem::replace(&mut seen, true) {
+                return None;
             }
-        }
+            include_usage = json.or_null(Cursor::boolean)?;
+            Some(())
+        })?;
+        Some(StreamOptions { include_usage })
     }
 
     /// Any value, checked and skipped; `depth` counts the enclosing arrays and objects.
@@ -338,30 +294,30 @@ impl<'a> Cursor<'a> {
             b'f' => self.word("false"),
             b'n' => self.word("null"),
             b'[' | b'{' if depth >= MAX_DEPTH => None,
-            b'[' => self.skip_items(b']', depth + 1, |json, depth| json.skip_value(depth)),
-            b'{' => self.skip_items(b'}', depth + 1, |json, depth| {
+            b'[' => self.items(b'[', b']', |json| json.skip_value(depth + 1)),
+            b'{' => self.items(b'{', b'}', |json| {
                 json.skip_string()?;
                 json.expect(b':')?;
-                json.skip_value(depth)
+                json.skip_value(depth + 1)
             }),
             _ => None,
         }
     }
 
-    /// The items of an array or object up to `close`, after its opening byte.
-    fn skip_items(
+    /// An array or object from its `open` byte to its `close`, each item read by `item`.
+    fn items(
         &mut self,
+        open: u8,
         close: u8,
-        depth: u32,
-        item: impl Fn(&mut Self, u32) -> Option<()>,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
     ) -> Option<()> {
-        self.at += 1;
+        self.expect(open)?;
         if self.next_token()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            item(self, depth)?;
+            item(self)?;
             match self.next_token()? {
                 b',' => self.at += 1,
                 b if b == close => {
@@ -371,6 +327,15 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// An object whose keys carry no escapes, each value read by `member` given its key.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.items(b'{', b'}', |json| {
+            let key = json.plain_string()?;
+            json.expect(b':')?;
+            member(json, key)
+        })
     }
 }
 
