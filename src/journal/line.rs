@@ -24,26 +24,27 @@ macro_rules! key {
 }
 
 /// Appends `record` as JSON (no newline), exactly as `serde_json::to_writer` would.
-pub fn write(record: &JournalRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
+/// Nothing in a record can fail to be written, unlike through a serializer.
+pub fn write(record: &JournalRecord, out: &mut Vec<u8>) {
     let mut o = Object::open(out);
     match record.timestamp.0.rfc3339_ascii() {
         Some(stamp) => o.plain(key!(first "timestamp"), &stamp),
-        None => o.string(key!(first "timestamp"), &record.timestamp.0.rfc3339())?,
+        None => o.string(key!(first "timestamp"), &record.timestamp.0.rfc3339()),
     }
-    o.opt_string(key!("request_id"), record.request_id.as_deref())?;
-    o.opt_string(key!("upstream"), record.upstream.as_deref())?;
-    o.opt_string(key!("method"), record.method.as_deref())?;
-    o.opt_string(key!("endpoint"), record.endpoint.as_deref())?;
+    o.opt_string(key!("request_id"), record.request_id.as_deref());
+    o.opt_string(key!("upstream"), record.upstream.as_deref());
+    o.opt_string(key!("method"), record.method.as_deref());
+    o.opt_string(key!("endpoint"), record.endpoint.as_deref());
     o.opt_number(key!("status"), record.status.map(u64::from));
     o.opt_number(key!("attempts"), record.attempts.map(u64::from));
-    o.string(key!("outcome"), &record.outcome)?;
-    o.opt_string(key!("model"), record.model.as_deref())?;
+    o.string(key!("outcome"), &record.outcome);
+    o.opt_string(key!("model"), record.model.as_deref());
     if let Some(stream) = record.stream {
         o.key(key!("stream"));
         o.out
             .extend_from_slice(if stream { b"true" } else { b"false" });
     }
-    o.opt_string(key!("tag"), record.tag.as_deref())?;
+    o.opt_string(key!("tag"), record.tag.as_deref());
     o.opt_number(key!("duration_ms"), record.duration_ms);
     o.opt_number(key!("ttfc_ms"), record.ttfc_ms);
     if let Some(usage) = record.usage {
@@ -53,23 +54,23 @@ pub fn write(record: &JournalRecord, out: &mut Vec<u8>) -> serde_json::Result<()
         u.opt_number(key!("output_tokens"), Some(usage.output_tokens));
         u.close();
     }
-    o.opt_string(key!("idempotency_key"), record.idempotency_key.as_deref())?;
+    o.opt_string(key!("idempotency_key"), record.idempotency_key.as_deref());
     if let Some(sha) = record.request_sha256 {
         o.plain(key!("request_sha256"), sha.hex().as_bytes());
     }
-    o.opt_string(key!("replay_of"), record.replay_of.as_deref())?;
+    o.opt_string(key!("replay_of"), record.replay_of.as_deref());
     if let Some(response) = &record.response {
         o.key(key!("response"));
         let (body, body_base64) = response.wire_bodies();
         let mut r = Object::open(o.out);
         r.opt_number(key!(first "status"), Some(u64::from(response.status)));
-        r.opt_string(key!("content_type"), response.content_type.as_deref())?;
+        r.opt_string(key!("content_type"), response.content_type.as_deref());
         if let Some(body) = body {
             // Almost never plain (a JSON answer is full of quotes): no check first.
             r.key(key!("body"));
             json_string::write(r.out, &body);
         }
-        r.opt_string(key!("body_base64"), body_base64.as_deref())?;
+        r.opt_string(key!("body_base64"), body_base64.as_deref());
         r.close();
     }
     if record.response_truncated {
@@ -77,7 +78,6 @@ pub fn write(record: &JournalRecord, out: &mut Vec<u8>) -> serde_json::Result<()
         o.out.extend_from_slice(b"true");
     }
     o.close();
-    Ok(())
 }
 
 /// A JSON object being written: `{` on open, `}` on close; each key brings its comma.
@@ -109,20 +109,18 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
     }
 
-    fn string(&mut self, key: &str, value: &str) -> serde_json::Result<()> {
+    fn string(&mut self, key: &str, value: &str) {
         if is_plain(value.as_bytes()) {
             self.plain(key, value.as_bytes());
-            return Ok(());
+            return;
         }
         self.key(key);
         json_string::write(self.out, value);
-        Ok(())
     }
 
-    fn opt_string(&mut self, key: &str, value: Option<&str>) -> serde_json::Result<()> {
-        match value {
-            Some(value) => self.string(key, value),
-            None => Ok(()),
+    fn opt_string(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.string(key, value);
         }
     }
 
@@ -245,7 +243,7 @@ mod tests {
         #[test]
         fn every_record_is_written_as_serde_json_writes_it(record in record()) {
             let mut line = Vec::new();
-            write(&record, &mut line).expect("writes");
+            write(&record, &mut line);
             let serde = serde_json::to_vec(&record).expect("serializes");
             prop_assert_eq!(String::from_utf8_lossy(&line), String::from_utf8_lossy(&serde));
         }

@@ -219,7 +219,8 @@ impl DailyRecord for JournalRecord {
     }
 
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        super::line::write(self, out)
+        super::line::write(self, out);
+        Ok(())
     }
 }
 
