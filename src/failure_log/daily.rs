@@ -22,7 +22,7 @@ use super::writer::Writer;
 /// `flush_every` tick, or sooner when an offer finds the queue a quarter full
 /// (`nudge`), so a burst never fills it between ticks.
 pub struct Queue<R: DailyRecord> {
-    tx: mpsc::Sender<Box<R>>,
+    tx: mpsc::Sender<R>,
     nudge: Arc<Notify>,
     /// Free slots at or below which an offer nudges the writer.
     nudge_at: usize,
@@ -44,7 +44,7 @@ impl<R: DailyRecord> Queue<R> {
         let Some(record) = make(Micros::from_system(self.clock.now())) else {
             return;
         };
-        if self.tx.try_send(Box::new(record)).is_err() {
+        if self.tx.try_send(record).is_err() {
             self.dropped();
         } else if self.tx.capacity() <= self.nudge_at {
             self.nudge.notify_one();

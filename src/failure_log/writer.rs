@@ -25,7 +25,7 @@ const FLUSH_BYTES: usize = 64 * 1024;
 const RECV_BATCH: usize = 4096;
 
 pub struct Writer<R: DailyRecord> {
-    pub(super) rx: mpsc::Receiver<Box<R>>,
+    pub(super) rx: mpsc::Receiver<R>,
     /// Rung by the queue when it is a quarter full.
     pub(super) nudge: Arc<Notify>,
     pub(super) stop: oneshot::Receiver<()>,
@@ -146,7 +146,7 @@ impl<R: DailyRecord> Writer<R> {
     fn take_queued(&mut self, batch: &mut Batch) -> bool {
         for _ in 0..RECV_BATCH {
             match self.rx.try_recv() {
-                Ok(record) => batch.push(&*record, &self.stats),
+                Ok(record) => batch.push(&record, &self.stats),
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -160,7 +160,7 @@ impl<R: DailyRecord> Writer<R> {
     async fn close(&mut self, sink: &mut Option<Sink>, mut batch: Batch) {
         self.rx.close();
         while let Ok(record) = self.rx.try_recv() {
-            batch.push(&*record, &self.stats);
+            batch.push(&record, &self.stats);
         }
         let work = Work {
             batch,
