@@ -38,10 +38,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-/// backstop's allocator (src/main.rs): the floor is built as backstop is.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, listen, upstream] = args.as_slice() else {
