@@ -1,13 +1,23 @@
 """Sends exactly N POSTs (the bench's chat completion) to 127.0.0.1:PORT over C
 keep-alive connections and checks every answer is 200. Used by bench/callgrind, where
 the request count, not the time, has to be fixed. With IDEMPOTENCY_KEY set, every request
-carries that Idempotency-Key (with `[replay]`, all but the first are replays)."""
+carries that Idempotency-Key (with `[replay]`, all but the first are replays). With
+PROMPT_BYTES=n the user message is n bytes of prose (a line break every ~80 bytes, a
+quoted word now and then), to price what grows with the prompt (the journal's body scan
+and hash)."""
 import http.client
+import json
 import os
 import sys
 import threading
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+if os.environ.get("PROMPT_BYTES"):
+    _line = 'Summarise the "quarterly" report below in three short bullet points, please.\n'
+    _n = int(os.environ["PROMPT_BYTES"])
+    _prompt = (_line * (_n // len(_line) + 1))[:_n]
+    BODY = json.dumps({"model": "gpt-4o-mini",
+                       "messages": [{"role": "user", "content": _prompt}]}).encode()
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
 if os.environ.get("IDEMPOTENCY_KEY"):
     HEADERS["Idempotency-Key"] = os.environ["IDEMPOTENCY_KEY"]

@@ -13,6 +13,7 @@ pub mod events;
 pub mod failure_log;
 pub mod fleet;
 pub mod journal;
+pub mod json_stops;
 pub mod limits;
 pub mod metrics;
 pub mod mock;

@@ -4,15 +4,10 @@
 //!
 //! serde_json escapes byte by byte through its formatter, ~12 instructions a byte for a
 //! JSON response body kept with `[journal] responses = true` (one quote every ~12
-//! bytes). Here the bytes to escape are found 8 at a time, and the runs between them
-//! copied whole.
+//! bytes). Here the bytes to escape are found 8 at a time (`json_stops`), and the runs
+//! between them copied whole.
 
-/// 8 copies of a byte, one per lane of a `u64`.
-const fn lanes(byte: u8) -> u64 {
-    0x0101_0101_0101_0101 * byte as u64
-}
-
-const HIGH_BITS: u64 = lanes(0x80);
+use crate::json_stops::{stops_in, word_at};
 
 /// The escape letter of each byte that needs one (`u`: as `\u00XX`); 0: none.
 const ESCAPE: [u8; 256] = {
@@ -43,10 +38,8 @@ pub(super) fn write(out: &mut Vec<u8>, value: &str) {
     // Bytes from `run` on are not written yet; each escape ends a run.
     let mut run = 0;
     let mut at = 0;
-    while let Some(eight) = bytes.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(eight);
-        let mut flags = to_escape(u64::from_le_bytes(word));
+    while let Some(word) = word_at(bytes, at) {
+        let mut flags = stops_in(word);
         while flags != 0 {
             let escaped = at + (flags.trailing_zeros() / 8) as usize;
             escape(out, bytes, run, escaped);
@@ -80,16 +73,6 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8], run: usize, at: usize) {
         ]),
         letter => out.extend_from_slice(&[b'\\', letter]),
     }
-}
-
-/// The high bit set in each lane (byte) of `word` that is `"`, `\` or below 0x20, and
-/// in no other: `zero_lanes` is exact, since `(x & 0x7f) + 0x7f` cannot carry out of
-/// its lane.
-fn to_escape(word: u64) -> u64 {
-    let zero_lanes = |x: u64| !(((x & lanes(0x7f)) + lanes(0x7f)) | x) & HIGH_BITS;
-    zero_lanes(word ^ lanes(b'"'))
-        | zero_lanes(word ^ lanes(b'\\'))
-        | zero_lanes(word & lanes(0xe0))
 }
 
 #[cfg(test)]
