@@ -36,6 +36,8 @@ pub struct ClientHeaders<'a> {
     pub tag: Option<&'a HeaderValue>,
     /// `x-stainless-retry-count`.
     pub retry_count: Option<&'a HeaderValue>,
+    /// `idempotency-key` (read by the journal's fingerprint).
+    pub idempotency_key: Option<&'a HeaderValue>,
 }
 
 impl<'a> ClientHeaders<'a> {
@@ -47,6 +49,7 @@ impl<'a> ClientHeaders<'a> {
                 "x-stainless-read-timeout" => &mut found.read_timeout,
                 "x-backstop-tag" => &mut found.tag,
                 "x-stainless-retry-count" => &mut found.retry_count,
+                "idempotency-key" => &mut found.idempotency_key,
                 _ => continue,
             };
             slot.get_or_insert(value);
@@ -271,12 +274,17 @@ mod tests {
         h.insert("content-length", HeaderValue::from_static("42"));
         h.insert("x-stainless-read-timeout", HeaderValue::from_static("2.5"));
         h.insert("x-stainless-retry-count", HeaderValue::from_static("1"));
+        h.insert(
+            "idempotency-key",
+            HeaderValue::from_static("batch-7-item-190"),
+        );
         let noted = ClientHeaders::scan(&h);
         for (name, found) in [
             ("content-length", noted.content_length),
             ("x-stainless-read-timeout", noted.read_timeout),
             ("x-backstop-tag", noted.tag),
             ("x-stainless-retry-count", noted.retry_count),
+            ("idempotency-key", noted.idempotency_key),
         ] {
             assert_eq!(found, h.get(name), "{name}");
             assert!(found.is_some(), "{name}");

@@ -55,7 +55,7 @@ impl Call {
             meta.fingerprint = Some(Box::new(RequestFingerprint::read(
                 &parts.method,
                 parts.uri.path(),
-                &parts.headers,
+                noted.idempotency_key,
                 body.buffered(),
             )));
         }
