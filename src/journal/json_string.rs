@@ -3,9 +3,12 @@
 //! (lowercase hex), everything else (non-ASCII included) as it is.
 //!
 //! serde_json escapes byte by byte through its formatter, ~12 instructions a byte for a
-//! JSON response body kept with `[journal] responses = true` (one quote every ~12
-//! bytes). Here the bytes to escape are found 8 at a time (`json_stops`), and the runs
-//! between them copied whole.
+//! JSON response body kept with `[journal] responses = true` (one quote every ~10
+//! bytes). Here the text goes a word (8 bytes) at a time into room made for it up
+//! front: the bytes to escape in the word are found at once (`json_stops`), the word is
+//! stored whole, and each escape is written over the byte it replaces, the rest of the
+//! word stored again after it. No call per run, no capacity check per byte, and no
+//! second look at a word for its next escape.
 
 use crate::json_stops::{stops_in, word_at};
 
@@ -29,49 +32,85 @@ const ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Room one word may need past its position: each of its 8 bytes escaped as
+/// `\u00XX` (6 bytes), and the last 8-byte store.
+const WORD_ROOM: usize = 8 * 6 + 8;
+
 /// Appends `value` as a JSON string, quotes included.
 pub(super) fn write(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    // Room for the quotes and an escape every eighth byte, the rare control included.
-    out.reserve(bytes.len() + bytes.len() / 8 + 2);
-    out.push(b'"');
-    // Bytes from `run` on are not written yet; each escape ends a run.
-    let mut run = 0;
+    let start = out.len();
+    // Room for the text, an escape every fourth byte and the quotes; grown if a text
+    // of controls or quotes needs more.
+    out.resize(start + bytes.len() + bytes.len() / 4 + WORD_ROOM, 0);
+    out[start] = b'"';
+    let mut pos = start + 1;
     let mut at = 0;
     while let Some(word) = word_at(bytes, at) {
-        let mut flags = stops_in(word);
-        while flags != 0 {
-            let escaped = at + (flags.trailing_zeros() / 8) as usize;
-            escape(out, bytes, run, escaped);
-            run = escaped + 1;
-            flags &= flags - 1;
-        }
+        make_room(out, pos, bytes.len() - at);
+        pos = write_word(out, pos, word);
         at += 8;
     }
-    for escaped in at..bytes.len() {
-        if ESCAPE[usize::from(bytes[escaped])] != 0 {
-            escape(out, bytes, run, escaped);
-            run = escaped + 1;
-        }
+    for &byte in &bytes[at..] {
+        make_room(out, pos, 8);
+        pos = if ESCAPE[usize::from(byte)] == 0 {
+            out[pos] = byte;
+            pos + 1
+        } else {
+            escape(out, pos, byte)
+        };
     }
-    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
-    out.push(b'"');
+    out[pos] = b'"';
+    out.truncate(pos + 1);
 }
 
-/// The run `bytes[run..at]`, then the escape of `bytes[at]`.
-fn escape(out: &mut Vec<u8>, bytes: &[u8], run: usize, at: usize) {
-    out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
-    let Some(&byte) = bytes.get(at) else { return };
+/// Writes the 8 bytes of `word` (lane 0 first) at `pos`, escaped; the position after
+/// them. `out` has `WORD_ROOM` bytes past `pos`.
+fn write_word(out: &mut [u8], mut pos: usize, word: u64) -> usize {
+    let mut escapes = stops_in(word);
+    // The lanes from `done` on, shifted down to lane 0: what is still to write.
+    let mut rest = word;
+    let mut done = 0;
+    loop {
+        out[pos..pos + 8].copy_from_slice(&rest.to_le_bytes());
+        if escapes == 0 {
+            return pos + 8 - done;
+        }
+        // Lanes `done..lane` are in place; the escape goes over lane `lane`.
+        let lane = (escapes.trailing_zeros() / 8) as usize;
+        pos = escape(out, pos + lane - done, (word >> (8 * lane)) as u8);
+        done = lane + 1;
+        rest = word.checked_shr(8 * done as u32).unwrap_or(0);
+        escapes &= escapes - 1;
+    }
+}
+
+/// Grows `out` when less than a word's room is left past `pos` (`left`: the bytes
+/// still to write, for how much to add).
+fn make_room(out: &mut Vec<u8>, pos: usize, left: usize) {
+    if pos + WORD_ROOM > out.len() {
+        out.resize(pos + left + left / 4 + WORD_ROOM, 0);
+    }
+}
+
+/// Writes the escape of `byte` at `pos`; the position after it.
+fn escape(out: &mut [u8], pos: usize, byte: u8) -> usize {
     match ESCAPE[usize::from(byte)] {
-        b'u' => out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(byte >> 4)],
-            HEX[usize::from(byte & 0xf)],
-        ]),
-        letter => out.extend_from_slice(&[b'\\', letter]),
+        b'u' => {
+            out[pos..pos + 6].copy_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
+            pos + 6
+        }
+        letter => {
+            out[pos..pos + 2].copy_from_slice(&[b'\\', letter]);
+            pos + 2
+        }
     }
 }
 
@@ -107,9 +146,22 @@ mod tests {
                 any::<String>(),
                 "[\"\\\\\u{0}-\u{1f}\u{7f}é✓ a-z]{0,40}",
                 "[ -~]{0,64}",
+                // All escapes, controls most of all (6 bytes each): the room grows.
+                "[\"\\\\\u{0}-\u{1f}]{0,300}",
             ],
         ) {
             prop_assert_eq!(written(&value), serde_json::to_string(&value).expect("ok"));
+        }
+
+        #[test]
+        fn what_is_already_in_the_line_stays(
+            before in "[ -~]{0,40}",
+            value in "[\"\\\\\u{0}-\u{1f} a-z]{0,100}",
+        ) {
+            let mut out = before.clone().into_bytes();
+            super::write(&mut out, &value);
+            let expected = before + &serde_json::to_string(&value).expect("ok");
+            prop_assert_eq!(String::from_utf8(out).expect("UTF-8"), expected);
         }
     }
 }
