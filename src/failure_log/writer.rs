@@ -141,10 +141,17 @@ impl<R: DailyRecord> Writer<R> {
         self.close(&mut sink, batch).await;
     }
 
-    /// Encodes what is queued (up to `RECV_BATCH` records) into `batch`; `false` once
-    /// every sender is gone.
+    /// Encodes what is queued into `batch`, up to `RECV_BATCH` records or until it
+    /// holds `FLUSH_BYTES`; `false` once every sender is gone.
+    ///
+    /// Stopping at `FLUSH_BYTES` keeps a batch's buffer at the size it was made with: a
+    /// burst queued between two ticks is written in several trips, not grown into one
+    /// buffer of megabytes (each doubling a copy of all of it, on the proxy's cores).
     fn take_queued(&mut self, batch: &mut Batch) -> bool {
         for _ in 0..RECV_BATCH {
+            if batch.bytes >= FLUSH_BYTES {
+                break;
+            }
             match self.rx.try_recv() {
                 Ok(record) => batch.push(&record, &self.stats),
                 Err(TryRecvError::Empty) => return true,
