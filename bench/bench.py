@@ -481,8 +481,8 @@ def main():
 
     extra, max_wait = (0, 2) if a.quick else (2, 8)
 
-    def phase(one, among=names):
-        return run_rounds(among, rounds, extra, max_wait, one)
+    def phase(one, among=names, n_rounds=rounds):
+        return run_rounds(among, n_rounds, extra, max_wait, one)
 
     log("latency at 1 connection")
     R["latency"] = phase(lambda n: [wrk(url(n, "json"), 1, secs, 1, pids(n, "json"), script(n))])
@@ -498,6 +498,16 @@ def main():
             "c32": phase(lambda n: [wrk(url(n, "json"), 32, secs, threads, pids(n, "json"), script(n))],
                          pair),
         }
+    # What [journal] costs, each against plain backstop with only the two taking turns
+    # (as bench/ab.py does), twice the rounds: in the phase above a pair is up to a
+    # round of all contestants apart, and the host's noise moves a ratio by more than
+    # the few points measured.
+    R["journal_vs_backstop"] = {}
+    for j in [j for j in JOURNALS if j in names]:
+        log(f"{j} vs backstop, side by side")
+        R["journal_vs_backstop"][j] = phase(
+            lambda n: [wrk(url(n, "json"), 32, secs, threads, pids(n, "json"), script(n))],
+            ["backstop", j], 2 * rounds)
     log("SSE through each contestant")
     R["sse"] = phase(lambda n: [sse.probe(PORTS[n]["sse"]) for _ in range(probes)])
     log(f"failure path: mock answers {FAIL_RATE:.0%} 503")
