@@ -4,6 +4,8 @@
     bench/ab.py OLD_BINARY NEW_BINARY [--rounds 8] [--seconds 4]
     bench/ab.py BINARY BINARY --extra-new journal.toml    # what a feature costs
     bench/ab.py ... --upstream nginx    # the full bench's JSON upstream (811 B answers)
+    bench/ab.py BIN BIN --extra-new journal.toml --perf 'journal|request_meta|sha2'
+                                        # and where each one's CPU went, natively
 
 Whether a change made plain proxying dearer (two binaries), or what a feature costs
 (one binary twice, `--extra-new` holding keys added after the upstream table, e.g. a
@@ -16,11 +18,21 @@ seconds per 10k requests (utime + stime from /proc) and NEW / OLD; at the end th
 median of the same-round ratios, the figure to quote (host noise moves both within a
 round). Needs wrk and taskset (bench/run installs them). Every process it starts is
 stopped when it exits.
+
+With --perf REGEX both are also sampled by `perf record -e cpu-clock` (999 Hz, kernel
+included; needs the `perf` tool, a perf_event_paranoid that lets root sample, and
+binaries with their symbols: `CARGO_PROFILE_RELEASE_STRIP=false cargo build --release`) for
+the whole run, and at the end it prints, for each, the share of its samples in
+functions whose names match REGEX and the largest of them: what a feature's own code
+costs natively, which the CPU ratio (a few points, within the host's noise) cannot
+resolve. Code only: what the feature makes others do (allocations, copies, the kernel's
+writes) is not in the share.
 """
 
 import argparse
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -50,6 +62,8 @@ def main():
     ap.add_argument("--upstream", choices=["mock", "nginx"], default="mock",
                     help="mock: `backstop mock-upstream` (short answers); nginx: the full "
                     "bench's JSON upstream, bench/completion.json")
+    ap.add_argument("--perf", metavar="REGEX",
+                    help="sample both with perf; print the share of samples in functions matching REGEX")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="backstop-ab-")
     procs = []
@@ -81,6 +95,9 @@ def main():
             procs.append(p)
             wait_port(port, p)
             proxies[name] = (port, p.pid)
+        samplers = {name: sample(pid, os.path.join(tmp, f"{name}.perf"))
+                    for name, (_, pid) in proxies.items()} if a.perf else {}
+        procs.extend(samplers.values())
         per_10k = {"old": [], "new": []}
         split = {"old": [], "new": []}  # user, system CPU-s per 10k requests
         for r in range(a.rounds):
@@ -108,6 +125,13 @@ def main():
             user = statistics.median(u for u, _ in split[name])
             system = statistics.median(s for _, s in split[name])
             print(f"{name}: user {user:.3f}, system {system:.3f} CPU-s per 10k requests (medians)")
+        for name, sampler in samplers.items():
+            sampler.send_signal(signal.SIGINT)  # perf writes its file and exits
+            sampler.wait(timeout=60)
+            share, top = matching_share(os.path.join(tmp, f"{name}.perf"), a.perf)
+            print(f"{name}: {share:.2f} % of samples in functions matching {a.perf!r}")
+            for pct, symbol in top:
+                print(f"    {pct:5.2f} %  {symbol}")
     finally:
         for p in procs:
             # SIGTERM: nginx's master stops its worker (killed, it would leave it running).
@@ -118,6 +142,28 @@ def main():
                 p.kill()
                 p.wait()
         subprocess.run(["rm", "-rf", tmp])
+
+
+def sample(pid, out):
+    """perf sampling `pid` (all its threads, kernel included) into `out` until SIGINT."""
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", str(pid),
+                          "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p.bench_name = f"perf {pid}"
+    return p
+
+
+def matching_share(data, pattern, top=8):
+    """Percent of the samples in `data` in functions matching `pattern`, and the `top`
+    largest of those functions as (percent, name)."""
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "sym"],
+                         capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+\[[.k]\]\s+(.*)$", line)
+        if m and re.search(pattern, m.group(2)):
+            found.append((float(m.group(1)), m.group(2).strip()[:110]))
+    found.sort(reverse=True)
+    return sum(p for p, _ in found), found[:top]
 
 
 def user_and_system(pid):
