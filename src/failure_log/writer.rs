@@ -21,6 +21,9 @@ use super::time::{Clock, Day, Micros};
 
 /// A batch this large is written without waiting for the next tick.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A batch holds at most about this much; the rest of the queue follows in the next
+/// trip.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Records taken off the channel at most per wake-up (then the task yields).
 const RECV_BATCH: usize = 4096;
 
@@ -142,14 +145,15 @@ impl<R: DailyRecord> Writer<R> {
     }
 
     /// Encodes what is queued into `batch`, up to `RECV_BATCH` records or until it
-    /// holds `FLUSH_BYTES`; `false` once every sender is gone.
+    /// holds `MAX_BATCH_BYTES`; `false` once every sender is gone.
     ///
-    /// Stopping at `FLUSH_BYTES` keeps a batch's buffer at the size it was made with: a
-    /// burst queued between two ticks is written in several trips, not grown into one
-    /// buffer of megabytes (each doubling a copy of all of it, on the proxy's cores).
+    /// The bound keeps the writer's buffer at a megabyte or so: a burst of kept
+    /// responses queued between two ticks is written in several trips, not grown into
+    /// one buffer of tens of megabytes. (At `FLUSH_BYTES` it would mean a trip to the
+    /// blocking pool, two thread wake-ups, every 64 KiB: hundreds a second.)
     fn take_queued(&mut self, batch: &mut Batch) -> bool {
         for _ in 0..RECV_BATCH {
-            if batch.bytes >= FLUSH_BYTES {
+            if batch.bytes >= MAX_BATCH_BYTES {
                 break;
             }
             match self.rx.try_recv() {
