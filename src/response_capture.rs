@@ -94,4 +94,20 @@ mod tests {
         assert_eq!(c.body(), None);
         assert_eq!(c.bytes, 18);
     }
+
+    #[test]
+    fn a_kept_frame_does_not_hold_the_buffer_it_came_from() {
+        // A frame as hyper hands it over: a slice of the connection's read buffer.
+        let read_buffer = Bytes::from(vec![b'x'; 8192]);
+        let frame = read_buffer.slice(100..900);
+        let mut c = CapturedResponse::start(Some(10_000), 200, &HeaderMap::new()).expect("on");
+        c.push(&frame);
+        let kept = &c.chunks[0];
+        assert_eq!(kept, &frame);
+        let buffer = read_buffer.as_ptr_range();
+        assert!(
+            !buffer.contains(&kept.as_ptr()),
+            "the kept frame points into the read buffer, keeping all 8 KiB of it alive"
+        );
+    }
 }

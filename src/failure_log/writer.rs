@@ -219,3 +219,42 @@ impl<R: DailyRecord> Writer<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure_log::daily::DailyLog;
+    use crate::failure_log::{Options, Timestamp};
+    use crate::journal::JournalRecord;
+
+    #[test]
+    fn a_burst_is_taken_a_megabyte_at_a_time_and_the_rest_stays_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, mut writer) =
+            DailyLog::<JournalRecord>::new(dir.path().to_path_buf(), 7, Options::default());
+        // 3 000 lines of ~1.1 KB: over three megabytes queued between two ticks.
+        for _ in 0..3000 {
+            log.queue().offer(true, |at| {
+                Some(JournalRecord {
+                    timestamp: Timestamp(at),
+                    idempotency_key: Some("k".repeat(1000)),
+                    ..JournalRecord::default()
+                })
+            });
+        }
+        let mut batch = Batch::default();
+        assert!(writer.take_queued(&mut batch), "the queue is still open");
+        let line = batch.bytes / batch.chunks.iter().map(|c| c.records).sum::<u64>() as usize;
+        assert!(
+            batch.bytes >= MAX_BATCH_BYTES,
+            "{} bytes taken",
+            batch.bytes
+        );
+        assert!(
+            batch.bytes < MAX_BATCH_BYTES + line,
+            "{} bytes taken",
+            batch.bytes
+        );
+        assert!(log.queue().queued() > 0, "the rest waits for the next trip");
+    }
+}
