@@ -5,7 +5,7 @@ use crate::retry::Reason;
 use std::error::Error as StdError;
 
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
 use super::client::SendError;
@@ -39,11 +39,14 @@ pub fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, Pr
 
 /// The outbound request for one attempt, built from the client's request head.
 /// `path_and_query` is the client's, or a rewritten one for a fallback (Azure deployment).
+/// `own_headers` is the client's header map itself, to send as it is (the first
+/// attempt); without it, a copy of `client.headers` goes.
 pub fn outbound_request(
     upstream: &Upstream,
     client: &Parts,
     path_and_query: &str,
     body: Body,
+    own_headers: Option<HeaderMap>,
 ) -> Result<Request<Body>, ProxyError> {
     let mut request = Request::new(body);
     *request.method_mut() = client.method.clone();
@@ -63,7 +66,10 @@ pub fn outbound_request(
     // or h2 by ALPN per connection.
     *request.version_mut() = Version::HTTP_11;
     let headers = request.headers_mut();
-    headers.clone_from(&client.headers);
+    match own_headers {
+        Some(own) => *headers = own,
+        None => headers.clone_from(&client.headers),
+    }
     prepare_outbound(headers, upstream.kind, upstream.api_key.as_ref());
     if websocket::is_handshake(&client.method, &client.headers) {
         websocket::keep_upgrade(headers);
@@ -233,7 +239,8 @@ mod tests {
             ),
         ] {
             let body = crate::body::full(bytes::Bytes::new());
-            let request = outbound_request(&upstream(base), &parts, pq, body).expect("request");
+            let request =
+                outbound_request(&upstream(base), &parts, pq, body, None).expect("request");
             assert_eq!(request.uri().to_string(), want);
         }
     }

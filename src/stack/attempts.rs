@@ -60,6 +60,7 @@ pub(super) async fn run<T: Transport>(
     );
     let first = served.attempts;
     let bodies = &mut call.body;
+    let own_headers = &mut call.own_headers;
     let finished = drive(
         &mut policy,
         |n| {
@@ -67,7 +68,7 @@ pub(super) async fn run<T: Transport>(
                 Some(bytes) => Some(crate::body::full(bytes.clone())),
                 None => bodies.next(),
             };
-            ctx.run(n, body)
+            ctx.run(n, body, own_headers.take())
         },
         |n, attempted, decision| reporter.attempted(first + n, attempted, decision),
     )

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
 use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::body::{Body, ClientBody};
@@ -20,6 +20,12 @@ use crate::runtime::{Hop, Runtime};
 /// A client request once its body has been read: what every hop and attempt works from.
 pub(super) struct Call {
     pub parts: Parts,
+    /// The client's own header map, for the first attempt to send as it is; `parts`
+    /// keeps a copy for any later one. hyper parses the upstream's response into the
+    /// map its request went out in, and the client's map has the room its connection
+    /// grew for earlier responses, where a fresh copy has none: backstop's own
+    /// response headers then fit without growing the map on every request.
+    pub own_headers: Option<HeaderMap>,
     pub body: Bodies,
     /// The body is kept, so the request can be sent again (retry or fallback).
     pub replayable: bool,
@@ -33,7 +39,7 @@ pub(super) struct Call {
 impl Call {
     /// Reads the body with the primary upstream's `idle_timeout` between chunks.
     pub async fn read<B: ClientBody>(
-        parts: Parts,
+        mut parts: Parts,
         body: B,
         runtime: &Runtime,
         primary: &Hop,
@@ -62,10 +68,13 @@ impl Call {
         let meta = Arc::new(meta);
         let read_at = Instant::now();
         let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
+        let copy = parts.headers.clone();
+        let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
         Ok(Call {
             replayable: body.is_replayable(),
             body: Bodies(Some(body)),
             parts,
+            own_headers,
             meta,
             deadline,
             read_at,

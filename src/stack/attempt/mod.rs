@@ -10,8 +10,8 @@ pub(super) use judge::is_event_stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Response;
 use http::request::Parts;
+use http::{HeaderMap, Response};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -50,8 +50,14 @@ pub(super) struct Context<'a, T> {
 
 impl<T: Transport> Context<'_, T> {
     /// Attempt `n` of this hop (the first was admitted by the caller; later ones check
-    /// the circuit, which may have opened meanwhile).
-    pub async fn run(&self, n: u32, body: Option<Body>) -> Attempted<AttemptResult> {
+    /// the circuit, which may have opened meanwhile), with the client's own header map
+    /// when this is the request's first attempt (`Call::own_headers`).
+    pub async fn run(
+        &self,
+        n: u32,
+        body: Option<Body>,
+        own_headers: Option<HeaderMap>,
+    ) -> Attempted<AttemptResult> {
         let started = Instant::now();
         let upstream = &*self.hop.upstream;
         if n > 1
@@ -69,7 +75,9 @@ impl<T: Transport> Context<'_, T> {
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
             return failed(started, Reason::BodyNotReplayable, error);
         };
-        let mut request = match outbound_request(upstream, self.parts, self.path_and_query, body) {
+        let outbound =
+            outbound_request(upstream, self.parts, self.path_and_query, body, own_headers);
+        let mut request = match outbound {
             Ok(request) => request,
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
