@@ -282,6 +282,7 @@ fn failed_attempt(n: u32) -> AttemptReport {
         upstream: "openai".into(),
         method: Method::POST,
         endpoint: "/v1/chat/completions".into(),
+        endpoint_kind: "chat_completions",
         attempt: 1,
         outcome: Outcome::Retry {
             reason: backstop::retry::Reason::Status503,

@@ -35,6 +35,7 @@ fn event(n: u32) -> AttemptReport {
         upstream: "openai".into(),
         method: Method::POST,
         endpoint: "/v1/chat/completions".into(),
+        endpoint_kind: "chat_completions",
         attempt: 1 + n % 3,
         outcome: Outcome::Retry {
             reason: backstop::retry::Reason::Status429,

@@ -53,6 +53,8 @@ pub struct AttemptReport {
     pub method: Method,
     /// The request path without its query.
     pub endpoint: Arc<str>,
+    /// Its `endpoint` label (`endpoint_kind`), read once per request.
+    pub endpoint_kind: &'static str,
     /// 1-based.
     pub attempt: u32,
     pub outcome: Outcome,
@@ -201,7 +203,10 @@ pub fn endpoint_kind(path: &str) -> &'static str {
         let hit = if needle.ends_with('/') {
             path.contains(needle)
         } else {
-            path.ends_with(needle) || path.contains(&format!("{needle}/"))
+            path.ends_with(needle)
+                || path
+                    .match_indices(needle)
+                    .any(|(at, _)| path[at + needle.len()..].starts_with('/'))
         };
         if hit {
             return kind;
@@ -329,6 +334,11 @@ mod tests {
             ("/v1/models/gpt-4o", "models"),
             ("/v1/files", "other"),
             ("/", "other"),
+            ("/v1/chat/completions/", "chat_completions"),
+            ("/v1/chat/completions/chatcmpl-1/messages", "chat_completions"),
+            ("/v1/modelsx/completions", "completions"),
+            ("/v1/modelsx", "other"),
+            ("/v1/responsesx/a/responses/b", "responses"),
         ];
         for (path, kind) in cases {
             assert_eq!(endpoint_kind(path), kind, "{path}");

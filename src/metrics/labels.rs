@@ -7,7 +7,6 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use crate::config::{Config, UpstreamKind};
-use crate::events::endpoint_kind;
 use crate::names::NameMap;
 use crate::retry::Outcome;
 
@@ -43,10 +42,6 @@ impl Endpoint {
             "models" => Endpoint::Models,
             _ => Endpoint::Other,
         }
-    }
-
-    pub fn from_path(path: &str) -> Endpoint {
-        Endpoint::from_kind(endpoint_kind(path))
     }
 
     pub fn as_str(self) -> &'static str {

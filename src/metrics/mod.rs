@@ -238,7 +238,7 @@ impl Observer for Recorder {
         let vocabulary = self.vocabulary.load();
         let up = vocabulary.upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();
-        let endpoint = Endpoint::from_path(&e.endpoint);
+        let endpoint = Endpoint::from_kind(e.endpoint_kind);
         self.metrics
             .attempt(up, endpoint, AttemptOutcome::of(&e.outcome), e.duration);
         match (e.verdict, e.give_up) {

@@ -1,15 +1,18 @@
 //! The body's hints read in one pass, without serde, for the bodies apps send: a
 //! top-level object whose keys carry no escapes, `model` a plain string, token limits
 //! plain integers. Anything else — an escape in a key or in `model`, a known key twice,
-//! a number a `u64` might not hold, nesting deeper than serde_json would go, bytes that
-//! are not UTF-8, any syntax error — is not decided here: [`hints`] answers `None` and
-//! serde_json reads the body, so the two readings cannot disagree. The proptest in the
-//! parent module holds this pass to serde_json's verdict on well-formed, odd and broken
-//! bodies alike.
+//! a number a `u64` might not hold, nesting deeper than serde_json would go, a key or
+//! `model` that is not UTF-8, any syntax error — is not decided here: [`hints`] answers
+//! `None` and serde_json reads the body, so the two readings cannot disagree. The
+//! proptest in the parent module holds this pass to serde_json's verdict on
+//! well-formed, odd and broken bodies alike.
 //!
 //! Why: serde's derive tokenizes every key and walks every message through its visitor
 //! machinery, ~30 instructions a byte; this pass costs a few (strings are skipped 8 bytes
-//! at a time: `json_stops`), and the journal reads the hints of every request.
+//! at a time: `json_stops`), and the journal reads the hints of every request. Like
+//! serde_json reading a slice, it checks UTF-8 only in the strings it reads (the keys
+//! and `model`), not in the values it skips: a check of the whole body would be a second
+//! pass over text nothing reads.
 
 use std::borrow::Cow;
 
@@ -21,8 +24,7 @@ const MAX_DEPTH: u32 = 100;
 
 /// The hints of a body this pass can read whole; `None` to leave it to serde_json.
 pub(super) fn hints(body: &[u8]) -> Option<JsonHints<'_>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut json = Cursor { text, at: 0 };
+    let mut json = Cursor { bytes: body, at: 0 };
     let mut hints = JsonHints::default();
     let mut seen = Seen::default();
     json.members(|json, key| match Field::of(key) {
@@ -76,7 +78,7 @@ impl Seen {
 }
 
 struct Cursor<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     at: usize,
 }
 
@@ -97,7 +99,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+        self.bytes
     }
 
     /// The next byte that is not JSON whitespace, not consumed; `None` at the end.
@@ -155,7 +157,7 @@ impl<'a> Cursor<'a> {
         if self.plain_run()? != b'"' {
             return None;
         }
-        let text = self.text.get(start..self.at)?;
+        let text = std::str::from_utf8(self.bytes.get(start..self.at)?).ok()?;
         self.at += 1;
         Some(text)
     }
@@ -231,7 +233,7 @@ impl<'a> Cursor<'a> {
         self.next_token()?;
         let start = self.at;
         let len = self.digits();
-        let digits = self.text.get(start..self.at)?;
+        let digits = std::str::from_utf8(self.bytes.get(start..self.at)?).ok()?;
         let leading_zero = len > 1 && digits.starts_with('0');
         let continues = matches!(self.bytes().get(self.at), Some(b'.' | b'e' | b'E'));
         if len == 0 || len > 19 || leading_zero || continues {

@@ -10,7 +10,7 @@ use http::Method;
 use super::attempt::AttemptResult;
 use super::fallback::Next;
 use crate::error::ProxyError;
-use crate::events::{AttemptReport, Observer, Verdict};
+use crate::events::{AttemptReport, Observer, Verdict, endpoint_kind};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Decision, GiveUp, Outcome, Reason};
@@ -22,6 +22,8 @@ pub(super) struct Ident {
     pub method: Method,
     /// The request path without its query.
     pub endpoint: Arc<str>,
+    /// Its `endpoint` label.
+    pub kind: &'static str,
 }
 
 impl Ident {
@@ -29,10 +31,12 @@ impl Ident {
     pub fn new<B>(request: &http::Request<B>) -> Ident {
         let mut buf = uuid::Uuid::encode_buffer();
         let id = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
+        let endpoint: Arc<str> = request.uri().path().into();
         Ident {
             id: Arc::from(&*id),
             method: request.method().clone(),
-            endpoint: request.uri().path().into(),
+            kind: endpoint_kind(&endpoint),
+            endpoint,
         }
     }
 }
@@ -54,6 +58,7 @@ impl Reporter<'_> {
             upstream: self.hop.name.clone(),
             method: self.ident.method.clone(),
             endpoint: self.ident.endpoint.clone(),
+            endpoint_kind: self.ident.kind,
             attempt,
             outcome,
             status: None,

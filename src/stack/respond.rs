@@ -20,7 +20,7 @@ use super::served::Served;
 use super::watch::WatchedBody;
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::events::{BodyEnd, Observer, Refusal, RequestEvent, endpoint_kind};
+use crate::events::{BodyEnd, Observer, Refusal, RequestEvent};
 use crate::response_capture::CapturedResponse;
 use crate::retry::GiveUp;
 
@@ -50,7 +50,7 @@ pub(super) fn respond(
     if streamed {
         served.meta.settle();
     }
-    let endpoint_kind = endpoint_kind(&ident.endpoint);
+    let endpoint_kind = ident.kind;
     let look_for_usage = status == 200 && usage_endpoint(endpoint_kind);
     let event = RequestEvent {
         request_id: ident.id,

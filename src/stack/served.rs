@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::detach::Detach;
 use super::replay::Ticket;
 use super::report::Ident;
-use crate::events::{BodyEnd, Observer, Replayed, RequestEvent, endpoint_kind};
+use crate::events::{BodyEnd, Observer, Replayed, RequestEvent};
 use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
@@ -94,6 +94,7 @@ pub(super) struct InFlight {
     id: Arc<str>,
     method: http::Method,
     endpoint: Arc<str>,
+    endpoint_kind: &'static str,
     started: Instant,
 }
 
@@ -111,6 +112,7 @@ impl InFlight {
             id: ident.id.clone(),
             method: ident.method.clone(),
             endpoint: ident.endpoint.clone(),
+            endpoint_kind: ident.kind,
             started,
         }
     }
@@ -130,7 +132,7 @@ impl InFlight {
             request_id: self.id.clone(),
             upstream: Some(upstream),
             method: self.method.clone(),
-            endpoint_kind: endpoint_kind(&self.endpoint),
+            endpoint_kind: self.endpoint_kind,
             endpoint: self.endpoint.clone(),
             status: 0,
             streamed: false,

@@ -32,6 +32,18 @@ fn the_bodies_apps_send_are_read_without_serde_and_as_serde_reads_them() {
 }
 
 #[test]
+fn text_that_is_not_utf8_in_a_skipped_value_is_skipped_as_serde_skips_it() {
+    for body in [
+        &b"{\"a\":\"\xff\"}"[..],
+        b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xc3(\"}]}",
+    ] {
+        let fast = by_scan(body);
+        assert!(fast.is_some(), "{}", String::from_utf8_lossy(body));
+        assert_eq!(fast, by_serde(body), "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
 fn odd_bodies_are_left_to_serde() {
     for body in [
         r#"{"model":"a","model":"b"}"#,
@@ -52,7 +64,9 @@ fn odd_bodies_are_left_to_serde() {
     ] {
         assert_eq!(by_scan(body.as_bytes()), None, "{body}");
     }
-    assert_eq!(by_scan(b"{\"a\":\"\xff\"}"), None);
+    // A key or `model` that is not UTF-8: serde's to refuse.
+    assert_eq!(by_scan(b"{\"a\xff\":1}"), None);
+    assert_eq!(by_scan(b"{\"model\":\"\xff\"}"), None);
     let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
     assert_eq!(by_scan(deep.as_bytes()), None);
     assert!(
