@@ -335,7 +335,10 @@ mod tests {
             ("/v1/files", "other"),
             ("/", "other"),
             ("/v1/chat/completions/", "chat_completions"),
-            ("/v1/chat/completions/chatcmpl-1/messages", "chat_completions"),
+            (
+                "/v1/chat/completions/chatcmpl-1/messages",
+                "chat_completions",
+            ),
             ("/v1/modelsx/completions", "completions"),
             ("/v1/modelsx", "other"),
             ("/v1/responsesx/a/responses/b", "responses"),
