@@ -119,6 +119,33 @@ async fn retries_503_after_exactly_the_backoff_it_reports() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_attempt_sends_the_clients_headers_the_first_its_own_map_and_retries_a_copy() {
+    let p = Path::new(
+        "[retry]\nthrottle_base_delay = \"1ms\"",
+        "",
+        [status(503), status(503), ok()],
+    );
+    let mut request = chat_request(false);
+    let headers = request.headers_mut();
+    headers.insert("x-app-trace", "trace-1".parse().expect("value"));
+    headers.insert("authorization", "Bearer sk-client".parse().expect("value"));
+    let response = p.send(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let seen = p.upstream.seen();
+    assert_eq!(seen.len(), 3);
+    for attempt in &seen {
+        assert_eq!(attempt.headers["x-app-trace"], "trace-1");
+        assert_eq!(attempt.headers["authorization"], "Bearer sk-client");
+        assert_eq!(attempt.headers["content-type"], "application/json");
+        assert_eq!(
+            attempt.headers, seen[0].headers,
+            "a retry sends what the first sent"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn never_starts_a_backoff_that_would_end_past_the_deadline() {
     let every_300ms = || {
         Step::Respond(
