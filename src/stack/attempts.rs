@@ -63,13 +63,7 @@ pub(super) async fn run<T: Transport>(
     let own_headers = &mut call.own_headers;
     let finished = drive(
         &mut policy,
-        |n| {
-            let body = match &rewritten {
-                Some(bytes) => Some(crate::body::full(bytes.clone())),
-                None => bodies.next(),
-            };
-            ctx.run(n, body, own_headers.take())
-        },
+        |n| ctx.run(n, bodies.next_for(rewritten.as_ref()), own_headers.take()),
         |n, attempted, decision| reporter.attempted(first + n, attempted, decision),
     )
     .await;

@@ -110,7 +110,15 @@ impl Bodies {
         self.0.as_ref().and_then(RequestBody::buffered)
     }
 
-    pub fn next(&mut self) -> Option<Body> {
+    /// The body of the next attempt: this hop's rewritten one when it has one.
+    pub fn next_for(&mut self, rewritten: Option<&bytes::Bytes>) -> Option<Body> {
+        match rewritten {
+            Some(bytes) => Some(crate::body::full(bytes.clone())),
+            None => self.next(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Body> {
         match &self.0 {
             Some(RequestBody::Buffered(bytes)) => Some(crate::body::full(bytes.clone())),
             _ => self.0.take().map(RequestBody::into_body),
