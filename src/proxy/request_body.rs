@@ -98,7 +98,7 @@ impl RequestBody {
         budget: &Arc<BufferBudget>,
         mut held: Held,
     ) -> Result<RequestBody, ProxyError> {
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut chunks = Chunks::default();
         let mut total: u64 = 0;
         while let Some(data) = next_chunk(&mut incoming, limits.idle_timeout).await? {
             let len = data.len() as u64;
@@ -111,7 +111,7 @@ impl RequestBody {
             chunks.push(data);
             if total > limits.retry_buffer_bytes {
                 return Ok(RequestBody::Streaming(StreamingBody::new(
-                    chunks,
+                    chunks.into_vec(),
                     incoming,
                     total,
                     Some(held.permit),
@@ -121,7 +121,7 @@ impl RequestBody {
             if held.reserved.is_none() && !held.permit.grow(len) {
                 return Ok(streamed_for_lack_of_budget(
                     budget,
-                    (chunks, Some(held.permit)),
+                    (chunks.into_vec(), Some(held.permit)),
                     incoming,
                     total,
                     limits,
@@ -130,7 +130,7 @@ impl RequestBody {
         }
         held.permit.shrink_to(total);
         Ok(RequestBody::Buffered(kept(
-            concat(chunks, held.buffer_cap),
+            chunks.concat(held.buffer_cap),
             held.permit,
         )))
     }
@@ -210,17 +210,40 @@ async fn next_chunk<B: ClientBody>(
     }
 }
 
-fn concat(mut chunks: Vec<Bytes>, capacity: usize) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(capacity);
-            for c in chunks {
-                out.extend_from_slice(&c);
-            }
-            out.freeze()
+/// The chunks of a body read so far: a body of one chunk (the usual small request)
+/// needs no `Vec` to hold it.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+}
+
+impl Chunks {
+    fn push(&mut self, data: Bytes) {
+        match self.first {
+            None => self.first = Some(data),
+            Some(_) => self.more.push(data),
         }
+    }
+
+    fn into_vec(self) -> Vec<Bytes> {
+        self.first.into_iter().chain(self.more).collect()
+    }
+
+    /// All of them as one `Bytes`: the one chunk itself, else joined into `capacity`.
+    fn concat(self, capacity: usize) -> Bytes {
+        let Some(first) = self.first else {
+            return Bytes::new();
+        };
+        if self.more.is_empty() {
+            return first;
+        }
+        let mut out = BytesMut::with_capacity(capacity);
+        out.extend_from_slice(&first);
+        for c in self.more {
+            out.extend_from_slice(&c);
+        }
+        out.freeze()
     }
 }
 
@@ -301,5 +324,31 @@ impl HttpBody for StreamingBody {
     fn size_hint(&self) -> SizeHint {
         let queued: u64 = self.prefix.iter().map(|c| c.len() as u64).sum();
         body::hint_after(queued, self.rest.size_hint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_chunk_is_the_body_itself_and_more_are_joined_in_order() {
+        let one = Bytes::from_static(b"{\"model\":\"m\"}");
+        let mut chunks = Chunks::default();
+        chunks.push(one.clone());
+        let body = chunks.concat(0);
+        assert_eq!(body.as_ptr(), one.as_ptr(), "no copy of a one-chunk body");
+
+        let mut chunks = Chunks::default();
+        for part in ["{\"a\"", ":", "1}"] {
+            chunks.push(Bytes::from_static(part.as_bytes()));
+        }
+        assert_eq!(chunks.into_vec().concat(), b"{\"a\":1}");
+        let mut chunks = Chunks::default();
+        for part in ["{\"a\"", ":", "1}"] {
+            chunks.push(Bytes::from_static(part.as_bytes()));
+        }
+        assert_eq!(chunks.concat(7), Bytes::from_static(b"{\"a\":1}"));
+        assert!(Chunks::default().concat(0).is_empty());
     }
 }
