@@ -49,7 +49,8 @@ pub(super) async fn admit(
         .min(Instant::now() + hop.upstream.max_queue_wait);
     let admitted = limits.admit(estimate, until).await;
     reporter.circuit();
-    let name = hop.upstream.name.clone();
+    // The name is copied only for a refusal's error, not for every admitted request.
+    let name = || hop.upstream.name.clone();
     let (error, reason, falls_back) = match admitted {
         Ok(waited) => {
             let settle = limits_tokens.then(|| (limits.clone(), estimate));
@@ -57,7 +58,7 @@ pub(super) async fn admit(
         }
         Err(NotAdmitted::CircuitOpen { retry_after }) => (
             ProxyError::CircuitOpen {
-                upstream: name,
+                upstream: name(),
                 retry_after,
             },
             Reason::CircuitOpen,
@@ -66,7 +67,7 @@ pub(super) async fn admit(
         // A local rate limit is this replica's own choice: another hop would not help.
         Err(NotAdmitted::RateLimited { retry_after }) => (
             ProxyError::RateLimited {
-                upstream: name,
+                upstream: name(),
                 retry_after,
             },
             Reason::RateLimitedLocally,

@@ -103,7 +103,7 @@ async fn first_event<T>(
         .deadline
         .min(Instant::now() + settings.first_event_timeout);
     let peeked = peek::peek(body, has_first_event(), until, settings.first_event_timeout).await;
-    let name = ctx.hop.upstream.name.clone();
+    let name = || ctx.hop.upstream.name.clone();
     let (reason, error) = match peeked.end {
         PeekEnd::Enough => {
             let first = peek::first_event(&peeked.prefix).unwrap_or_default();
@@ -126,14 +126,14 @@ async fn first_event<T>(
         PeekEnd::TimedOut => (
             Reason::FirstEventTimeout,
             ProxyError::Timeout {
-                upstream: name,
+                upstream: name(),
                 after: started.elapsed(),
             },
         ),
         PeekEnd::Complete | PeekEnd::Broken(_) => (
             Reason::StreamDied,
             ProxyError::Upstream {
-                upstream: name,
+                upstream: name(),
                 detail: "the stream ended before its first event".into(),
             },
         ),
