@@ -188,7 +188,8 @@ pub struct Replayed {
 
 /// The bounded `endpoint` label of SPEC §4, from a request path.
 pub fn endpoint_kind(path: &str) -> &'static str {
-    const KINDS: [(&str, &str); 8] = [
+    // A `static`, iterated by reference: a `const` array is copied onto the stack.
+    static KINDS: [(&str, &str); 8] = [
         ("/chat/completions", "chat_completions"),
         ("/completions", "completions"),
         ("/embeddings", "embeddings"),
@@ -199,7 +200,7 @@ pub fn endpoint_kind(path: &str) -> &'static str {
         ("/audio/", "audio"),
     ];
     let path = path.trim_end_matches('/');
-    for (needle, kind) in KINDS {
+    for &(needle, kind) in &KINDS {
         let hit = if needle.ends_with('/') {
             path.contains(needle)
         } else {

@@ -226,7 +226,7 @@ impl DailyRecord for JournalRecord {
 
 /// The method's name, without an allocation for the common ones.
 fn method_name(m: &http::Method) -> Cow<'static, str> {
-    const COMMON: [(http::Method, &str); 4] = [
+    static COMMON: [(http::Method, &str); 4] = [
         (http::Method::POST, "POST"),
         (http::Method::GET, "GET"),
         (http::Method::DELETE, "DELETE"),
