@@ -46,6 +46,32 @@ impl Path {
     async fn chat(&self) -> Response<Body> {
         self.send(chat_request(false)).await
     }
+
+    async fn send_body<B: backstop::body::ClientBody>(
+        &self,
+        request: Request<B>,
+    ) -> Response<Body> {
+        let observer: Arc<dyn Observer> = self.observer.clone();
+        stack::serve(&self.runtime, &self.upstream, observer, request).await
+    }
+}
+
+/// A client body that sends its first chunk, then nothing more, never ending.
+struct StallingBody(Option<Bytes>);
+
+impl http_body::Body for StallingBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk)))),
+            None => std::task::Poll::Pending,
+        }
+    }
 }
 
 fn chat_request(stream: bool) -> Request<Full<Bytes>> {
@@ -251,6 +277,30 @@ async fn a_stream_that_stalls_after_commit_ends_with_an_error_event_after_idle_t
     assert_eq!(*at, Duration::from_secs(3));
     assert!(last.contains("stream_idle_timeout"), "{last}");
     assert_eq!(p.upstream.seen().len(), 1, "never retried after commit");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_sending_its_body_gets_a_400_after_exactly_idle_timeout() {
+    let p = Path::new("[retry]\nidle_timeout = \"3s\"", "", [ok()]);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(StallingBody(Some(Bytes::from_static(b"{\"model\":"))))
+        .expect("request");
+    let started = Instant::now();
+    let response = p.send_body(request).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("bad_request_body"), "{body}");
+    assert!(p.upstream.seen().is_empty(), "nothing was sent upstream");
 }
 
 #[tokio::test(start_paused = true)]

@@ -197,9 +197,16 @@ async fn next_chunk<B: ClientBody>(
     idle: Duration,
 ) -> Result<Option<Bytes>, ProxyError> {
     loop {
-        let frame = tokio::time::timeout(idle, incoming.frame())
-            .await
-            .map_err(|_| ProxyError::BadRequestBody("client stopped sending the body".into()))?;
+        let mut frame = std::pin::pin!(incoming.frame());
+        // A small body is usually read already, with the head: taken at once, without
+        // reading the clock for a deadline it cannot miss.
+        let ready = std::future::poll_fn(|cx| Poll::Ready(frame.as_mut().poll(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => tokio::time::timeout(idle, frame).await.map_err(|_| {
+                ProxyError::BadRequestBody("client stopped sending the body".into())
+            })?,
+        };
         let Some(frame) = frame else {
             return Ok(None);
         };
