@@ -46,7 +46,7 @@ where
     loop {
         n += 1;
         let attempted = attempt(n).await;
-        let decision = policy.decide(attempted.outcome, attempted.server_delay, Instant::now());
+        let decision = policy.decide_then(attempted.outcome, attempted.server_delay, Instant::now);
         observe(n, &attempted, &decision);
         match decision {
             Decision::Return => {

@@ -112,6 +112,17 @@ impl RetryPolicy {
         server_delay: Option<Duration>,
         now: Instant,
     ) -> Decision {
+        self.decide_then(outcome, server_delay, || now)
+    }
+
+    /// `decide`, reading the time from `now` only when a retry is weighed against the
+    /// deadline (an answered request, the usual one, needs no clock).
+    pub fn decide_then(
+        &mut self,
+        outcome: Outcome,
+        server_delay: Option<Duration>,
+        now: impl FnOnce() -> Instant,
+    ) -> Decision {
         let kind = match outcome {
             Outcome::Success => return Decision::Return,
             Outcome::Fatal { .. } => return Decision::GiveUp(GiveUp::NotRetryable),
@@ -126,7 +137,7 @@ impl RetryPolicy {
         if self.retries >= self.settings.max_retries {
             return Decision::GiveUp(GiveUp::RetriesExhausted);
         }
-        let left = self.deadline.saturating_duration_since(now);
+        let left = self.deadline.saturating_duration_since(now());
         let delay = match server_delay {
             Some(asked) if asked > self.settings.max_server_delay => {
                 return Decision::GiveUp(GiveUp::ServerDelayTooLong);
