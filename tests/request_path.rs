@@ -76,12 +76,28 @@ impl http_body::Body for StallingBody {
 
 fn chat_request(stream: bool) -> Request<Full<Bytes>> {
     let body = format!(r#"{{"model":"gpt-4o-mini","stream":{stream},"messages":[]}}"#);
+    chat_with(Full::new(Bytes::from(body)))
+}
+
+/// A chat completion request carrying `body`.
+fn chat_with<B>(body: B) -> Request<B> {
     Request::builder()
         .method(Method::POST)
         .uri("/v1/chat/completions")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(body)
         .expect("request")
+}
+
+/// The whole body of `response`, as text.
+async fn text(response: Response<Body>) -> String {
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 fn status(code: u16) -> Step {
@@ -282,23 +298,12 @@ async fn a_stream_that_stalls_after_commit_ends_with_an_error_event_after_idle_t
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_sending_its_body_gets_a_400_after_exactly_idle_timeout() {
     let p = Path::new("[retry]\nidle_timeout = \"3s\"", "", [ok()]);
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(StallingBody(Some(Bytes::from_static(b"{\"model\":"))))
-        .expect("request");
+    let request = chat_with(StallingBody(Some(Bytes::from_static(b"{\"model\":"))));
     let started = Instant::now();
     let response = p.send_body(request).await;
     assert_eq!(started.elapsed(), Duration::from_secs(3));
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = String::from_utf8_lossy(&body);
+    let body = text(response).await;
     assert!(body.contains("bad_request_body"), "{body}");
     assert!(p.upstream.seen().is_empty(), "nothing was sent upstream");
 }
@@ -337,13 +342,7 @@ async fn an_open_circuit_fails_fast_until_open_for_has_passed() {
     }
     let refused = p.chat().await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = refused
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    assert!(String::from_utf8_lossy(&body).contains("circuit_open"));
+    assert!(text(refused).await.contains("circuit_open"));
     assert_eq!(
         p.upstream.seen().len(),
         2,
