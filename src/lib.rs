@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod failure_log;
 pub mod fleet;
+pub mod in_place;
 pub mod journal;
 pub mod json_stops;
 pub mod limits;

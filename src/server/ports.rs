@@ -19,6 +19,7 @@ use super::limits::ClientLimits;
 use crate::body::Body;
 use crate::config::Config;
 use crate::events::Observer;
+use crate::in_place;
 use crate::runtime::Runtime;
 use crate::stack;
 
@@ -60,7 +61,8 @@ pub(super) fn proxy_handler(
         // Boxed: hyper keeps a slot the size of this future for the connection's whole
         // life, and a stream's connection outlives the future (done once headers are
         // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
-        Box::pin(async move {
+        // Built in its box (`in_place`), not on the stack and then copied.
+        in_place::boxed(|| async move {
             // `serve` directly, not through another async fn: each level of
             // nesting moves the whole request future once more.
             let response = if stack::detaches(&runtime, &req) {

@@ -64,6 +64,7 @@ use tracing::Instrument;
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::events::{Observer, Replayed};
+use crate::in_place;
 use crate::proxy::Transport;
 use crate::runtime::{Hop, Runtime};
 use attempts::HopEnd;
@@ -116,20 +117,24 @@ async fn serve_with<B: ClientBody, T: Transport>(
     // The path only: a query may carry `key=` credentials.
     let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
     let mut served = Served::new(detach);
-    let forwarding = forward(
-        runtime,
-        transport,
-        &observer,
-        request,
-        &ident,
-        &mut served,
-        started,
-    );
+    // A closure, not a future held in a variable: awaited where it is made, the
+    // (2 KiB) future is built where it runs instead of being copied there.
+    let forwarding = || {
+        forward(
+            runtime,
+            transport,
+            &observer,
+            request,
+            &ident,
+            &mut served,
+            started,
+        )
+    };
     // Only an enabled span (debug logs on) is worth entering on every poll.
     let result = if span.is_disabled() {
-        forwarding.await
+        forwarding().await
     } else {
-        forwarding.instrument(span.clone()).await
+        forwarding().instrument(span.clone()).await
     };
     // Only with `[journal] responses = true` is the body the client gets kept.
     let keep_response = runtime
@@ -259,14 +264,10 @@ impl<T: Transport> Chain<'_, T> {
                 Err(refused) => return Err(refused.error),
             }
             // Boxed: a hop's attempts are most of this future's size, and the whole
-            // request future is moved several times on its way to hyper.
-            let ended = Box::pin(attempts::run(
-                call,
-                self.transport,
-                &reporter,
-                served,
-                index,
-            ));
+            // request future is moved several times on its way to hyper. Built in
+            // its box, not copied there.
+            let ended =
+                in_place::boxed(|| attempts::run(call, self.transport, &reporter, served, index));
             match ended.await {
                 HopEnd::Answer(response) => return Ok(response),
                 HopEnd::FallBack(error) => last_error = error.or(last_error),
