@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::{Body, BoxError};
 use crate::error::error_response;
 use crate::events::Observer;
+use crate::in_place;
 use crate::runtime::Runtime;
 
 /// Frames in flight between the request's task and the client connection.
@@ -66,8 +67,11 @@ pub async fn handle(
     let shared = detach.clone();
     tasks.spawn(async move {
         let transport = &runtime.client;
-        let serving =
-            super::serve_with(&runtime, transport, observer, request, Some(shared.clone()));
+        // Boxed, and built in its box: the request's future is most of the task's
+        // size, and a task's future is copied on its way into the runtime.
+        let serving = in_place::boxed(|| {
+            super::serve_with(&runtime, transport, observer, request, Some(shared.clone()))
+        });
         run(serving, head_tx, shared).await;
     });
     head_rx.await.unwrap_or_else(|_| {

@@ -64,7 +64,6 @@ use tracing::Instrument;
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::events::{Observer, Replayed};
-use crate::in_place;
 use crate::proxy::Transport;
 use crate::runtime::{Hop, Runtime};
 use attempts::HopEnd;
@@ -266,9 +265,7 @@ impl<T: Transport> Chain<'_, T> {
             // Boxed: a hop's attempts are most of this future's size, and the whole
             // request future is moved several times on its way to hyper. Built in
             // its box, not copied there.
-            let ended =
-                in_place::boxed(|| attempts::run(call, self.transport, &reporter, served, index));
-            match ended.await {
+            match attempts::run(call, self.transport, &reporter, served, index).await {
                 HopEnd::Answer(response) => return Ok(response),
                 HopEnd::FallBack(error) => last_error = error.or(last_error),
             }
