@@ -13,6 +13,7 @@
 //! goes out (the request is handed back unsent), idle connections closed after
 //! `pool_idle_timeout`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::UPGRADE;
@@ -83,32 +84,37 @@ enum Conn {
 
 impl UpstreamClient {
     /// Sends `request` (absolute URI) to `upstream` on a pooled connection or a new one.
-    pub async fn send(
+    ///
+    /// Not an `async fn` (here and in `send_h1`): an `async fn` keeps its arguments
+    /// twice in its future, and copies the request (~240 bytes) from one to the other.
+    pub fn send(
         &self,
         upstream: &Upstream,
         mut request: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
-        let pool = match self.pools.get(upstream.name.as_str()) {
-            Some(pool) => pool.clone(),
-            None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
-        };
-        // A handshake is a GET: other methods skip the header lookup.
-        if request.method() == Method::GET && request.headers().contains_key(UPGRADE) {
-            return Box::pin(self.send_upgrade(request, upstream)).await;
-        }
-        if pool.h2.is_open() {
-            return self.send_on_h2(&pool, request, upstream).await;
-        }
-        // Pooled connections first; one the server closed meanwhile hands the request
-        // back unsent, and the next one (or a new one) gets it.
-        while let Some(sender) = pool.take() {
-            match send_h1(&pool, sender, request, upstream).await {
-                Ok(response) => return Ok(response),
-                Err(Unsent::Again(back)) => request = *back,
-                Err(Unsent::Failed(e)) => return Err(e),
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + Send {
+        async move {
+            let pool = match self.pools.get(upstream.name.as_str()) {
+                Some(pool) => pool.clone(),
+                None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
+            };
+            // A handshake is a GET: other methods skip the header lookup.
+            if request.method() == Method::GET && request.headers().contains_key(UPGRADE) {
+                return Box::pin(self.send_upgrade(request, upstream)).await;
             }
+            if pool.h2.is_open() {
+                return self.send_on_h2(&pool, request, upstream).await;
+            }
+            // Pooled connections first; one the server closed meanwhile hands the request
+            // back unsent, and the next one (or a new one) gets it.
+            while let Some(sender) = pool.take() {
+                match send_h1(&pool, sender, request, upstream).await {
+                    Ok(response) => return Ok(response),
+                    Err(Unsent::Again(back)) => request = *back,
+                    Err(Unsent::Failed(e)) => return Err(e),
+                }
+            }
+            Box::pin(self.send_on_connected(&pool, request, upstream, None)).await
         }
-        Box::pin(self.send_on_connected(&pool, request, upstream, None)).await
     }
 
     /// On a new connection. Always boxed by the caller: connecting (TLS, HTTP/2
@@ -286,26 +292,28 @@ enum Unsent {
     Failed(SendError),
 }
 
-async fn send_h1(
+fn send_h1(
     pool: &Arc<Pool>,
     mut sender: http1::SendRequest<Body>,
     mut request: Request<Body>,
     upstream: &Upstream,
-) -> Result<Response<UpstreamBody>, Unsent> {
-    if sender.ready().await.is_err() {
-        return Err(Unsent::Again(Box::new(request)));
-    }
-    to_wire_form(&mut request, pool.host.as_ref(), upstream).map_err(Unsent::Failed)?;
-    match sender.try_send_request(request).await {
-        Ok(response) => {
-            refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
-            let lender = Some((pool.clone(), sender));
-            Ok(response.map(|body| UpstreamBody::new(body, lender)))
+) -> impl Future<Output = Result<Response<UpstreamBody>, Unsent>> + Send {
+    async move {
+        if sender.ready().await.is_err() {
+            return Err(Unsent::Again(Box::new(request)));
         }
-        Err(mut e) => match e.take_message() {
-            Some(back) => Err(Unsent::Again(Box::new(back))),
-            None => Err(Unsent::Failed(SendError::Request(e.into_error()))),
-        },
+        to_wire_form(&mut request, pool.host.as_ref(), upstream).map_err(Unsent::Failed)?;
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
+                let lender = Some((pool.clone(), sender));
+                Ok(response.map(|body| UpstreamBody::new(body, lender)))
+            }
+            Err(mut e) => match e.take_message() {
+                Some(back) => Err(Unsent::Again(Box::new(back))),
+                None => Err(Unsent::Failed(SendError::Request(e.into_error()))),
+            },
+        }
     }
 }
 

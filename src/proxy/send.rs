@@ -3,6 +3,7 @@
 
 use crate::retry::Reason;
 use std::error::Error as StdError;
+use std::future::Future;
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, Uri, Version};
@@ -85,23 +86,25 @@ pub struct SendFailure {
 }
 
 /// Sends one attempt, begun at `started`, and waits for its response headers until
-/// `until`.
-pub async fn send<T: Transport>(
+/// `until`. Not an `async fn`, which would keep the request twice in its future.
+pub fn send<T: Transport>(
     client: &T,
     upstream: &Upstream,
     request: Request<Body>,
     (started, until): (Instant, Instant),
-) -> Result<Response<UpstreamBody>, SendFailure> {
-    match tokio::time::timeout_at(until, client.send(upstream, request)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(failure(upstream, &e)),
-        Err(_) => Err(SendFailure {
-            outcome: classify_transport(TransportFailure::Timeout),
-            error: ProxyError::Timeout {
-                upstream: upstream.name.clone(),
-                after: started.elapsed(),
-            },
-        }),
+) -> impl Future<Output = Result<Response<UpstreamBody>, SendFailure>> {
+    async move {
+        match tokio::time::timeout_at(until, client.send(upstream, request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(failure(upstream, &e)),
+            Err(_) => Err(SendFailure {
+                outcome: classify_transport(TransportFailure::Timeout),
+                error: ProxyError::Timeout {
+                    upstream: upstream.name.clone(),
+                    after: started.elapsed(),
+                },
+            }),
+        }
     }
 }
 

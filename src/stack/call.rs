@@ -38,47 +38,50 @@ pub(super) struct Call {
 
 impl Call {
     /// Reads the body with the primary upstream's `idle_timeout` between chunks.
-    pub async fn read<B: ClientBody>(
+    pub fn read<B: ClientBody>(
         mut parts: Parts,
         body: B,
         runtime: &Runtime,
         primary: &Hop,
-    ) -> Result<Call, ProxyError> {
-        let retry = &primary.upstream.retry;
-        let limits = BodyLimits {
-            retry_buffer_bytes: runtime.config.retry_buffer_bytes,
-            max_body_bytes: runtime.config.max_body_bytes,
-            idle_timeout: retry.idle_timeout,
-        };
-        let noted = ClientHeaders::scan(&parts.headers);
-        let content_length = content_length(noted.content_length);
-        let body = RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
-        let body_bytes = body
-            .buffered()
-            .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
-        let mut meta = RequestMeta::read(&noted, body.buffered(), body_bytes);
-        if runtime.config.journal.is_some() {
-            meta.fingerprint = Some(Box::new(RequestFingerprint::read(
-                &parts.method,
-                parts.uri.path(),
-                noted.idempotency_key,
-                body.buffered(),
-            )));
+    ) -> impl Future<Output = Result<Call, ProxyError>> {
+        async move {
+            let retry = &primary.upstream.retry;
+            let limits = BodyLimits {
+                retry_buffer_bytes: runtime.config.retry_buffer_bytes,
+                max_body_bytes: runtime.config.max_body_bytes,
+                idle_timeout: retry.idle_timeout,
+            };
+            let noted = ClientHeaders::scan(&parts.headers);
+            let content_length = content_length(noted.content_length);
+            let body =
+                RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
+            let body_bytes = body
+                .buffered()
+                .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
+            let mut meta = RequestMeta::read(&noted, body.buffered(), body_bytes);
+            if runtime.config.journal.is_some() {
+                meta.fingerprint = Some(Box::new(RequestFingerprint::read(
+                    &parts.method,
+                    parts.uri.path(),
+                    noted.idempotency_key,
+                    body.buffered(),
+                )));
+            }
+            let meta = Arc::new(meta);
+            let read_at = Instant::now();
+            let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
+            let copy = parts.headers.clone();
+            let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
+            Ok(Call {
+                replayable: body.is_replayable(),
+                body: Bodies(Some(body)),
+                parts,
+                own_headers,
+                meta,
+                deadline,
+                read_at,
+            })
         }
-        let meta = Arc::new(meta);
-        let read_at = Instant::now();
-        let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
-        let copy = parts.headers.clone();
-        let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
-        Ok(Call {
-            replayable: body.is_replayable(),
-            body: Bodies(Some(body)),
-            parts,
-            own_headers,
-            meta,
-            deadline,
-            read_at,
-        })
     }
 
     /// A request backstop finishes for a client that may leave (replay's

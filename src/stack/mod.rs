@@ -102,62 +102,65 @@ pub fn serve<'a, B: ClientBody, T: Transport>(
 }
 
 /// `serve`, for a request that runs detached from its client connection when `detach`
-/// is given.
-async fn serve_with<B: ClientBody, T: Transport>(
+/// is given. Not an `async fn`, which would keep the request twice in its future (its
+/// argument and its local) and copy it from one to the other.
+fn serve_with<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
     observer: Arc<dyn Observer>,
     mut request: Request<B>,
     detach: Option<Arc<Detach>>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let ident = Ident::new(&request);
-    let upgrade = websocket::client_side(&mut request);
-    // The path only: a query may carry `key=` credentials.
-    let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
-    let mut served = Served::new(detach);
-    // A closure, not a future held in a variable: awaited where it is made, the
-    // (2 KiB) future is built where it runs instead of being copied there.
-    let forwarding = || {
-        forward(
-            runtime,
-            transport,
-            &observer,
-            request,
-            &ident,
-            &mut served,
-            started,
-        )
-    };
-    // Only an enabled span (debug logs on) is worth entering on every poll.
-    let result = if span.is_disabled() {
-        forwarding().await
-    } else {
-        forwarding().instrument(span.clone()).await
-    };
-    // Only with `[journal] responses = true` is the body the client gets kept.
-    let keep_response = runtime
-        .config
-        .journal
-        .as_ref()
-        .filter(|j| j.responses)
-        .map(|j| j.max_response_bytes);
-    let Some(client) = upgrade else {
-        return respond::respond(
-            result,
-            served,
-            ident,
-            observer,
-            started,
-            &span,
-            keep_response,
-        );
-    };
-    let (session_observer, upstream) = (observer.clone(), served.upstream.clone());
-    let response = respond::respond(result, served, ident, observer, started, &span, None);
-    websocket::open(runtime, session_observer, upstream, client, response)
-        .instrument(span)
-        .await
+) -> impl Future<Output = Response<Body>> {
+    async move {
+        let started = Instant::now();
+        let ident = Ident::new(&request);
+        let upgrade = websocket::client_side(&mut request);
+        // The path only: a query may carry `key=` credentials.
+        let span = tracing::debug_span!("request", id = %ident.id, method = %ident.method, path = %ident.endpoint);
+        let mut served = Served::new(detach);
+        // A closure, not a future held in a variable: awaited where it is made, the
+        // (2 KiB) future is built where it runs instead of being copied there.
+        let forwarding = || {
+            forward(
+                runtime,
+                transport,
+                &observer,
+                request,
+                &ident,
+                &mut served,
+                started,
+            )
+        };
+        // Only an enabled span (debug logs on) is worth entering on every poll.
+        let result = if span.is_disabled() {
+            forwarding().await
+        } else {
+            forwarding().instrument(span.clone()).await
+        };
+        // Only with `[journal] responses = true` is the body the client gets kept.
+        let keep_response = runtime
+            .config
+            .journal
+            .as_ref()
+            .filter(|j| j.responses)
+            .map(|j| j.max_response_bytes);
+        let Some(client) = upgrade else {
+            return respond::respond(
+                result,
+                served,
+                ident,
+                observer,
+                started,
+                &span,
+                keep_response,
+            );
+        };
+        let (session_observer, upstream) = (observer.clone(), served.upstream.clone());
+        let response = respond::respond(result, served, ident, observer, started, &span, None);
+        websocket::open(runtime, session_observer, upstream, client, response)
+            .instrument(span)
+            .await
+    }
 }
 
 /// Steps 1–2, route, read and replay, then step 3 through the chain

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Request, Response};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -75,16 +75,10 @@ impl<T: Transport> Context<'_, T> {
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
             return failed(started, Reason::BodyNotReplayable, error);
         };
-        let outbound =
-            outbound_request(upstream, self.parts, self.path_and_query, body, own_headers);
-        let mut request = match outbound {
+        let request = match self.outbound(body, own_headers) {
             Ok(request) => request,
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
-        if let Some(len) = self.rewritten_len {
-            let headers = request.headers_mut();
-            headers.insert(http::header::CONTENT_LENGTH, len.into());
-        }
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
         match send(self.transport, upstream, request, (started, until)).await {
             Ok(response) => judge::judge(self, response, started).await,
@@ -93,6 +87,25 @@ impl<T: Transport> Context<'_, T> {
                 ..failed(started, outcome.reason(), error)
             },
         }
+    }
+}
+
+impl<T> Context<'_, T> {
+    /// The request this hop sends upstream. Built here, not in `run`: a local that is
+    /// borrowed (`headers_mut`) is kept in the future's state across every await.
+    fn outbound(
+        &self,
+        body: Body,
+        own_headers: Option<HeaderMap>,
+    ) -> Result<Request<Body>, ProxyError> {
+        let upstream = &*self.hop.upstream;
+        let mut request =
+            outbound_request(upstream, self.parts, self.path_and_query, body, own_headers)?;
+        if let Some(len) = self.rewritten_len {
+            let headers = request.headers_mut();
+            headers.insert(http::header::CONTENT_LENGTH, len.into());
+        }
+        Ok(request)
     }
 }
 
