@@ -87,6 +87,10 @@ impl UpstreamClient {
     ///
     /// Not an `async fn` (here and in `send_h1`): an `async fn` keeps its arguments
     /// twice in its future, and copies the request (~240 bytes) from one to the other.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
     pub fn send(
         &self,
         upstream: &Upstream,
@@ -292,6 +296,10 @@ enum Unsent {
     Failed(SendError),
 }
 
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
 fn send_h1(
     pool: &Arc<Pool>,
     mut sender: http1::SendRequest<Body>,

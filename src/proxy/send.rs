@@ -87,6 +87,10 @@ pub struct SendFailure {
 
 /// Sends one attempt, begun at `started`, and waits for its response headers until
 /// `until`. Not an `async fn`, which would keep the request twice in its future.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
 pub fn send<T: Transport>(
     client: &T,
     upstream: &Upstream,

@@ -155,6 +155,10 @@ async fn drain(mut connections: JoinSet<()>, grace: Duration) {
 /// A served connection, until it ends, its clock expires, or (after the stop signal)
 /// its in-flight requests are done. Not an `async fn`, which would keep the
 /// connection (~700 bytes) twice in the task.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
 fn until_done<C>(
     mut conn: C,
     clock: &ConnClock,

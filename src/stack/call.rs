@@ -38,6 +38,10 @@ pub(super) struct Call {
 
 impl Call {
     /// Reads the body with the primary upstream's `idle_timeout` between chunks.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
     pub fn read<B: ClientBody>(
         mut parts: Parts,
         body: B,

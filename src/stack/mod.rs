@@ -104,6 +104,10 @@ pub fn serve<'a, B: ClientBody, T: Transport>(
 /// `serve`, for a request that runs detached from its client connection when `detach`
 /// is given. Not an `async fn`, which would keep the request twice in its future (its
 /// argument and its local) and copy it from one to the other.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
 fn serve_with<B: ClientBody, T: Transport>(
     runtime: &Runtime,
     transport: &T,
