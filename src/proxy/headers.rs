@@ -107,6 +107,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter(|name| is_hop_by_hop(name))
         .cloned()
         .collect();
+    // `Connection` is one of them: with none found, no header is listed in one either.
+    if doomed.is_empty() {
+        return;
+    }
     let listed = headers
         .get_all(CONNECTION)
         .iter()
@@ -230,6 +234,18 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "x-request-id"]);
+    }
+
+    #[test]
+    fn a_head_without_hop_by_hop_headers_is_left_as_it_is() {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.append("x-private-hop", HeaderValue::from_static("1"));
+        h.append("x-private-hop", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 
     #[test]
