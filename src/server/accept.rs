@@ -172,12 +172,16 @@ where
         // connection's wakes (`Woken`).
         let mut expired = std::pin::pin!(Woken::new(clock.expired()));
         let stopped = Woken::new(stop.wait_for(|stopped| *stopped));
+        // `biased`: in this order, without drawing a random start on each of the
+        // connection's wakes (several a request); the watchdogs are cheap when idle.
         tokio::select! {
+            biased;
             ended = &mut conn => return ended.map_err(BoxError::from),
             _ = expired.as_mut() => return Ok(()),
             _ = stopped => Pin::new(&mut conn).drain(),
         }
         tokio::select! {
+            biased;
             ended = conn => ended.map_err(BoxError::from),
             _ = expired => Ok(()),
         }
