@@ -247,7 +247,10 @@ impl<T: Transport> Chain<'_, T> {
         let fallback_on = primary.upstream.fallback_on;
         while let Some((index, hop)) = chain.next() {
             let next = chain.peek().filter(|_| call.replayable);
-            served.at(hop);
+            // The primary (the chain's first hop) was noted when it was routed.
+            if index > 0 {
+                served.at(hop);
+            }
             let reporter = Reporter {
                 observer: self.observer,
                 ident: self.ident,
