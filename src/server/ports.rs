@@ -60,7 +60,7 @@ pub(super) fn proxy_handler(
         let observer = observer.clone();
         // Boxed: hyper keeps a slot the size of this future for the connection's whole
         // life, and a stream's connection outlives the future (done once headers are
-        // sent) by minutes. Boxed, the ~4 KiB are freed when the response starts.
+        // sent) by minutes. Boxed, the ~5 KiB are freed when the response starts.
         // Built in its box (`in_place`), not on the stack and then copied.
         in_place::boxed(|| async move {
             // `serve` directly, not through another async fn: each level of
