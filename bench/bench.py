@@ -134,13 +134,19 @@ def children(pid):
     return out
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_split(pids):
+    """CPU seconds used so far by pids: (in user space, in the kernel)."""
+    user = system = 0
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
-    return total / TICK
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / TICK, system / TICK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_split(pids))
 
 
 def busy_seconds():
@@ -325,7 +331,7 @@ def wrk(url, conns, secs, threads, watch_pids, script="post.lua"):
     """Runs wrk; returns its numbers plus the CPU seconds and peak RSS of watch_pids."""
     cmd = ["wrk", "-t", str(min(threads, conns)), "-c", str(conns), "-d", f"{secs}s",
            "--latency", "-s", os.path.join(HERE, script), url]
-    cpu0 = cpu_seconds(watch_pids) if watch_pids else 0.0
+    user0, system0 = cpu_split(watch_pids) if watch_pids else (0.0, 0.0)
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
@@ -340,7 +346,9 @@ def wrk(url, conns, secs, threads, watch_pids, script="post.lua"):
     if not r["requests"]:
         sys.exit(f"bench: wrk got nothing from {url}:\n{out}")
     if watch_pids:
-        r["cpu_s"] = cpu_seconds(watch_pids) - cpu0
+        user1, system1 = cpu_split(watch_pids)
+        r["cpu_s"] = (user1 - user0) + (system1 - system0)
+        r["cpu_user_s"] = user1 - user0
         r["rss_peak_kib"] = peak
     return r
 

@@ -29,6 +29,12 @@ def cpu_per_10k(r, successes=False):
     return r["cpu_s"] / n * 1e4 if n else None
 
 
+def user_per_10k(r):
+    """CPU in user space per 10k requests; None for runs from before it was recorded."""
+    n = r["requests"]
+    return r["cpu_user_s"] / n * 1e4 if n and "cpu_user_s" in r else None
+
+
 def names(R, phase=None):
     """Contestants of the run, or of one phase (the failure path has no hyper-floor)."""
     all_ = R.get("contestants", OLD_NAMES)
@@ -51,6 +57,7 @@ def summarize(R):
                 "rps": med([r["rps"] for r in runs]),
                 "vs_direct": per_round(runs, R[c]["direct"], lambda a, b: a["rps"] / b["rps"]),
                 "cpu10k": med([cpu_per_10k(r) for r in runs]) if n != "direct" else None,
+                "user10k": med([user_per_10k(r) for r in runs]) if n != "direct" else None,
                 "core": med([r["cpu_s"] / R["config"]["seconds"] for r in runs]) if n != "direct" else None,
                 "rss": med([r["rss_peak_kib"] for r in runs]) if n != "direct" else None,
                 "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
@@ -186,6 +193,15 @@ def targets(R, S):
     return "\n".join(out)
 
 
+def part_ratio(phase, who, part):
+    """who / nginx in CPU per request, counting only the user-space or only the kernel part:
+    the median of same-round ratios."""
+    def one(r):
+        user = user_per_10k(r)
+        return user if part == "user" else cpu_per_10k(r) - user
+    return per_round(phase[who], phase["nginx"], lambda a, b: one(a) / one(b))
+
+
 def gap(R, S):
     """backstop / nginx split into what the HTTP stack costs and what backstop adds."""
     L = ["## Where the gap is\n",
@@ -213,6 +229,18 @@ def gap(R, S):
             L[-1] += (f" Of backstop's extra {f(b - n, 3)} over nginx, {f(fl - n, 3)} "
                       f"({f((fl - n) / (b - n) * 100, 0)} %) is the HTTP stack and {f(b - fl, 3)} "
                       f"({f((b - fl) / (b - n) * 100, 0)} %) is backstop's own work.")
+        users = [S[f"c32_{x}"]["user10k"] for x in ("nginx", FLOOR, "backstop")]
+        if None not in users:
+            un, uf, ub = users
+            c32 = R["c32"]
+            L.append(f"\nThe same split into user space and the kernel (utime and stime): nginx "
+                     f"{f(un, 3)} + {f(n - un, 3)}, {FLOOR} {f(uf, 3)} + {f(fl - uf, 3)}, backstop "
+                     f"{f(ub, 3)} + {f(b - ub, 3)}; backstop / nginx {f(part_ratio(c32, 'backstop', 'user'))}× "
+                     f"in user space and {f(part_ratio(c32, 'backstop', 'kernel'))}× in the kernel, "
+                     f"{FLOOR} / nginx {f(part_ratio(c32, FLOOR, 'user'))}× and "
+                     f"{f(part_ratio(c32, FLOOR, 'kernel'))}×. The kernel's "
+                     "part is the reads, writes and epoll waits every proxy makes; what the "
+                     "proxies' own code costs is the user-space part.")
     return "\n".join(L) + "\n"
 
 
