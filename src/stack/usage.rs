@@ -28,7 +28,7 @@ pub(super) struct UsageTail {
 impl UsageTail {
     pub fn push(&mut self, data: &[u8]) {
         let room = |kept: &Vec<u8>| USAGE_WINDOW.saturating_sub(kept.len());
-        if let Some(at) = rfind(data, USAGE_KEY) {
+        if let Some(at) = rfind_key(data) {
             self.kept.clear();
             let end = data.len().min(at + USAGE_WINDOW);
             match settled(&data[at..end]) {
@@ -62,7 +62,7 @@ impl UsageTail {
         let head = data.len().min(USAGE_KEY.len() - 1);
         joint[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
         joint[self.carry_len..self.carry_len + head].copy_from_slice(&data[..head]);
-        rfind(&joint[..self.carry_len + head], USAGE_KEY).filter(|&at| at < self.carry_len)
+        rfind_key(&joint[..self.carry_len + head]).filter(|&at| at < self.carry_len)
     }
 
     fn keep_carry(&mut self, data: &[u8]) {
@@ -104,7 +104,7 @@ fn settled(rest: &[u8]) -> Option<Option<Usage>> {
 /// from the body streamed in pieces (the tests hold them to it).
 #[cfg(test)]
 fn usage_in(body: &[u8]) -> Option<Usage> {
-    usage_at(&body[rfind(body, USAGE_KEY)?..])
+    usage_at(&body[rfind_key(body)?..])
 }
 
 /// Prompt/input and completion/output tokens of the `usage` object that `rest` starts
@@ -226,9 +226,14 @@ impl<'a> Scan<'a> {
 
 /// The last `needle` in `haystack`, tried only where its first byte is (`memrchr`):
 /// cheaper than building a `memmem` finder for bodies this short.
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, _) = needle.split_first()?;
-    memchr::memrchr_iter(first, haystack).find(|&at| haystack[at..].starts_with(needle))
+/// Where the last `"usage"` key in `haystack` starts. Found by its `g`, which the JSON
+/// after the key seldom has (`"prompt_tokens":12,…`), rather than by its `"`, which
+/// every string after it has twice: one look instead of one per quote.
+fn rfind_key(haystack: &[u8]) -> Option<usize> {
+    const ANCHOR: usize = 4;
+    memchr::memrchr_iter(USAGE_KEY[ANCHOR], haystack)
+        .filter_map(|at| at.checked_sub(ANCHOR))
+        .find(|&start| haystack[start..].starts_with(USAGE_KEY))
 }
 
 #[cfg(test)]
@@ -358,5 +363,23 @@ mod tests {
             None,
             "no u64"
         );
+    }
+
+    proptest::proptest! {
+        /// The key found by its `g` is the last one, as a plain search from the end
+        /// finds it: keys cut short, run together or at either edge included.
+        #[test]
+        fn the_last_key_is_found_wherever_it_is(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"\"usage\""[..], b"\"usage", b"usage\"", b"g", b"\"", b"ge\"", b"\"usag", b"x", b":{",
+                ]),
+                0..12,
+            )
+        ) {
+            let haystack = pieces.concat();
+            let plain = (0..haystack.len()).rev().find(|&at| haystack[at..].starts_with(USAGE_KEY));
+            proptest::prop_assert_eq!(rfind_key(&haystack), plain);
+        }
     }
 }
