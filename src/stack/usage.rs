@@ -224,11 +224,10 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// The last `needle` in `haystack`, tried only where its first byte is (`memrchr`):
-/// cheaper than building a `memmem` finder for bodies this short.
-/// Where the last `"usage"` key in `haystack` starts. Found by its `g`, which the JSON
-/// after the key seldom has (`"prompt_tokens":12,…`), rather than by its `"`, which
-/// every string after it has twice: one look instead of one per quote.
+/// Where the last `"usage"` key in `haystack` starts, tried only where its `g` is
+/// (`memrchr`): the JSON after the key seldom has one (`"prompt_tokens":12,…`), while
+/// every string after it has two `"`. Cheaper than a `memmem` finder for bodies this
+/// short.
 fn rfind_key(haystack: &[u8]) -> Option<usize> {
     const ANCHOR: usize = 4;
     memchr::memrchr_iter(USAGE_KEY[ANCHOR], haystack)
