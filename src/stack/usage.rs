@@ -229,6 +229,7 @@ impl<'a> Scan<'a> {
 /// every string after it has two `"`. Cheaper than a `memmem` finder for bodies this
 /// short.
 fn rfind_key(haystack: &[u8]) -> Option<usize> {
+    // Where the `g` is in `"usage"`.
     const ANCHOR: usize = 4;
     memchr::memrchr_iter(USAGE_KEY[ANCHOR], haystack)
         .filter_map(|at| at.checked_sub(ANCHOR))
