@@ -216,6 +216,27 @@ pub fn endpoint_kind(path: &str) -> &'static str {
     "other"
 }
 
+/// The request's path as the events hold it. The paths of OpenAI's own API are shared
+/// copies made once (a request to one of them allocates nothing for its path); any
+/// other path is copied.
+pub fn endpoint_path(path: &str) -> Arc<str> {
+    static KNOWN: std::sync::LazyLock<[Arc<str>; 6]> = std::sync::LazyLock::new(|| {
+        [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+            "/v1/moderations",
+            "/v1/models",
+        ]
+        .map(Arc::from)
+    });
+    match KNOWN.iter().find(|known| ***known == *path) {
+        Some(known) => known.clone(),
+        None => path.into(),
+    }
+}
+
 impl AttemptReport {
     /// This attempt ended the request.
     pub fn is_final(&self) -> bool {
@@ -314,7 +335,8 @@ impl Observer for LogObserver {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint_kind;
+    use super::{endpoint_kind, endpoint_path};
+    use std::sync::Arc;
 
     #[test]
     fn endpoint_labels_are_a_fixed_set() {
@@ -346,6 +368,26 @@ mod tests {
         ];
         for (path, kind) in cases {
             assert_eq!(endpoint_kind(path), kind, "{path}");
+        }
+    }
+
+    #[test]
+    fn openai_paths_are_shared_and_any_other_path_is_kept_as_it_is() {
+        let chat = endpoint_path("/v1/chat/completions");
+        assert!(Arc::ptr_eq(&chat, &endpoint_path("/v1/chat/completions")));
+        assert_eq!(&*chat, "/v1/chat/completions");
+        for path in [
+            "/v1/chat/completions/",
+            "/openai/deployments/d/chat/completions",
+            "/v1/modelsx",
+            "",
+        ] {
+            let kept = endpoint_path(path);
+            assert_eq!(&*kept, path);
+            assert!(
+                !Arc::ptr_eq(&kept, &endpoint_path(path)),
+                "{path} is copied"
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use http::Method;
 use super::attempt::AttemptResult;
 use super::fallback::Next;
 use crate::error::ProxyError;
-use crate::events::{AttemptReport, Observer, Verdict, endpoint_kind};
+use crate::events::{AttemptReport, Observer, Verdict, endpoint_kind, endpoint_path};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Decision, GiveUp, Outcome, Reason};
@@ -31,7 +31,7 @@ impl Ident {
     pub fn new<B>(request: &http::Request<B>) -> Ident {
         let mut buf = uuid::Uuid::encode_buffer();
         let id = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
-        let endpoint: Arc<str> = request.uri().path().into();
+        let endpoint = endpoint_path(request.uri().path());
         Ident {
             id: Arc::from(&*id),
             method: request.method().clone(),
