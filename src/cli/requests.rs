@@ -189,7 +189,7 @@ fn row(r: &JournalRecord) -> [String; 10] {
     let time = r.timestamp.0.rfc3339();
     [
         format!("{} {}", &time[..10], &time[11..19]),
-        opt(&r.request_id),
+        r.request_id.as_deref().unwrap_or("-").to_owned(),
         opt(&r.upstream),
         opt(&r.endpoint),
         num(r.status.map(u64::from)),

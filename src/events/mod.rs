@@ -17,9 +17,11 @@ use crate::retry::{Decision, GiveUp, Outcome};
 
 mod fanout;
 mod recording;
+mod request_id;
 
 pub use fanout::Observers;
 pub use recording::RecordingObserver;
+pub use request_id::RequestId;
 
 /// What backstop did after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +50,7 @@ impl Verdict {
 
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
-    pub request_id: Arc<str>,
+    pub request_id: RequestId,
     pub upstream: Arc<str>,
     pub method: Method,
     /// The request path without its query.
@@ -140,7 +142,7 @@ pub struct Usage {
 /// One per client request, when its response body has ended (or the client left).
 #[derive(Debug, Clone)]
 pub struct RequestEvent {
-    pub request_id: Arc<str>,
+    pub request_id: RequestId,
     /// `None` when no upstream matched.
     pub upstream: Option<Arc<str>>,
     pub method: Method,

@@ -148,6 +148,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::events::RequestId;
     use crate::failure_log::{Micros, Timestamp};
     use crate::journal::record::{JournalResponse, UsageRecord};
     use crate::request_fingerprint::Sha256Hex;
@@ -209,7 +210,7 @@ mod tests {
         )
             .prop_map(|(a, b, c)| JournalRecord {
                 timestamp: Timestamp(Micros(a.0)),
-                request_id: a.1,
+                request_id: a.1.as_deref().map(RequestId::from),
                 upstream: a.2,
                 method: a.3.map(Into::into),
                 endpoint: a.4,

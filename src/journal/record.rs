@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::REQUESTS;
-use crate::events::{BodyEnd, RequestEvent};
+use crate::events::{BodyEnd, RequestEvent, RequestId};
 use crate::failure_log::{DailyRecord, FileKind, Micros, Timestamp};
 use crate::request_fingerprint::Sha256Hex;
 use crate::response_capture::CapturedResponse;
@@ -66,7 +66,7 @@ pub struct JournalRecord {
     /// When the request ended.
     pub timestamp: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<Arc<str>>,
+    pub request_id: Option<RequestId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,13 +16,14 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use super::detach::Detach;
 use super::replay::Ticket;
 use crate::body::{Body, BoxError};
+use crate::events::RequestId;
 use crate::replay::local::now_ms;
 use crate::replay::{Kept, ReplayReason};
 
 /// What is kept so far.
 pub(super) struct Keeping {
     ticket: Ticket,
-    request_id: Arc<str>,
+    request_id: RequestId,
     status: u16,
     headers: Vec<(HeaderName, HeaderValue)>,
     chunks: Vec<Bytes>,
@@ -33,7 +34,7 @@ pub(super) struct Keeping {
 impl Keeping {
     pub fn new(
         ticket: Ticket,
-        request_id: Arc<str>,
+        request_id: RequestId,
         status: u16,
         headers: Vec<(HeaderName, HeaderValue)>,
         detach: Option<Arc<Detach>>,
@@ -67,7 +68,7 @@ impl Keeping {
         }
         let keep_for = u64::try_from(self.ticket.keep_for.as_millis()).unwrap_or(u64::MAX);
         let kept = Arc::new(Kept {
-            request_id: self.request_id.as_ref().into(),
+            request_id: self.request_id.as_str().into(),
             request_body: self.ticket.request_body,
             expires_at: now_ms().saturating_add(keep_for),
             status: self.status,

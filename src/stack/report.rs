@@ -10,7 +10,7 @@ use http::Method;
 use super::attempt::AttemptResult;
 use super::fallback::Next;
 use crate::error::ProxyError;
-use crate::events::{AttemptReport, Observer, Verdict, endpoint_kind, endpoint_path};
+use crate::events::{AttemptReport, Observer, RequestId, Verdict, endpoint_kind, endpoint_path};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Decision, GiveUp, Outcome, Reason};
@@ -18,7 +18,7 @@ use crate::runtime::Hop;
 
 /// Who a request is, for every report and its `RequestEvent`.
 pub(super) struct Ident {
-    pub id: Arc<str>,
+    pub id: RequestId,
     pub method: Method,
     /// The request path without its query.
     pub endpoint: Arc<str>,
@@ -29,11 +29,9 @@ pub(super) struct Ident {
 impl Ident {
     /// A fresh request id (UUIDv7, encoded on the stack) for `request`.
     pub fn new<B>(request: &http::Request<B>) -> Ident {
-        let mut buf = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
         let endpoint = endpoint_path(request.uri().path());
         Ident {
-            id: Arc::from(&*id),
+            id: RequestId::new_v7(),
             method: request.method().clone(),
             kind: endpoint_kind(&endpoint),
             endpoint,

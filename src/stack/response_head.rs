@@ -3,6 +3,7 @@
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
+use crate::events::RequestId;
 use crate::proxy::headers::{ATTEMPTS, REQUEST_ID};
 
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
@@ -12,12 +13,12 @@ const UPSTREAM: HeaderName = HeaderName::from_static("x-backstop-upstream");
 /// an opinion, and `x-backstop-upstream` naming who answered.
 pub(super) fn add(
     headers: &mut HeaderMap,
-    request_id: &str,
+    request_id: &RequestId,
     attempts: u32,
     should_retry: Option<&'static str>,
     upstream: Option<&HeaderValue>,
 ) {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Ok(value) = HeaderValue::from_bytes(request_id.as_bytes()) {
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(ATTEMPTS, attempts_value(attempts));
@@ -61,13 +62,13 @@ mod tests {
     fn every_response_names_its_request_and_attempts() {
         let mut h = HeaderMap::new();
         let upstream = HeaderValue::from_static("azure-eu");
-        add(&mut h, "0190abc", 3, Some("false"), Some(&upstream));
+        add(&mut h, &"0190abc".into(), 3, Some("false"), Some(&upstream));
         assert_eq!(h["x-backstop-request-id"], "0190abc");
         assert_eq!(h["x-backstop-attempts"], "3");
         assert_eq!(h["x-should-retry"], "false");
         assert_eq!(h["x-backstop-upstream"], "azure-eu");
         let mut h = HeaderMap::new();
-        add(&mut h, "0190abc", 0, None, None);
+        add(&mut h, &"0190abc".into(), 0, None, None);
         assert!(!h.contains_key("x-should-retry") && !h.contains_key("x-backstop-upstream"));
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::detach::Detach;
 use super::replay::Ticket;
 use super::report::Ident;
-use crate::events::{BodyEnd, Observer, Replayed, RequestEvent};
+use crate::events::{BodyEnd, Observer, Replayed, RequestEvent, RequestId};
 use crate::limits::UpstreamLimits;
 use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
@@ -91,7 +91,7 @@ fn no_meta() -> Arc<RequestMeta> {
 pub(super) struct InFlight {
     observer: Arc<dyn Observer>,
     upstream: Option<Arc<str>>,
-    id: Arc<str>,
+    id: RequestId,
     method: http::Method,
     endpoint: Arc<str>,
     endpoint_kind: &'static str,
