@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 use crate::error::error_json;
+use crate::request_meta::RequestMeta;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -26,8 +27,8 @@ pub enum StreamError {
     Broken(#[source] BoxError),
 }
 
-/// How the body of a request's final response failed, if it did: set by `GuardedBody`,
-/// read when the request's `RequestEvent` is made.
+/// How the body of a request's final response failed, if it did: set by `GuardedBody`
+/// in the request's `RequestMeta`, read when the request's `RequestEvent` is made.
 #[derive(Debug, Default)]
 pub struct StreamFate(OnceLock<&'static str>);
 
@@ -40,7 +41,8 @@ impl StreamFate {
 pin_project_lite::pin_project! {
     #[project = Guarded]
     pub struct GuardedBody {
-        fate: Option<Arc<StreamFate>>,
+        // The request whose `fate` an early end is reported to.
+        meta: Option<Arc<RequestMeta>>,
         // Bytes already read from the upstream (while deciding), sent first.
         prefix: Option<Bytes>,
         #[pin]
@@ -79,7 +81,7 @@ impl GuardedBody {
         sse: bool,
     ) -> GuardedBody {
         GuardedBody {
-            fate: None,
+            meta: None,
             prefix: (!prefix.is_empty()).then_some(prefix),
             inner,
             idle: None,
@@ -104,9 +106,9 @@ impl GuardedBody {
 }
 
 impl GuardedBody {
-    /// Reports an early end to `fate`.
-    pub fn watched_by(mut self, fate: Arc<StreamFate>) -> GuardedBody {
-        self.fate = Some(fate);
+    /// Reports an early end to the request's `fate`.
+    pub fn watched_by(mut self, meta: Arc<RequestMeta>) -> GuardedBody {
+        self.meta = Some(meta);
         self
     }
 }
@@ -129,8 +131,8 @@ fn end_early(
         StreamError::Idle(_) => "stream_idle_timeout",
         StreamError::Broken(_) => "stream_interrupted",
     };
-    if let Some(fate) = this.fate {
-        let _ = fate.0.set(code);
+    if let Some(meta) = this.meta {
+        let _ = meta.fate.0.set(code);
     }
     if *this.sse {
         let event = error_event(this.sent.at_event_end(), code, &failure.to_string());

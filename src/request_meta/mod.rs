@@ -4,7 +4,8 @@
 //! read only when something asks (a failure record, a token limit, a model label, a
 //! fallback's model map), since most requests never need them and parsing the body is
 //! the largest cost backstop adds to a request. A body that does not parse is fine, the
-//! fields are just absent. Never prompt text.
+//! fields are just absent. Never prompt text. And, once its response is on its way,
+//! how that response's body ended early if it did (`fate`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::proxy::headers::ClientHeaders;
+use crate::proxy::response_body::StreamFate;
 use crate::request_fingerprint::RequestFingerprint;
 use serde::de::IgnoredAny;
 
@@ -38,6 +40,10 @@ pub struct RequestMeta {
     /// keep its request body, or the client connection's read buffer it is a slice of).
     body: Mutex<Option<Bytes>>,
     hints: OnceLock<BodyHints>,
+    /// Set by the final response's body when it ends early (stalled or broken), read
+    /// when the request's `RequestEvent` is made. Kept here, in the request's one shared
+    /// record, so that saying it needs no allocation of its own.
+    pub fate: StreamFate,
 }
 
 /// What the JSON body says about the call.
@@ -118,6 +124,7 @@ impl RequestMeta {
             fingerprint: None,
             body: Mutex::new(body.filter(|b| b.first() == Some(&b'{')).cloned()),
             hints: OnceLock::new(),
+            fate: StreamFate::default(),
         };
         if body.is_some_and(|b| b.len() > KEEP_FOR_HINTS) {
             meta.hints();

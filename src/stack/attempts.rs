@@ -46,7 +46,7 @@ pub(super) async fn run<T: Transport>(
         hop,
         parts: &call.parts,
         deadline: call.deadline,
-        fate: &served.fate,
+        meta: &call.meta,
         path_and_query: path_and_query
             .as_deref()
             .unwrap_or_else(|| client_path(&call.parts)),

@@ -79,7 +79,6 @@ pub(super) fn respond(
         observer,
         event,
         started,
-        served.fate.clone(),
         look_for_usage,
         served.settle.take(),
     );

@@ -11,7 +11,6 @@ use super::replay::Ticket;
 use super::report::Ident;
 use crate::events::{BodyEnd, Observer, Replayed, RequestEvent, RequestId};
 use crate::limits::UpstreamLimits;
-use crate::proxy::response_body::StreamFate;
 use crate::request_meta::RequestMeta;
 use crate::retry::GiveUp;
 
@@ -23,7 +22,6 @@ pub(super) struct Served {
     pub upstream: Option<Arc<str>>,
     pub upstream_header: Option<http::HeaderValue>,
     pub meta: Arc<RequestMeta>,
-    pub fate: Arc<StreamFate>,
     pub queue_wait: Duration,
     /// Settles the token estimate when `usage` is known.
     pub settle: Option<(Arc<UpstreamLimits>, u64)>,
@@ -53,7 +51,6 @@ impl Served {
             upstream: None,
             upstream_header: None,
             meta: no_meta(),
-            fate: Arc::default(),
             queue_wait: Duration::ZERO,
             settle: None,
             in_flight: None,

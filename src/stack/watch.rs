@@ -17,13 +17,11 @@ use super::usage::UsageTail;
 use crate::body::{Body, BoxError};
 use crate::events::{BodyEnd, Observer, RequestEvent};
 use crate::limits::UpstreamLimits;
-use crate::proxy::response_body::StreamFate;
 
 struct Watch {
     observer: Arc<dyn Observer>,
     event: Option<RequestEvent>,
     started: Instant,
-    fate: Arc<StreamFate>,
     /// `Some` when usage should be looked for.
     tail: Option<UsageTail>,
     ended_clean: bool,
@@ -39,7 +37,7 @@ impl Watch {
             return;
         };
         event.duration = self.started.elapsed();
-        event.end = match (end, self.fate.failure()) {
+        event.end = match (end, event.meta.fate.failure()) {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
         };
@@ -98,7 +96,6 @@ impl WatchedBody {
         observer: Arc<dyn Observer>,
         event: RequestEvent,
         started: Instant,
-        fate: Arc<StreamFate>,
         look_for_usage: bool,
         settle: Option<(Arc<UpstreamLimits>, u64)>,
     ) -> WatchedBody {
@@ -110,7 +107,6 @@ impl WatchedBody {
                 observer,
                 event: Some(event),
                 started,
-                fate,
                 tail,
                 ended_clean,
                 settle,

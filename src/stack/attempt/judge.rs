@@ -45,7 +45,7 @@ pub(super) async fn judge<T>(
         return first_event(ctx, head, body, id, started).await;
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
-    let body = GuardedBody::new(body, idle, sse).watched_by(ctx.fate.clone());
+    let body = GuardedBody::new(body, idle, sse).watched_by(ctx.meta.clone());
     answered(head, body, id, started, Outcome::Success)
 }
 
@@ -65,7 +65,7 @@ async fn error<T>(
     ctx.hop
         .limits
         .observe(head.status.as_u16(), &head.headers, server_delay);
-    let body = rest_of(peeked, idle, sse).watched_by(ctx.fate.clone());
+    let body = rest_of(peeked, idle, sse).watched_by(ctx.meta.clone());
     let mut attempted = answered(head, body, id, started, outcome);
     attempted.value.error_code = error_code;
     attempted.value.error_message = error_message;
@@ -109,7 +109,7 @@ async fn first_event<T>(
             let first = peek::first_event(&peeked.prefix).unwrap_or_default();
             let error_event = peek::is_error_event(&first);
             let idle = settings.idle_timeout;
-            let body = rest_of(peeked, idle, true).watched_by(ctx.fate.clone());
+            let body = rest_of(peeked, idle, true).watched_by(ctx.meta.clone());
             if !error_event {
                 return answered(head, body, id, started, Outcome::Success);
             }

@@ -18,8 +18,8 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
-use crate::proxy::response_body::StreamFate;
 use crate::proxy::send::{SendFailure, outbound_request, send};
+use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Outcome, Reason};
 use crate::runtime::Hop;
@@ -40,8 +40,8 @@ pub(super) struct Context<'a, T> {
     pub hop: &'a Hop,
     pub parts: &'a Parts,
     pub deadline: Instant,
-    /// Where the final response's body reports an early end.
-    pub fate: &'a Arc<StreamFate>,
+    /// The request: its final response's body reports an early end to its `fate`.
+    pub meta: &'a Arc<RequestMeta>,
     /// The path and query to send (the client's, or rewritten for this hop).
     pub path_and_query: &'a str,
     /// The length of the body when this hop rewrote it (its `content-length`).
