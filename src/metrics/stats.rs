@@ -172,10 +172,12 @@ impl Stats {
         duration: Duration,
     ) -> Option<u64> {
         let mut t = self.tallies.lock();
-        t.each(upstream, tag, |tally| tally.finish(failed, duration));
-        upstream
-            .and_then(|u| t.upstreams.get(u))
-            .map(|tally| tally.consecutive_failures)
+        if let Some(tag) = tag {
+            t.tag(tag).finish(failed, duration);
+        }
+        let tally = t.upstreams.get_mut(upstream?)?;
+        tally.finish(failed, duration);
+        Some(tally.consecutive_failures)
     }
 
     pub fn retry(&self, upstream: &str, tag: Option<&Arc<str>>) {
