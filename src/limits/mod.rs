@@ -70,10 +70,11 @@ impl UpstreamLimits {
 
     /// Checks the circuit, then waits for pacing and the rate limits until `until`:
     /// the fleet's when Redis answers in time, else this replica's own. Returns the
-    /// time spent waiting.
+    /// time spent waiting. `now` is the time of asking.
     pub async fn admit(
         &self,
         estimated_tokens: u64,
+        now: Instant,
         until: Instant,
     ) -> Result<Duration, NotAdmitted> {
         if let Some(fleet) = &self.fleet
@@ -82,7 +83,7 @@ impl UpstreamLimits {
         {
             return admitted;
         }
-        self.admit_local(estimated_tokens, until).await
+        self.admit_local(estimated_tokens, now, until).await
     }
 
     /// The fleet decides the circuit and the limits in one round trip; the slot it
@@ -122,8 +123,9 @@ impl UpstreamLimits {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        // The fleet's answer took a round trip (and maybe a wait): the clock is read again.
         if let Some(pacer) = &self.pacer
-            && let Err(r) = pacer.admit(until).await
+            && let Err(r) = pacer.admit(Instant::now(), until).await
         {
             return Ok(Err(NotAdmitted::RateLimited {
                 retry_after: r.retry_after,
@@ -153,12 +155,19 @@ impl UpstreamLimits {
         Some(self.circuit_state())
     }
 
-    /// Pacing learns from a response; a pause it starts is the fleet's too.
-    pub fn observe(&self, status: u16, headers: &HeaderMap, server_delay: Option<Duration>) {
+    /// Pacing learns from a response (that arrived at `now`); a pause it starts is the
+    /// fleet's too.
+    pub fn observe(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+        server_delay: Option<Duration>,
+        now: Instant,
+    ) {
         let Some(pacer) = &self.pacer else {
             return;
         };
-        let pause = pacer.observe(status, headers, server_delay);
+        let pause = pacer.observe(status, headers, server_delay, now);
         if let (Some(pause), Some(fleet)) = (pause, &self.fleet) {
             fleet.publish_pause(pause);
         }
@@ -167,11 +176,12 @@ impl UpstreamLimits {
     async fn admit_local(
         &self,
         estimated_tokens: u64,
+        now: Instant,
         until: Instant,
     ) -> Result<Duration, NotAdmitted> {
         if let Some(breaker) = &self.breaker {
             breaker
-                .admit(Instant::now())
+                .admit(now)
                 .map_err(|open| NotAdmitted::CircuitOpen {
                     retry_after: open.retry_after,
                 })?;
@@ -179,7 +189,7 @@ impl UpstreamLimits {
         let mut waited = Duration::ZERO;
         if let Some(pacer) = &self.pacer {
             waited += pacer
-                .admit(until)
+                .admit(now, until)
                 .await
                 .map_err(|r| NotAdmitted::RateLimited {
                     retry_after: r.retry_after,
@@ -237,9 +247,9 @@ mod tests {
         assert!(limits.fleet.is_some(), "an upstream with a limit shares it");
 
         let now = Instant::now();
-        assert_eq!(limits.admit(0, now).await, Ok(Duration::ZERO));
+        assert_eq!(limits.admit(0, now, now).await, Ok(Duration::ZERO));
         assert!(matches!(
-            limits.admit(0, now).await,
+            limits.admit(0, now, now).await,
             Err(NotAdmitted::RateLimited { .. })
         ));
         assert_eq!(Instant::now(), now, "no time spent on Redis");

@@ -84,8 +84,8 @@ impl Pacer {
         status: u16,
         headers: &HeaderMap,
         server_delay: Option<Duration>,
+        now: Instant,
     ) -> Option<Duration> {
-        let now = Instant::now();
         let mut s = self.0.lock();
         let mut started = None;
         if status == 429 {
@@ -141,10 +141,11 @@ impl Pacer {
     }
 
     /// Takes the next slot, waiting for it; refuses if it would start after `until`.
-    pub async fn admit(&self, until: Instant) -> Result<Duration, Refused> {
+    /// `now` is the time of asking (the caller's clock read, shared with its other
+    /// checks).
+    pub async fn admit(&self, now: Instant, until: Instant) -> Result<Duration, Refused> {
         let wait = {
             let mut s = self.0.lock();
-            let now = Instant::now();
             let mut start = now.max(s.next_slot);
             if let Some(p) = s.paused_until {
                 start = start.max(p);
@@ -236,10 +237,11 @@ mod tests {
                 ("x-ratelimit-reset-requests", "10s"),
             ]),
             None,
+            Instant::now(),
         );
         let until = Instant::now() + Duration::from_secs(5);
-        assert_eq!(p.admit(until).await, Ok(Duration::ZERO));
-        assert_eq!(p.admit(until).await, Ok(Duration::ZERO));
+        assert_eq!(p.admit(Instant::now(), until).await, Ok(Duration::ZERO));
+        assert_eq!(p.admit(Instant::now(), until).await, Ok(Duration::ZERO));
     }
 
     #[tokio::test(start_paused = true)]
@@ -253,10 +255,11 @@ mod tests {
                 ("x-ratelimit-reset-requests", "10s"),
             ]),
             None,
+            Instant::now(),
         );
         let until = Instant::now() + Duration::from_secs(60);
-        let first = p.admit(until).await.expect("first");
-        let second = p.admit(until).await.expect("second");
+        let first = p.admit(Instant::now(), until).await.expect("first");
+        let second = p.admit(Instant::now(), until).await.expect("second");
         assert_eq!(first, Duration::ZERO);
         assert_eq!(second, Duration::from_secs(2), "10 s over 5 slots");
     }
@@ -264,15 +267,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_and_halves_the_rate() {
         let p = Pacer::default();
-        p.observe(429, &HeaderMap::new(), Some(Duration::from_millis(700)));
+        p.observe(
+            429,
+            &HeaderMap::new(),
+            Some(Duration::from_millis(700)),
+            Instant::now(),
+        );
         assert_eq!(p.view().factor, 0.5);
         let waited = p
-            .admit(Instant::now() + Duration::from_secs(5))
+            .admit(Instant::now(), Instant::now() + Duration::from_secs(5))
             .await
             .expect("admitted");
         assert_eq!(waited, Duration::from_millis(700));
         for _ in 0..10 {
-            p.observe(200, &HeaderMap::new(), None);
+            p.observe(200, &HeaderMap::new(), None, Instant::now());
         }
         assert_eq!(p.view().factor, 1.0, "additive recovery");
     }
@@ -280,9 +288,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_past_the_wait_limit_is_refused() {
         let p = Pacer::default();
-        p.observe(429, &HeaderMap::new(), Some(Duration::from_secs(30)));
+        p.observe(
+            429,
+            &HeaderMap::new(),
+            Some(Duration::from_secs(30)),
+            Instant::now(),
+        );
         let refused = p
-            .admit(Instant::now() + Duration::from_secs(5))
+            .admit(Instant::now(), Instant::now() + Duration::from_secs(5))
             .await
             .expect_err("too long");
         assert!(refused.retry_after >= Duration::from_secs(29));
@@ -299,10 +312,11 @@ mod tests {
                 ("x-ratelimit-reset-tokens", "1.5s"),
             ]),
             None,
+            Instant::now(),
         );
         assert_eq!(p.view().paused_for, Duration::from_millis(1500));
         assert!(
-            p.admit(Instant::now() + Duration::from_secs(1))
+            p.admit(Instant::now(), Instant::now() + Duration::from_secs(1))
                 .await
                 .is_err()
         );

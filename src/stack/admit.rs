@@ -44,10 +44,9 @@ pub(super) async fn admit(
     } else {
         0
     };
-    let until = call
-        .deadline
-        .min(Instant::now() + hop.upstream.max_queue_wait);
-    let admitted = limits.admit(estimate, until).await;
+    let now = Instant::now();
+    let until = call.deadline.min(now + hop.upstream.max_queue_wait);
+    let admitted = limits.admit(estimate, now, until).await;
     reporter.circuit();
     // The name is copied only for a refusal's error, not for every admitted request.
     let name = || hop.upstream.name.clone();

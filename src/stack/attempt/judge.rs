@@ -7,7 +7,7 @@
 //!   opens with an error event before any content can still be retried;
 //! - anything else: passed on as it is, streamed.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::response::Parts as Head;
 use http::{HeaderMap, Response};
@@ -38,15 +38,18 @@ pub(super) async fn judge<T>(
     if head.status.as_u16() >= 400 {
         return error(ctx, head, body, (sse, id), started).await;
     }
+    // One clock read for pacing and the attempt's duration.
+    let now = Instant::now();
     ctx.hop
         .limits
-        .observe(head.status.as_u16(), &head.headers, None);
+        .observe(head.status.as_u16(), &head.headers, None, now);
     if sse && head.status.is_success() {
         return first_event(ctx, head, body, id, started).await;
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
     let body = GuardedBody::new(body, idle, sse).watched_by(ctx.meta.clone());
-    answered(head, body, id, started, Outcome::Success)
+    let took = now.saturating_duration_since(started);
+    answered(head, body, id, took, Outcome::Success)
 }
 
 /// An error response: classified from its head and the start of its body.
@@ -62,11 +65,13 @@ async fn error<T>(
     let outcome = classify_response(head.status, &head.headers, &peeked.prefix);
     let (error_code, error_message) = error_fields(&peeked.prefix);
     let server_delay = server_delay(head.status, &head.headers, SystemTime::now());
+    let now = Instant::now();
     ctx.hop
         .limits
-        .observe(head.status.as_u16(), &head.headers, server_delay);
+        .observe(head.status.as_u16(), &head.headers, server_delay, now);
     let body = rest_of(peeked, idle, sse).watched_by(ctx.meta.clone());
-    let mut attempted = answered(head, body, id, started, outcome);
+    let took = now.saturating_duration_since(started);
+    let mut attempted = answered(head, body, id, took, outcome);
     attempted.value.error_code = error_code;
     attempted.value.error_message = error_message;
     attempted.server_delay = server_delay;
@@ -75,7 +80,7 @@ async fn error<T>(
 
 /// What was read while peeking, then the rest; an end other than a clean one or
 /// "enough read" is passed on as the failure it was.
-fn rest_of(peeked: Peeked, idle: std::time::Duration, sse: bool) -> GuardedBody {
+fn rest_of(peeked: Peeked, idle: Duration, sse: bool) -> GuardedBody {
     match peeked.end {
         PeekEnd::Broken(e) => {
             GuardedBody::failing_after(peeked.prefix, StreamError::Broken(e), sse)
@@ -111,13 +116,13 @@ async fn first_event<T>(
             let idle = settings.idle_timeout;
             let body = rest_of(peeked, idle, true).watched_by(ctx.meta.clone());
             if !error_event {
-                return answered(head, body, id, started, Outcome::Success);
+                return answered(head, body, id, started.elapsed(), Outcome::Success);
             }
             let outcome = Outcome::Retry {
                 reason: Reason::StreamErrorEvent,
                 kind: Retryable::Transient,
             };
-            let mut attempted = answered(head, body, id, started, outcome);
+            let mut attempted = answered(head, body, id, started.elapsed(), outcome);
             let (code, message) = error_fields(first.as_bytes());
             attempted.value.error_code = code;
             attempted.value.error_message = message;
@@ -153,13 +158,13 @@ fn answered(
     head: Head,
     body: GuardedBody,
     upstream_request_id: Option<UpstreamRequestId>,
-    started: Instant,
+    took: Duration,
     outcome: Outcome,
 ) -> Attempted<AttemptResult> {
     Attempted {
         value: AttemptResult {
             status: Some(head.status.as_u16()),
-            duration: started.elapsed(),
+            duration: took,
             upstream_request_id,
             error_code: None,
             error_message: None,
