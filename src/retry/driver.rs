@@ -34,7 +34,7 @@ pub struct Finished<T> {
 /// Runs attempts (`attempt(n)`, n from 1) until the policy returns or gives up.
 /// `observe` sees every attempt with its decision, before any delay.
 pub async fn drive<T, F, Fut>(
-    policy: &mut RetryPolicy,
+    policy: &mut RetryPolicy<'_>,
     mut attempt: F,
     mut observe: impl FnMut(u32, &Attempted<T>, &Decision),
 ) -> Finished<T>

@@ -68,23 +68,26 @@ impl GiveUp {
     }
 }
 
-pub struct RetryPolicy {
-    settings: RetrySettings,
+/// One request's retries on one upstream, under that upstream's settings (borrowed from
+/// the config the request runs under).
+pub struct RetryPolicy<'a> {
+    settings: &'a RetrySettings,
     budget: Arc<RetryBudget>,
     deadline: Instant,
     replayable: bool,
     retries: u32,
-    rng: fastrand::Rng,
+    /// Drawn only when a retry's delay is (most requests never need one).
+    rng: Option<fastrand::Rng>,
 }
 
-impl RetryPolicy {
+impl<'a> RetryPolicy<'a> {
     /// Starts a request: counts it towards the budget.
     pub fn new(
-        settings: RetrySettings,
+        settings: &'a RetrySettings,
         budget: Arc<RetryBudget>,
         deadline: Instant,
         replayable: bool,
-    ) -> RetryPolicy {
+    ) -> RetryPolicy<'a> {
         budget.deposit();
         RetryPolicy {
             settings,
@@ -92,13 +95,13 @@ impl RetryPolicy {
             deadline,
             replayable,
             retries: 0,
-            rng: fastrand::Rng::new(),
+            rng: None,
         }
     }
 
     /// Fixes the random sequence (tests).
-    pub fn with_seed(mut self, seed: u64) -> RetryPolicy {
-        self.rng = fastrand::Rng::with_seed(seed);
+    pub fn with_seed(mut self, seed: u64) -> RetryPolicy<'a> {
+        self.rng = Some(fastrand::Rng::with_seed(seed));
         self
     }
 
@@ -138,13 +141,14 @@ impl RetryPolicy {
             return Decision::GiveUp(GiveUp::RetriesExhausted);
         }
         let left = self.deadline.saturating_duration_since(now());
+        let rng = self.rng.get_or_insert_with(fastrand::Rng::new);
         let delay = match server_delay {
             Some(asked) if asked > self.settings.max_server_delay => {
                 return Decision::GiveUp(GiveUp::ServerDelayTooLong);
             }
             Some(asked) if asked >= left => return Decision::GiveUp(GiveUp::DeadlineExceeded),
-            Some(asked) => with_jitter(asked, self.rng.f64()).min(left),
-            None => backoff(&self.settings, kind, self.retries, self.rng.f64()),
+            Some(asked) => with_jitter(asked, rng.f64()).min(left),
+            None => backoff(self.settings, kind, self.retries, rng.f64()),
         };
         if delay >= left {
             return Decision::GiveUp(GiveUp::DeadlineExceeded);

@@ -53,7 +53,7 @@ pub(super) async fn run<T: Transport>(
         rewritten_len: rewritten.as_ref().map(|b| b.len() as u64),
     };
     let mut policy = RetryPolicy::new(
-        upstream.retry.clone(),
+        &upstream.retry,
         hop.budget.clone(),
         call.deadline,
         call.replayable,

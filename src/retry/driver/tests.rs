@@ -16,8 +16,10 @@ fn settings(extra: &str) -> RetrySettings {
     Config::from_toml(&text, &|_| None).expect("valid").retry
 }
 
-fn policy(s: RetrySettings) -> RetryPolicy {
-    let budget = Arc::new(RetryBudget::new(&s));
+fn policy(s: RetrySettings) -> RetryPolicy<'static> {
+    // A test's settings live as long as the test.
+    let s: &'static RetrySettings = Box::leak(Box::new(s));
+    let budget = Arc::new(RetryBudget::new(s));
     let deadline = Instant::now() + s.deadline;
     RetryPolicy::new(s, budget, deadline, true).with_seed(7)
 }
@@ -29,7 +31,7 @@ const S503: Outcome = Outcome::Retry {
 
 /// An attempt script: each call takes the next outcome and records when it ran.
 async fn run(
-    policy: &mut RetryPolicy,
+    policy: &mut RetryPolicy<'_>,
     script: Vec<(Outcome, Option<Duration>)>,
 ) -> (Finished<usize>, Vec<Duration>) {
     let start = Instant::now();

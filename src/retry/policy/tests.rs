@@ -9,10 +9,11 @@ fn settings(extra: &str) -> RetrySettings {
     Config::from_toml(&text, &|_| None).expect("valid").retry
 }
 
-fn policy(extra: &str) -> (RetryPolicy, Instant) {
-    let s = settings(extra);
+fn policy(extra: &str) -> (RetryPolicy<'static>, Instant) {
+    // A test's settings live as long as the test.
+    let s: &'static RetrySettings = Box::leak(Box::new(settings(extra)));
     let now = Instant::now();
-    let budget = Arc::new(RetryBudget::new(&s));
+    let budget = Arc::new(RetryBudget::new(s));
     let deadline = now + s.deadline;
     (
         RetryPolicy::new(s, budget, deadline, true).with_seed(1),
@@ -134,7 +135,7 @@ fn bodies_too_large_to_keep_are_never_retried() {
     let s = settings("");
     let now = Instant::now();
     let budget = Arc::new(RetryBudget::new(&s));
-    let mut p = RetryPolicy::new(s, budget, now + Duration::from_secs(60), false);
+    let mut p = RetryPolicy::new(&s, budget, now + Duration::from_secs(60), false);
     assert_eq!(
         p.decide(S503, None, now),
         Decision::GiveUp(GiveUp::BodyNotReplayable)
