@@ -40,7 +40,7 @@ pub(super) fn respond(
         &ident.id,
         served.attempts,
         should_retry,
-        served.upstream_header.as_ref(),
+        served.upstream_header.take(),
     );
     if let Some(in_flight) = served.in_flight.take() {
         in_flight.disarm();

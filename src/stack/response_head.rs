@@ -16,7 +16,7 @@ pub(super) fn add(
     request_id: &RequestId,
     attempts: u32,
     should_retry: Option<&'static str>,
-    upstream: Option<&HeaderValue>,
+    upstream: Option<HeaderValue>,
 ) {
     if let Ok(value) = HeaderValue::from_bytes(request_id.as_bytes()) {
         headers.insert(REQUEST_ID, value);
@@ -26,7 +26,7 @@ pub(super) fn add(
         headers.insert(SHOULD_RETRY, HeaderValue::from_static(value));
     }
     if let Some(name) = upstream {
-        headers.insert(UPSTREAM, name.clone());
+        headers.insert(UPSTREAM, name);
     }
 }
 
@@ -62,7 +62,7 @@ mod tests {
     fn every_response_names_its_request_and_attempts() {
         let mut h = HeaderMap::new();
         let upstream = HeaderValue::from_static("azure-eu");
-        add(&mut h, &"0190abc".into(), 3, Some("false"), Some(&upstream));
+        add(&mut h, &"0190abc".into(), 3, Some("false"), Some(upstream));
         assert_eq!(h["x-backstop-request-id"], "0190abc");
         assert_eq!(h["x-backstop-attempts"], "3");
         assert_eq!(h["x-should-retry"], "false");
