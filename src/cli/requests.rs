@@ -184,19 +184,19 @@ pub fn table(entries: &[Entry<JournalRecord>], width: usize) -> String {
 }
 
 fn row(r: &JournalRecord) -> [String; 10] {
-    let opt = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("-").to_owned();
+    let opt = |v: Option<&str>| v.unwrap_or("-").to_owned();
     let num = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
     let time = r.timestamp.0.rfc3339();
     [
         format!("{} {}", &time[..10], &time[11..19]),
-        r.request_id.as_deref().unwrap_or("-").to_owned(),
-        opt(&r.upstream),
-        opt(&r.endpoint),
+        opt(r.request_id.as_deref()),
+        opt(r.upstream.as_deref()),
+        opt(r.endpoint.as_deref()),
         num(r.status.map(u64::from)),
         num(r.attempts.map(u64::from)),
         r.outcome.to_string(),
         num(r.duration_ms),
-        opt(&r.model),
-        opt(&r.tag),
+        opt(r.model.as_deref()),
+        opt(r.tag.as_deref()),
     ]
 }
