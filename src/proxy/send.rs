@@ -7,7 +7,8 @@ use std::future::Future;
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, Uri, Version};
-use tokio::time::Instant;
+use tokio::time::error::Elapsed;
+use tokio::time::{Instant, Timeout};
 
 use super::client::SendError;
 use super::egress::ProxyRefused;
@@ -85,30 +86,35 @@ pub struct SendFailure {
     pub error: ProxyError,
 }
 
-/// Sends one attempt, begun at `started`, and waits for its response headers until
-/// `until`. Not an `async fn`, which would keep the request twice in its future.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn keeps its arguments twice"
-)]
-pub fn send<T: Transport>(
-    client: &T,
-    upstream: &Upstream,
+/// Sends one attempt and waits for its response headers until `until`; `settle` names
+/// what it came to. The timed send itself, not an `async fn` around it: each level of
+/// nesting moves the request in and the response out once more.
+pub fn send<'a, T: Transport>(
+    client: &'a T,
+    upstream: &'a Upstream,
     request: Request<Body>,
-    (started, until): (Instant, Instant),
-) -> impl Future<Output = Result<Response<UpstreamBody>, SendFailure>> {
-    async move {
-        match tokio::time::timeout_at(until, client.send(upstream, request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(failure(upstream, &e)),
-            Err(_) => Err(SendFailure {
-                outcome: classify_transport(TransportFailure::Timeout),
-                error: ProxyError::Timeout {
-                    upstream: upstream.name.clone(),
-                    after: started.elapsed(),
-                },
-            }),
-        }
+    until: Instant,
+) -> Timeout<impl Future<Output = Result<Response<UpstreamBody>, SendError>> + 'a> {
+    tokio::time::timeout_at(until, client.send(upstream, request))
+}
+
+/// What an attempt begun at `started` came to: its response, or the error to answer
+/// with and how to judge it.
+pub fn settle(
+    sent: Result<Result<Response<UpstreamBody>, SendError>, Elapsed>,
+    upstream: &Upstream,
+    started: Instant,
+) -> Result<Response<UpstreamBody>, SendFailure> {
+    match sent {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(failure(upstream, &e)),
+        Err(_) => Err(SendFailure {
+            outcome: classify_transport(TransportFailure::Timeout),
+            error: ProxyError::Timeout {
+                upstream: upstream.name.clone(),
+                after: started.elapsed(),
+            },
+        }),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
-use crate::proxy::send::{SendFailure, outbound_request, send};
+use crate::proxy::send::{SendFailure, outbound_request, send, settle};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Outcome, Reason};
@@ -80,7 +80,8 @@ impl<T: Transport> Context<'_, T> {
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
-        match send(self.transport, upstream, request, (started, until)).await {
+        let sent = send(self.transport, upstream, request, until).await;
+        match settle(sent, upstream, started) {
             Ok(response) => judge::judge(self, response, started).await,
             Err(SendFailure { outcome, error }) => Attempted {
                 outcome,
