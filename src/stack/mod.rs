@@ -272,9 +272,6 @@ impl<T: Transport> Chain<'_, T> {
                 }
                 Err(refused) => return Err(refused.error),
             }
-            // Boxed: a hop's attempts are most of this future's size, and the whole
-            // request future is moved several times on its way to hyper. Built in
-            // its box, not copied there.
             match attempts::run(call, self.transport, &reporter, served, index).await {
                 HopEnd::Answer(response) => return Ok(response),
                 HopEnd::FallBack(error) => last_error = error.or(last_error),
