@@ -36,18 +36,27 @@ pub(super) struct Call {
     pub read_at: Instant,
 }
 
+/// What reading a request gave (`Call::read`), for `Call::new` to join to its head.
+pub(super) struct Read {
+    body: RequestBody,
+    meta: Arc<RequestMeta>,
+    deadline: Instant,
+    read_at: Instant,
+}
+
 impl Call {
-    /// Reads the body with the primary upstream's `idle_timeout` between chunks.
+    /// Reads the body with the primary upstream's `idle_timeout` between chunks. The
+    /// head is borrowed, not moved through the read's future and out again in a `Call`.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice"
     )]
-    pub fn read<B: ClientBody>(
-        mut parts: Parts,
+    pub fn read<'a, B: ClientBody>(
+        parts: &'a Parts,
         body: B,
-        runtime: &Runtime,
-        primary: &Hop,
-    ) -> impl Future<Output = Result<Call, ProxyError>> {
+        runtime: &'a Runtime,
+        primary: &'a Hop,
+    ) -> impl Future<Output = Result<Read, ProxyError>> + 'a {
         async move {
             let retry = &primary.upstream.retry;
             let limits = BodyLimits {
@@ -71,20 +80,29 @@ impl Call {
                     body.buffered(),
                 )));
             }
-            let meta = Arc::new(meta);
             let read_at = Instant::now();
             let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
-            let copy = parts.headers.clone();
-            let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
-            Ok(Call {
-                replayable: body.is_replayable(),
-                body: Bodies(Some(body)),
-                parts,
-                own_headers,
-                meta,
+            Ok(Read {
+                body,
+                meta: Arc::new(meta),
                 deadline,
                 read_at,
             })
+        }
+    }
+
+    /// The request: its head and what reading it gave.
+    pub fn new(mut parts: Parts, read: Read) -> Call {
+        let copy = parts.headers.clone();
+        let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
+        Call {
+            replayable: read.body.is_replayable(),
+            body: Bodies(Some(read.body)),
+            parts,
+            own_headers,
+            meta: read.meta,
+            deadline: read.deadline,
+            read_at: read.read_at,
         }
     }
 

@@ -188,7 +188,8 @@ async fn forward<B: ClientBody, T: Transport>(
     served.at(primary);
     served.in_flight = Some(InFlight::start(observer, &primary.name, ident, started));
 
-    let mut call = Call::read(parts, body, runtime, primary).await?;
+    let read = Call::read(&parts, body, runtime, primary).await?;
+    let mut call = Call::new(parts, read);
     served.meta = call.meta.clone();
     if let Some(replay) = &runtime.replay {
         let wait_until = call.read_at + primary.upstream.retry.deadline;
