@@ -234,6 +234,19 @@ pub struct UpstreamUrl {
     pub path: String,
 }
 
+impl UpstreamUrl {
+    /// `scheme://authority/`: where connections to this upstream go, whatever form a
+    /// request to it is in by then (origin form once written for HTTP/1.1).
+    pub fn origin(&self) -> http::Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        // Scheme and authority came from a parsed URL, and "/" is a valid path.
+        http::Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.authority, self.path)

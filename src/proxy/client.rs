@@ -133,7 +133,7 @@ impl UpstreamClient {
         upstream: &Upstream,
         opening: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let conn = self.connect(&request, upstream, false).await?;
+        let conn = self.connect(upstream, false).await?;
         drop(opening);
         send_on_new(pool, conn, request, upstream).await
     }
@@ -145,7 +145,7 @@ impl UpstreamClient {
         mut request: Request<Body>,
         upstream: &Upstream,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let Conn::H1(mut sender) = self.connect(&request, upstream, true).await? else {
+        let Conn::H1(mut sender) = self.connect(upstream, true).await? else {
             return Err(SendError::BadRequest("an upgrade needs HTTP/1.1"));
         };
         to_wire_form(&mut request, host_header(upstream).as_ref(), upstream)?;
@@ -180,14 +180,11 @@ impl UpstreamClient {
     }
 
     /// A new connection to `upstream` (through its egress proxy, if any); `upgrade`:
-    /// HTTP/1.1 only, able to hand over its IO after `101`.
-    async fn connect(
-        &self,
-        request: &Request<Body>,
-        upstream: &Upstream,
-        upgrade: bool,
-    ) -> Result<Conn, SendError> {
-        let uri = request.uri().clone();
+    /// HTTP/1.1 only, able to hand over its IO after `101`. Where it goes is the
+    /// upstream's, not the request's: a request a closed pooled connection handed back
+    /// is already in origin form, without scheme or host.
+    async fn connect(&self, upstream: &Upstream, upgrade: bool) -> Result<Conn, SendError> {
+        let uri = upstream.base_url.origin();
         if uri.scheme() == Some(&Scheme::HTTP) {
             // Through a forward proxy, TCP goes to the proxy and requests in absolute form.
             let to = upstream
@@ -395,3 +392,6 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
         tasks,
     })
 }
+
+#[cfg(test)]
+mod tests;
