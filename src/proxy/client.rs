@@ -19,6 +19,7 @@ use std::sync::Arc;
 use http::header::UPGRADE;
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
@@ -85,8 +86,8 @@ enum Conn {
 impl UpstreamClient {
     /// Sends `request` (absolute URI) to `upstream` on a pooled connection or a new one.
     ///
-    /// Not an `async fn` (here and in `send_h1`): an `async fn` keeps its arguments
-    /// twice in its future, and copies the request (~240 bytes) from one to the other.
+    /// Not an `async fn`: an `async fn` keeps its arguments twice in its future, and
+    /// copies the request (~240 bytes) from one to the other.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice"
@@ -110,8 +111,13 @@ impl UpstreamClient {
             }
             // Pooled connections first; one the server closed meanwhile hands the request
             // back unsent, and the next one (or a new one) gets it.
-            while let Some(sender) = pool.take() {
-                match send_h1(&pool, sender, request, upstream).await {
+            while let Some(mut sender) = pool.take() {
+                // Usually ready at once; one that closed meanwhile is passed over.
+                if !sender.is_ready() && sender.ready().await.is_err() {
+                    continue;
+                }
+                let answer = send_h1(&pool, &mut sender, request, upstream)?.await;
+                match answered_h1(answer, &pool, sender, upstream) {
                     Ok(response) => return Ok(response),
                     Err(Unsent::Again(back)) => request = *back,
                     Err(Unsent::Failed(e)) => return Err(e),
@@ -293,32 +299,39 @@ enum Unsent {
     Failed(SendError),
 }
 
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn keeps its arguments twice"
-)]
+/// Hands `request`, written for the wire, to an HTTP/1.1 connection that is ready: the
+/// future of its answer (`answered_h1`). Awaited by the caller, not inside a future of
+/// its own that would move the request in and the response out once more.
 fn send_h1(
-    pool: &Arc<Pool>,
-    mut sender: http1::SendRequest<Body>,
+    pool: &Pool,
+    sender: &mut http1::SendRequest<Body>,
     mut request: Request<Body>,
     upstream: &Upstream,
-) -> impl Future<Output = Result<Response<UpstreamBody>, Unsent>> + Send {
-    async move {
-        if sender.ready().await.is_err() {
-            return Err(Unsent::Again(Box::new(request)));
+) -> Result<impl Future<Output = H1Answer> + use<>, SendError> {
+    to_wire_form(&mut request, pool.host.as_ref(), upstream)?;
+    Ok(sender.try_send_request(request))
+}
+
+type H1Answer = Result<Response<Incoming>, TrySendError<Request<Body>>>;
+
+/// What an HTTP/1.1 connection answered: the response, lending `sender` back to `pool`
+/// when its body ends, or the request it handed back unsent.
+fn answered_h1(
+    answer: H1Answer,
+    pool: &Arc<Pool>,
+    sender: http1::SendRequest<Body>,
+    upstream: &Upstream,
+) -> Result<Response<UpstreamBody>, Unsent> {
+    match answer {
+        Ok(response) => {
+            refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
+            let lender = Some((pool.clone(), sender));
+            Ok(response.map(|body| UpstreamBody::new(body, lender)))
         }
-        to_wire_form(&mut request, pool.host.as_ref(), upstream).map_err(Unsent::Failed)?;
-        match sender.try_send_request(request).await {
-            Ok(response) => {
-                refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
-                let lender = Some((pool.clone(), sender));
-                Ok(response.map(|body| UpstreamBody::new(body, lender)))
-            }
-            Err(mut e) => match e.take_message() {
-                Some(back) => Err(Unsent::Again(Box::new(back))),
-                None => Err(Unsent::Failed(SendError::Request(e.into_error()))),
-            },
-        }
+        Err(mut e) => match e.take_message() {
+            Some(back) => Err(Unsent::Again(Box::new(back))),
+            None => Err(Unsent::Failed(SendError::Request(e.into_error()))),
+        },
     }
 }
 
@@ -335,13 +348,18 @@ async fn send_on_new(
             pool.start_sweeping();
             send_h2(stream, request).await
         }
-        Conn::H1(sender) => match send_h1(pool, sender, request, upstream).await {
-            Ok(response) => Ok(response),
-            Err(Unsent::Again(_)) => Err(SendError::Connect(
-                "the new connection closed before the request was sent".into(),
-            )),
-            Err(Unsent::Failed(e)) => Err(e),
-        },
+        Conn::H1(mut sender) => {
+            let closed = || {
+                SendError::Connect("the new connection closed before the request was sent".into())
+            };
+            sender.ready().await.map_err(|_| closed())?;
+            let answer = send_h1(pool, &mut sender, request, upstream)?.await;
+            match answered_h1(answer, pool, sender, upstream) {
+                Ok(response) => Ok(response),
+                Err(Unsent::Again(_)) => Err(closed()),
+                Err(Unsent::Failed(e)) => Err(e),
+            }
+        }
     }
 }
 
