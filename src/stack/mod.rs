@@ -71,7 +71,7 @@ use call::Call;
 use detach::Detach;
 use replay::Lookup;
 use report::{Ident, Reporter};
-use served::{InFlight, Served};
+use served::Served;
 
 /// Whether `request` runs detached from its client connection (`detach`, then
 /// `serve_detached` instead of `serve`): only with `[replay] finish_abandoned`, and only
@@ -186,7 +186,7 @@ async fn forward<B: ClientBody, T: Transport>(
         })?;
     tracing::debug!(upstream = %primary.name, "routed");
     served.at(primary);
-    served.in_flight = Some(InFlight::start(observer, &primary.name, ident, started));
+    served.start(observer, &primary.name, ident, started);
 
     let read = Call::read(&parts, body, runtime, primary).await?;
     let mut call = Call::new(parts, read);

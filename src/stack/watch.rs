@@ -32,8 +32,10 @@ struct Watch {
 }
 
 impl Watch {
+    /// The request's event, sent once. Filled in where it is, not moved out first
+    /// (~300 bytes); dropped after the observers have seen it.
     fn emit(&mut self, end: BodyEnd) {
-        let Some(mut event) = self.event.take() else {
+        let Some(event) = self.event.as_mut() else {
             return;
         };
         event.duration = self.started.elapsed();
@@ -50,7 +52,8 @@ impl Watch {
         {
             rate.settle(*estimate, usage.input_tokens + usage.output_tokens);
         }
-        self.observer.request(&event);
+        self.observer.request(event);
+        self.event = None;
     }
 
     fn saw(&mut self, data: &Bytes) {
