@@ -39,20 +39,14 @@ pub fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, Pr
     Uri::try_from(s).map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))
 }
 
-/// The outbound request for one attempt, built from the client's request head.
-/// `path_and_query` is the client's, or a rewritten one for a fallback (Azure deployment).
-/// `own_headers` is the client's header map itself, to send as it is (the first
-/// attempt); without it, a copy of `client.headers` goes.
-pub fn outbound_request(
+/// The URI of one attempt's request: the upstream's scheme, host and base path, then
+/// `path_and_query`, the client's or a rewritten one for a fallback (Azure deployment).
+pub fn outbound_uri(
     upstream: &Upstream,
     client: &Parts,
     path_and_query: &str,
-    body: Body,
-    own_headers: Option<HeaderMap>,
-) -> Result<Request<Body>, ProxyError> {
-    let mut request = Request::new(body);
-    *request.method_mut() = client.method.clone();
-    *request.uri_mut() = match client.uri.path_and_query() {
+) -> Result<Uri, ProxyError> {
+    match client.uri.path_and_query() {
         // The client's path as it is (the usual case): already parsed, no copy.
         Some(pq) if upstream.base_url.path.is_empty() && pq.as_str() == path_and_query => {
             let mut uri = http::uri::Parts::default();
@@ -60,10 +54,26 @@ pub fn outbound_request(
             uri.authority = Some(upstream.base_url.authority.clone());
             uri.path_and_query = Some(pq.clone());
             Uri::from_parts(uri)
-                .map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))?
+                .map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))
         }
-        _ => upstream_uri(upstream, path_and_query)?,
-    };
+        _ => upstream_uri(upstream, path_and_query),
+    }
+}
+
+/// The outbound request for one attempt to `uri` (`outbound_uri`), built from the
+/// client's request head. `own_headers` is the client's header map itself, to send as
+/// it is (the first attempt); without it, a copy of `client.headers` goes. Cannot
+/// fail, so it is built where it is returned, not copied out of a `Result`.
+pub fn outbound_request(
+    upstream: &Upstream,
+    client: &Parts,
+    uri: Uri,
+    body: Body,
+    own_headers: Option<HeaderMap>,
+) -> Request<Body> {
+    let mut request = Request::new(body);
+    *request.method_mut() = client.method.clone();
+    *request.uri_mut() = uri;
     // The client's version says nothing about the upstream's: the pool picks HTTP/1.1
     // or h2 by ALPN per connection.
     *request.version_mut() = Version::HTTP_11;
@@ -76,7 +86,7 @@ pub fn outbound_request(
     if websocket::is_handshake(&client.method, &client.headers) {
         websocket::keep_upgrade(headers);
     }
-    Ok(request)
+    request
 }
 
 /// An attempt that got no response: the error to answer with, and how to judge it.
@@ -252,8 +262,8 @@ mod tests {
             ),
         ] {
             let body = crate::body::full(bytes::Bytes::new());
-            let request =
-                outbound_request(&upstream(base), &parts, pq, body, None).expect("request");
+            let uri = outbound_uri(&upstream(base), &parts, pq).expect("uri");
+            let request = outbound_request(&upstream(base), &parts, uri, body, None);
             assert_eq!(request.uri().to_string(), want);
         }
     }

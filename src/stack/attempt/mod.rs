@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, Uri};
 use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
-use crate::proxy::send::{SendFailure, outbound_request, send, settle};
+use crate::proxy::send::{SendFailure, outbound_request, outbound_uri, send, settle};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Outcome, Reason};
@@ -75,10 +75,11 @@ impl<T: Transport> Context<'_, T> {
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
             return failed(started, Reason::BodyNotReplayable, error);
         };
-        let request = match self.outbound(body, own_headers) {
-            Ok(request) => request,
+        let uri = match outbound_uri(upstream, self.parts, self.path_and_query) {
+            Ok(uri) => uri,
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
+        let request = self.outbound(uri, body, own_headers);
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
         let sent = send(self.transport, upstream, request, until).await;
         match settle(sent, upstream, started) {
@@ -94,19 +95,14 @@ impl<T: Transport> Context<'_, T> {
 impl<T> Context<'_, T> {
     /// The request this hop sends upstream. Built here, not in `run`: a local that is
     /// borrowed (`headers_mut`) is kept in the future's state across every await.
-    fn outbound(
-        &self,
-        body: Body,
-        own_headers: Option<HeaderMap>,
-    ) -> Result<Request<Body>, ProxyError> {
+    fn outbound(&self, uri: Uri, body: Body, own_headers: Option<HeaderMap>) -> Request<Body> {
         let upstream = &*self.hop.upstream;
-        let mut request =
-            outbound_request(upstream, self.parts, self.path_and_query, body, own_headers)?;
+        let mut request = outbound_request(upstream, self.parts, uri, body, own_headers);
         if let Some(len) = self.rewritten_len {
             let headers = request.headers_mut();
             headers.insert(http::header::CONTENT_LENGTH, len.into());
         }
-        Ok(request)
+        request
     }
 }
 
