@@ -93,7 +93,9 @@ pin_project_lite::pin_project! {
 }
 
 impl WatchedBody {
-    /// `event` is completed (duration, end, usage) and emitted when the body ends.
+    /// `event` is completed (duration, end, usage) and emitted when the body ends. For a
+    /// detached request (`detach`), the client's leaving, not the body's end, decides
+    /// whether it got its response.
     pub fn new(
         inner: Body,
         observer: Arc<dyn Observer>,
@@ -101,6 +103,7 @@ impl WatchedBody {
         started: Instant,
         look_for_usage: bool,
         settle: Option<(Arc<UpstreamLimits>, u64)>,
+        detach: Option<Arc<Detach>>,
     ) -> WatchedBody {
         let ended_clean = inner.is_end_stream();
         let tail = (look_for_usage || settle.is_some()).then(UsageTail::default);
@@ -113,16 +116,9 @@ impl WatchedBody {
                 tail,
                 ended_clean,
                 settle,
-                detach: None,
+                detach,
             },
         }
-    }
-
-    /// For a detached request: the client's leaving, not the body's end, decides
-    /// whether it got its response.
-    pub fn gone_with(mut self, detach: Option<Arc<Detach>>) -> WatchedBody {
-        self.watch.detach = detach;
-        self
     }
 }
 

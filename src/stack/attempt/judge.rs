@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::{AttemptResult, Context, failed};
+use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::UpstreamBody;
@@ -47,7 +48,9 @@ pub(super) async fn judge<T>(
         return first_event(ctx, head, body, id, started).await;
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
-    let body = GuardedBody::new(body, idle, sse).watched_by(ctx.meta.clone());
+    let body = GuardedBody::new(body, idle, sse)
+        .watched_by(ctx.meta.clone())
+        .boxed();
     let took = now.saturating_duration_since(started);
     answered(head, body, id, took, Outcome::Success)
 }
@@ -69,7 +72,9 @@ async fn error<T>(
     ctx.hop
         .limits
         .observe(head.status.as_u16(), &head.headers, server_delay, now);
-    let body = rest_of(peeked, idle, sse).watched_by(ctx.meta.clone());
+    let body = rest_of(peeked, idle, sse)
+        .watched_by(ctx.meta.clone())
+        .boxed();
     let took = now.saturating_duration_since(started);
     let mut attempted = answered(head, body, id, took, outcome);
     attempted.value.error_code = error_code;
@@ -114,7 +119,9 @@ async fn first_event<T>(
             let first = peek::first_event(&peeked.prefix).unwrap_or_default();
             let error_event = peek::is_error_event(&first);
             let idle = settings.idle_timeout;
-            let body = rest_of(peeked, idle, true).watched_by(ctx.meta.clone());
+            let body = rest_of(peeked, idle, true)
+                .watched_by(ctx.meta.clone())
+                .boxed();
             if !error_event {
                 return answered(head, body, id, started.elapsed(), Outcome::Success);
             }
@@ -156,7 +163,7 @@ async fn first_event<T>(
 /// A response to pass on (for now: the policy may still retry it).
 fn answered(
     head: Head,
-    body: GuardedBody,
+    body: Body,
     upstream_request_id: Option<UpstreamRequestId>,
     took: Duration,
     outcome: Outcome,
@@ -168,7 +175,7 @@ fn answered(
             upstream_request_id,
             error_code: None,
             error_message: None,
-            response: Ok(Response::from_parts(head, body.boxed())),
+            response: Ok(Response::from_parts(head, body)),
         },
         outcome,
         server_delay: None,
