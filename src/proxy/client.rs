@@ -16,10 +16,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use h1::{Unsent, answered_h1, send_h1};
 use http::header::UPGRADE;
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
@@ -293,48 +293,6 @@ where
         .map_err(|e| SendError::Connect(e.into()))
 }
 
-enum Unsent {
-    /// The connection was gone before the request was written: try another.
-    Again(Box<Request<Body>>),
-    Failed(SendError),
-}
-
-/// Hands `request`, written for the wire, to an HTTP/1.1 connection that is ready: the
-/// future of its answer (`answered_h1`). Awaited by the caller, not inside a future of
-/// its own that would move the request in and the response out once more.
-fn send_h1(
-    pool: &Pool,
-    sender: &mut http1::SendRequest<Body>,
-    mut request: Request<Body>,
-    upstream: &Upstream,
-) -> Result<impl Future<Output = H1Answer> + use<>, SendError> {
-    to_wire_form(&mut request, pool.host.as_ref(), upstream)?;
-    Ok(sender.try_send_request(request))
-}
-
-type H1Answer = Result<Response<Incoming>, TrySendError<Request<Body>>>;
-
-/// What an HTTP/1.1 connection answered: the response, lending `sender` back to `pool`
-/// when its body ends, or the request it handed back unsent.
-fn answered_h1(
-    answer: H1Answer,
-    pool: &Arc<Pool>,
-    sender: http1::SendRequest<Body>,
-    upstream: &Upstream,
-) -> Result<Response<UpstreamBody>, Unsent> {
-    match answer {
-        Ok(response) => {
-            refused_by_forward_proxy(&response, upstream).map_err(Unsent::Failed)?;
-            let lender = Some((pool.clone(), sender));
-            Ok(response.map(|body| UpstreamBody::new(body, lender)))
-        }
-        Err(mut e) => match e.take_message() {
-            Some(back) => Err(Unsent::Again(Box::new(back))),
-            None => Err(Unsent::Failed(SendError::Request(e.into_error()))),
-        },
-    }
-}
-
 /// Sends on a connection just opened: an HTTP/2 one joins the pool first.
 async fn send_on_new(
     pool: &Arc<Pool>,
@@ -411,5 +369,6 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
     })
 }
 
+mod h1;
 #[cfg(test)]
 mod tests;
