@@ -42,9 +42,7 @@ pub(super) fn respond(
         should_retry,
         served.upstream_header.take(),
     );
-    if let Some(in_flight) = served.in_flight.take() {
-        in_flight.disarm();
-    }
+    served.responded();
     let status = response.status().as_u16();
     let streamed = is_event_stream(response.headers());
     if streamed {

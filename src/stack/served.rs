@@ -66,6 +66,14 @@ impl Served {
         });
     }
 
+    /// The response exists: its `RequestEvent` ends the request from now on, not the
+    /// in-flight guard.
+    pub fn responded(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.disarm();
+        }
+    }
+
     pub fn new(detach: Option<Arc<Detach>>) -> Served {
         Served {
             attempts: 0,
@@ -118,7 +126,7 @@ pub(super) struct InFlight {
 }
 
 impl InFlight {
-    pub fn disarm(mut self) {
+    fn disarm(mut self) {
         self.upstream = None;
     }
 
