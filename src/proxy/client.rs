@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use h1::{Unsent, answered_h1, send_h1};
-use http::header::UPGRADE;
+use http::header::{HOST, UPGRADE};
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
 use hyper::client::conn::{TrySendError, http1, http2};
@@ -323,8 +323,10 @@ async fn send_on_new(
 
 async fn send_h2(
     stream: StreamLease,
-    request: Request<Body>,
+    mut request: Request<Body>,
 ) -> Result<Response<UpstreamBody>, SendError> {
+    // The client's `Host` named backstop; the upstream's host goes in `:authority`.
+    request.headers_mut().remove(HOST);
     let mut sender = stream.sender();
     sender.ready().await?;
     let response = sender

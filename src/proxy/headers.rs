@@ -2,7 +2,7 @@
 //! the upstream, and an upstream with `api_key_env` replaces the client's credentials.
 
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, CONNECTION, HeaderName, HeaderValue};
 
 use crate::config::{ApiKey, UpstreamKind};
 
@@ -150,10 +150,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The client's headers made the upstream's: hop-by-hop ones gone, the key injected.
+/// `Host` is left for the send to replace (HTTP/1.1 puts the upstream's own in its
+/// place) or remove (HTTP/2 names the host in `:authority`): removing it here too
+/// would cost a lookup and a shift of the map on every request.
 pub fn prepare_outbound(headers: &mut HeaderMap, kind: UpstreamKind, key: Option<&ApiKey>) {
     strip_hop_by_hop(headers);
-    // The client built for its own view of the host; hyper sets Host from the upstream URI.
-    headers.remove(HOST);
     if let Some(key) = key {
         headers.remove(AUTHORIZATION);
         headers.remove(&API_KEY);
@@ -177,6 +179,7 @@ pub fn prepare_outbound(headers: &mut HeaderMap, kind: UpstreamKind, key: Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST;
 
     fn key() -> ApiKey {
         ApiKey {
@@ -211,7 +214,6 @@ mod tests {
             "keep-alive",
             "te",
             "proxy-authorization",
-            "host",
         ] {
             assert!(!h.contains_key(gone), "{gone} should be dropped");
         }

@@ -81,3 +81,31 @@ pub(super) fn host_header(upstream: &Upstream) -> Option<HeaderValue> {
     };
     HeaderValue::from_str(host).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn upstream(base: &str) -> Upstream {
+        let text = format!("[[upstream]]\nname=\"u\"\nbase_url=\"{base}\"\n");
+        Config::from_toml(&text, &|_| None)
+            .expect("valid")
+            .upstreams
+            .remove(0)
+    }
+
+    #[test]
+    fn the_clients_host_is_replaced_by_the_upstreams() {
+        let up = upstream("http://127.0.0.1:9");
+        let mut request = Request::new(crate::body::empty());
+        *request.uri_mut() = "http://127.0.0.1:9/v1/models?x=1".parse().expect("uri");
+        request
+            .headers_mut()
+            .insert(HOST, HeaderValue::from_static("backstop.local:8080"));
+        to_wire_form(&mut request, host_header(&up).as_ref(), &up).expect("origin form");
+        assert_eq!(request.uri(), "/v1/models?x=1");
+        let hosts: Vec<_> = request.headers().get_all(HOST).iter().collect();
+        assert_eq!(hosts, ["127.0.0.1:9"]);
+    }
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::call::Call;
+use super::fresh;
 use super::report::Reporter;
 use crate::error::ProxyError;
 use crate::events::Verdict;
@@ -18,6 +19,8 @@ use crate::retry::Reason;
 /// upstream limits tokens.
 pub(super) struct Admitted {
     pub waited: Duration,
+    /// When it was admitted, if admitting it did not wait: the first attempt's start.
+    pub fresh: Option<Instant>,
     pub settle: Option<(Arc<UpstreamLimits>, u64)>,
 }
 
@@ -28,11 +31,13 @@ pub(super) struct Refused {
 }
 
 /// Admits `call` to the reporter's hop; `attempt` numbers the report of a refusal. An
-/// open circuit hands over when the reporter's next hop takes it.
+/// open circuit hands over when the reporter's next hop takes it. `fresh`: a clock
+/// reading nothing has waited since, taken as now.
 pub(super) async fn admit(
     call: &Call,
     reporter: &Reporter<'_>,
     attempt: u32,
+    fresh: Option<Instant>,
 ) -> Result<Admitted, Refused> {
     let hop = reporter.hop;
     let limits = &hop.limits;
@@ -44,16 +49,21 @@ pub(super) async fn admit(
     } else {
         0
     };
-    let now = Instant::now();
+    let now = fresh::now_or(fresh);
     let until = call.deadline.min(now + hop.upstream.max_queue_wait);
-    let admitted = limits.admit(estimate, now, until).await;
+    let (admitted, waited) = fresh::unless_waited(limits.admit(estimate, now, until)).await;
     reporter.circuit();
     // The name is copied only for a refusal's error, not for every admitted request.
     let name = || hop.upstream.name.clone();
     let (error, reason, falls_back) = match admitted {
-        Ok(waited) => {
+        Ok(queued) => {
             let settle = limits_tokens.then(|| (limits.clone(), estimate));
-            return Ok(Admitted { waited, settle });
+            let fresh = (!waited).then_some(now);
+            return Ok(Admitted {
+                waited: queued,
+                fresh,
+                settle,
+            });
         }
         Err(NotAdmitted::CircuitOpen { retry_after }) => (
             ProxyError::CircuitOpen {

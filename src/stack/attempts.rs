@@ -61,9 +61,13 @@ pub(super) async fn run<T: Transport>(
     let first = served.attempts;
     let bodies = &mut call.body;
     let own_headers = &mut call.own_headers;
+    let fresh = &mut call.fresh;
     let finished = drive(
         &mut policy,
-        |n| ctx.run(n, bodies.next_for(rewritten.as_ref()), own_headers.take()),
+        |n| {
+            let body = bodies.next_for(rewritten.as_ref());
+            ctx.run(n, body, own_headers.take(), fresh.take())
+        },
         |n, attempted, decision| reporter.attempted(first + n, attempted, decision),
     )
     .await;

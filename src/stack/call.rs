@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
+use super::fresh;
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::proxy::headers::ClientHeaders;
@@ -34,6 +35,10 @@ pub(super) struct Call {
     pub deadline: Instant,
     /// When the body had been read: where the deadline counts from.
     pub read_at: Instant,
+    /// A clock reading nothing has waited since, for the next step to take as "now"
+    /// (`fresh`): set when the body is read, taken by admission, and set again by an
+    /// admission that did not wait, for the first attempt.
+    pub fresh: Option<Instant>,
 }
 
 /// What reading a request gave (`Call::read`), for `Call::new` to join to its head.
@@ -47,6 +52,7 @@ pub(super) struct Read {
 impl Call {
     /// Reads the body with the primary upstream's `idle_timeout` between chunks. The
     /// head is borrowed, not moved through the read's future and out again in a `Call`.
+    /// A body read without waiting was read when the request `started`.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice"
@@ -56,6 +62,7 @@ impl Call {
         body: B,
         runtime: &'a Runtime,
         primary: &'a Hop,
+        started: Instant,
     ) -> impl Future<Output = Result<Read, ProxyError>> + 'a {
         async move {
             let retry = &primary.upstream.retry;
@@ -66,8 +73,9 @@ impl Call {
             };
             let noted = ClientHeaders::scan(&parts.headers);
             let content_length = content_length(noted.content_length);
-            let body =
-                RequestBody::read(body, content_length, limits, &runtime.buffer_budget).await?;
+            let reading = RequestBody::read(body, content_length, limits, &runtime.buffer_budget);
+            let (body, waited) = fresh::unless_waited(reading).await;
+            let body = body?;
             let body_bytes = body
                 .buffered()
                 .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
@@ -80,7 +88,7 @@ impl Call {
                     body.buffered(),
                 )));
             }
-            let read_at = Instant::now();
+            let read_at = if waited { Instant::now() } else { started };
             let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
             Ok(Read {
                 body,
@@ -103,6 +111,7 @@ impl Call {
             meta: read.meta,
             deadline: read.deadline,
             read_at: read.read_at,
+            fresh: Some(read.read_at),
         }
     }
 

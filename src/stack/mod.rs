@@ -44,6 +44,7 @@ mod attempts;
 mod call;
 mod detach;
 mod fallback;
+mod fresh;
 mod keep;
 mod replay;
 mod report;
@@ -188,10 +189,12 @@ async fn forward<B: ClientBody, T: Transport>(
     served.at(primary);
     served.start(observer, &primary.name, ident, started);
 
-    let read = Call::read(&parts, body, runtime, primary).await?;
+    let read = Call::read(&parts, body, runtime, primary, started).await?;
     let mut call = Call::new(parts, read);
     served.meta = call.meta.clone();
     if let Some(replay) = &runtime.replay {
+        // The lookup may wait (for a call it joins): the reading is not fresh after it.
+        call.fresh = None;
         let wait_until = call.read_at + primary.upstream.retry.deadline;
         match replay::lookup(replay, &call, &**observer, &primary.name, wait_until).await? {
             Lookup::Off => {}
@@ -262,8 +265,10 @@ impl<T: Transport> Chain<'_, T> {
                     on: fallback_on,
                 }),
             };
-            match admit::admit(call, &reporter, served.attempts + 1).await {
+            let fresh = call.fresh.take();
+            match admit::admit(call, &reporter, served.attempts + 1, fresh).await {
                 Ok(admitted) => {
+                    call.fresh = admitted.fresh;
                     served.queue_wait += admitted.waited;
                     served.settle = admitted.settle.or(served.settle.take());
                 }

@@ -25,6 +25,9 @@ struct Watch {
     /// `Some` when usage should be looked for.
     tail: Option<UsageTail>,
     ended_clean: bool,
+    /// When the last frame passed, read with the first one's time when one frame was
+    /// both (a whole JSON body, usually): the clock is not read again at the end.
+    ended_at: Option<std::time::Duration>,
     /// Token limits to settle with the reported usage, and the estimate admitted.
     settle: Option<(Arc<UpstreamLimits>, u64)>,
     /// A detached request: its client may have left while the body was read to its end.
@@ -38,7 +41,7 @@ impl Watch {
         let Some(event) = self.event.as_mut() else {
             return;
         };
-        event.duration = self.started.elapsed();
+        event.duration = self.ended_at.unwrap_or_else(|| self.started.elapsed());
         event.end = match (end, event.meta.fate.failure()) {
             (BodyEnd::Complete | BodyEnd::Interrupted(_), Some(why)) => BodyEnd::Interrupted(why),
             (end, _) => end,
@@ -56,14 +59,17 @@ impl Watch {
         self.event = None;
     }
 
-    fn saw(&mut self, data: &Bytes) {
+    /// A data frame passed, the body's last when `last`.
+    fn saw(&mut self, data: &Bytes, last: bool) {
         if data.is_empty() {
             return;
         }
         if let Some(event) = &mut self.event {
-            event
-                .time_to_first_chunk
-                .get_or_insert_with(|| self.started.elapsed());
+            if event.time_to_first_chunk.is_none() {
+                let at = self.started.elapsed();
+                event.time_to_first_chunk = Some(at);
+                self.ended_at = last.then_some(at);
+            }
             if let Some(response) = &mut event.response {
                 response.push(data);
             }
@@ -115,6 +121,7 @@ impl WatchedBody {
                 started,
                 tail,
                 ended_clean,
+                ended_at: None,
                 settle,
                 detach,
             },
@@ -134,10 +141,11 @@ impl HttpBody for WatchedBody {
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                let last = this.inner.is_end_stream();
                 if let Some(data) = frame.data_ref() {
-                    this.watch.saw(data);
+                    this.watch.saw(data, last);
                 }
-                if this.inner.is_end_stream() {
+                if last {
                     this.watch.ended_clean = true;
                 }
             }

@@ -51,14 +51,16 @@ pub(super) struct Context<'a, T> {
 impl<T: Transport> Context<'_, T> {
     /// Attempt `n` of this hop (the first was admitted by the caller; later ones check
     /// the circuit, which may have opened meanwhile), with the client's own header map
-    /// when this is the request's first attempt (`Call::own_headers`).
+    /// when this is the request's first attempt (`Call::own_headers`). It starts at
+    /// `fresh` when the admission just before it handed on its reading (`Call::fresh`).
     pub async fn run(
         &self,
         n: u32,
         body: Option<Body>,
         own_headers: Option<HeaderMap>,
+        fresh: Option<Instant>,
     ) -> Attempted<AttemptResult> {
-        let started = Instant::now();
+        let started = super::fresh::now_or(fresh);
         let upstream = &*self.hop.upstream;
         if n > 1
             && let Some(breaker) = &self.hop.limits.breaker
