@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use super::buffer_budget::{BufferBudget, BufferPermit};
 use crate::body::{self, Body, BoxError, ClientBody};
@@ -44,13 +45,16 @@ struct Held {
 impl RequestBody {
     /// Reads the body until it ends or passes `retry_buffer_bytes`, or until `budget`
     /// has no room for it. A kept body holds its bytes of `budget` until the last copy
-    /// of it is dropped.
+    /// of it is dropped. Also says when the body had been read: `started` (the request's
+    /// start) when it was all there already, as a small body is, without reading the
+    /// clock again.
     pub async fn read<B: ClientBody>(
         incoming: B,
         content_length: Option<u64>,
         limits: BodyLimits,
         budget: &Arc<BufferBudget>,
-    ) -> Result<RequestBody, ProxyError> {
+        started: Instant,
+    ) -> Result<(RequestBody, Instant), ProxyError> {
         if content_length.is_some_and(|n| n > limits.max_body_bytes) {
             return Err(ProxyError::BodyTooLarge {
                 limit: limits.max_body_bytes,
@@ -58,13 +62,8 @@ impl RequestBody {
         }
         if content_length.is_some_and(|n| n > limits.retry_buffer_bytes) {
             // Too large to keep, and known to be: streamed from its first byte.
-            return Ok(RequestBody::Streaming(StreamingBody::new(
-                Vec::new(),
-                incoming,
-                0,
-                None,
-                &limits,
-            )));
+            let streamed = StreamingBody::new(Vec::new(), incoming, 0, None, &limits);
+            return Ok((RequestBody::Streaming(streamed), started));
         }
         let mut permit = budget.permit();
         // A body announced small enough to keep is reserved whole before it is read, so
@@ -73,13 +72,9 @@ impl RequestBody {
         if let Some(n) = reserved
             && !permit.grow(n)
         {
-            return Ok(streamed_for_lack_of_budget(
-                budget,
-                (Vec::new(), None),
-                incoming,
-                0,
-                &limits,
-            ));
+            let streamed =
+                streamed_for_lack_of_budget(budget, (Vec::new(), None), incoming, 0, &limits);
+            return Ok((streamed, started));
         }
         let buffer_cap = content_length.unwrap_or(0).min(limits.retry_buffer_bytes) as usize;
         let held = Held {
@@ -87,20 +82,24 @@ impl RequestBody {
             reserved,
             buffer_cap,
         };
-        RequestBody::keep(incoming, &limits, budget, held).await
+        let mut waited = false;
+        let body = RequestBody::keep(incoming, &limits, budget, held, &mut waited).await?;
+        Ok((body, if waited { Instant::now() } else { started }))
     }
 
     /// Reads the body into memory while it fits, growing `held`'s share of `budget`
-    /// chunk by chunk (unless reserved whole); streams the rest once it does not.
+    /// chunk by chunk (unless reserved whole); streams the rest once it does not. Sets
+    /// `waited` when a chunk had to be waited for.
     async fn keep<B: ClientBody>(
         mut incoming: B,
         limits: &BodyLimits,
         budget: &Arc<BufferBudget>,
         mut held: Held,
+        waited: &mut bool,
     ) -> Result<RequestBody, ProxyError> {
         let mut chunks = Chunks::default();
         let mut total: u64 = 0;
-        while let Some(data) = next_chunk(&mut incoming, limits.idle_timeout).await? {
+        while let Some(data) = next_chunk(&mut incoming, limits.idle_timeout, waited).await? {
             let len = data.len() as u64;
             total += len;
             if total > limits.max_body_bytes {
@@ -191,10 +190,12 @@ fn kept(bytes: Bytes, permit: BufferPermit) -> Bytes {
     })
 }
 
-/// The next data chunk of the client's body, `None` at its end; waits at most `idle`.
+/// The next data chunk of the client's body, `None` at its end; waits at most `idle`
+/// (and sets `waited` when it does wait).
 async fn next_chunk<B: ClientBody>(
     incoming: &mut B,
     idle: Duration,
+    waited: &mut bool,
 ) -> Result<Option<Bytes>, ProxyError> {
     loop {
         let mut frame = std::pin::pin!(incoming.frame());
@@ -203,9 +204,12 @@ async fn next_chunk<B: ClientBody>(
         let ready = std::future::poll_fn(|cx| Poll::Ready(frame.as_mut().poll(cx))).await;
         let frame = match ready {
             Poll::Ready(frame) => frame,
-            Poll::Pending => tokio::time::timeout(idle, frame).await.map_err(|_| {
-                ProxyError::BadRequestBody("client stopped sending the body".into())
-            })?,
+            Poll::Pending => {
+                *waited = true;
+                tokio::time::timeout(idle, frame).await.map_err(|_| {
+                    ProxyError::BadRequestBody("client stopped sending the body".into())
+                })?
+            }
         };
         let Some(frame) = frame else {
             return Ok(None);
@@ -357,5 +361,62 @@ mod tests {
         }
         assert_eq!(chunks.concat(7), Bytes::from_static(b"{\"a\":1}"));
         assert!(Chunks::default().concat(0).is_empty());
+    }
+
+    /// A body whose one chunk arrives `after` a while.
+    struct Late {
+        after: Pin<Box<tokio::time::Sleep>>,
+        data: Option<Bytes>,
+    }
+
+    impl HttpBody for Late {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.after.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    fn limits() -> BodyLimits {
+        BodyLimits {
+            retry_buffer_bytes: 1024,
+            max_body_bytes: 4096,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_came_with_its_head_was_read_when_the_request_started() {
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let body = http_body_util::Full::new(Bytes::from_static(b"{}"));
+        let budget = BufferBudget::new(1024);
+        let (read, at) = RequestBody::read(body, Some(2), limits(), &budget, started)
+            .await
+            .expect("read");
+        assert_eq!(read.buffered().map(|b| &b[..]), Some(&b"{}"[..]));
+        assert_eq!(at, started, "no wait, no second clock read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_was_waited_for_was_read_when_it_ended() {
+        let started = Instant::now();
+        let body = Late {
+            after: Box::pin(tokio::time::sleep(Duration::from_secs(2))),
+            data: Some(Bytes::from_static(b"{}")),
+        };
+        let budget = BufferBudget::new(1024);
+        let (read, at) = RequestBody::read(body, None, limits(), &budget, started)
+            .await
+            .expect("read");
+        assert!(read.is_replayable());
+        assert_eq!(at, started + Duration::from_secs(2));
     }
 }

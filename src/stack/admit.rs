@@ -51,14 +51,15 @@ pub(super) async fn admit(
     };
     let now = fresh::now_or(fresh);
     let until = call.deadline.min(now + hop.upstream.max_queue_wait);
-    let (admitted, waited) = fresh::unless_waited(limits.admit(estimate, now, until)).await;
+    let admitted = limits.admit(estimate, now, until).await;
     reporter.circuit();
     // The name is copied only for a refusal's error, not for every admitted request.
     let name = || hop.upstream.name.clone();
     let (error, reason, falls_back) = match admitted {
         Ok(queued) => {
             let settle = limits_tokens.then(|| (limits.clone(), estimate));
-            let fresh = (!waited).then_some(now);
+            // Admitted locally at once: nothing waited, so `now` still is.
+            let fresh = (queued.is_zero() && limits.fleet.is_none()).then_some(now);
             return Ok(Admitted {
                 waited: queued,
                 fresh,

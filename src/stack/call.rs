@@ -9,7 +9,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
-use super::fresh;
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::proxy::headers::ClientHeaders;
@@ -73,9 +72,9 @@ impl Call {
             };
             let noted = ClientHeaders::scan(&parts.headers);
             let content_length = content_length(noted.content_length);
-            let reading = RequestBody::read(body, content_length, limits, &runtime.buffer_budget);
-            let (body, waited) = fresh::unless_waited(reading).await;
-            let body = body?;
+            let budget = &runtime.buffer_budget;
+            let (body, read_at) =
+                RequestBody::read(body, content_length, limits, budget, started).await?;
             let body_bytes = body
                 .buffered()
                 .map_or(content_length.unwrap_or(0), |b| b.len() as u64);
@@ -88,7 +87,6 @@ impl Call {
                     body.buffered(),
                 )));
             }
-            let read_at = if waited { Instant::now() } else { started };
             let deadline = read_at + client_deadline(noted.read_timeout, retry.deadline);
             Ok(Read {
                 body,
