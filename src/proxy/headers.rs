@@ -38,6 +38,8 @@ pub struct ClientHeaders<'a> {
     pub retry_count: Option<&'a HeaderValue>,
     /// `idempotency-key` (read by the journal's fingerprint).
     pub idempotency_key: Option<&'a HeaderValue>,
+    /// A hop-by-hop header is there (`strip_hop_by_hop` has work to do).
+    pub hop_by_hop: bool,
 }
 
 impl<'a> ClientHeaders<'a> {
@@ -50,7 +52,10 @@ impl<'a> ClientHeaders<'a> {
                 "x-backstop-tag" => &mut found.tag,
                 "x-stainless-retry-count" => &mut found.retry_count,
                 "idempotency-key" => &mut found.idempotency_key,
-                _ => continue,
+                _ => {
+                    found.hop_by_hop |= is_hop_by_hop(name);
+                    continue;
+                }
             };
             slot.get_or_insert(value);
         }
@@ -150,12 +155,19 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The client's headers made the upstream's: hop-by-hop ones gone, the key injected.
-/// `Host` is left for the send to replace (HTTP/1.1 puts the upstream's own in its
+/// The client's headers made the upstream's: hop-by-hop ones gone (looked for only when
+/// `hop_by_hop`, what `ClientHeaders` found), the key injected. `Host` is left for the send to replace (HTTP/1.1 puts the upstream's own in its
 /// place) or remove (HTTP/2 names the host in `:authority`): removing it here too
 /// would cost a lookup and a shift of the map on every request.
-pub fn prepare_outbound(headers: &mut HeaderMap, kind: UpstreamKind, key: Option<&ApiKey>) {
-    strip_hop_by_hop(headers);
+pub fn prepare_outbound(
+    headers: &mut HeaderMap,
+    kind: UpstreamKind,
+    key: Option<&ApiKey>,
+    hop_by_hop: bool,
+) {
+    if hop_by_hop {
+        strip_hop_by_hop(headers);
+    }
     if let Some(key) = key {
         headers.remove(AUTHORIZATION);
         headers.remove(&API_KEY);
@@ -207,7 +219,7 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_dropped() {
         let mut h = client_headers();
-        prepare_outbound(&mut h, UpstreamKind::OpenAi, None);
+        prepare_outbound(&mut h, UpstreamKind::OpenAi, None, true);
         for gone in [
             "connection",
             "x-private-hop",
@@ -270,7 +282,7 @@ mod tests {
     fn openai_key_is_injected_as_bearer() {
         let mut h = client_headers();
         h.insert(API_KEY, HeaderValue::from_static("client-azure"));
-        prepare_outbound(&mut h, UpstreamKind::OpenAi, Some(&key()));
+        prepare_outbound(&mut h, UpstreamKind::OpenAi, Some(&key()), false);
         assert_eq!(h["authorization"], "Bearer sk-injected");
         assert!(h["authorization"].is_sensitive());
         assert!(!h.contains_key(API_KEY));
@@ -279,7 +291,7 @@ mod tests {
     #[test]
     fn azure_key_is_injected_as_api_key() {
         let mut h = client_headers();
-        prepare_outbound(&mut h, UpstreamKind::Azure, Some(&key()));
+        prepare_outbound(&mut h, UpstreamKind::Azure, Some(&key()), false);
         assert_eq!(h["api-key"], "sk-injected");
         assert!(!h.contains_key(AUTHORIZATION));
     }
@@ -307,9 +319,24 @@ mod tests {
             assert_eq!(found, h.get(name), "{name}");
             assert!(found.is_some(), "{name}");
         }
+        assert!(noted.hop_by_hop, "client_headers() has Connection, TE, ...");
         let empty = HeaderMap::new();
         let none = ClientHeaders::scan(&empty);
         assert!(none.content_length.is_none() && none.tag.is_none());
+        assert!(!none.hop_by_hop);
+    }
+
+    #[test]
+    fn the_walk_says_whether_there_is_a_hop_by_hop_header_to_strip() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        assert!(!ClientHeaders::scan(&h).hop_by_hop);
+        for name in HOP_BY_HOP.iter() {
+            let mut with = h.clone();
+            with.insert(name, HeaderValue::from_static("x"));
+            assert!(ClientHeaders::scan(&with).hop_by_hop, "{name}");
+        }
     }
 
     #[test]

@@ -62,14 +62,16 @@ pub fn outbound_uri(
 
 /// The outbound request for one attempt to `uri` (`outbound_uri`), built from the
 /// client's request head. `own_headers` is the client's header map itself, to send as
-/// it is (the first attempt); without it, a copy of `client.headers` goes. Cannot
-/// fail, so it is built where it is returned, not copied out of a `Result`.
+/// it is (the first attempt); without it, a copy of `client.headers` goes;
+/// `hop_by_hop`: it has hop-by-hop headers to strip (`ClientHeaders`). Cannot fail, so
+/// it is built where it is returned, not copied out of a `Result`.
 pub fn outbound_request(
     upstream: &Upstream,
     client: &Parts,
     uri: Uri,
     body: Body,
     own_headers: Option<HeaderMap>,
+    hop_by_hop: bool,
 ) -> Request<Body> {
     let mut request = Request::new(body);
     *request.method_mut() = client.method.clone();
@@ -82,7 +84,12 @@ pub fn outbound_request(
         Some(own) => *headers = own,
         None => headers.clone_from(&client.headers),
     }
-    prepare_outbound(headers, upstream.kind, upstream.api_key.as_ref());
+    prepare_outbound(
+        headers,
+        upstream.kind,
+        upstream.api_key.as_ref(),
+        hop_by_hop,
+    );
     if websocket::is_handshake(&client.method, &client.headers) {
         websocket::keep_upgrade(headers);
     }
@@ -263,7 +270,7 @@ mod tests {
         ] {
             let body = crate::body::full(bytes::Bytes::new());
             let uri = outbound_uri(&upstream(base), &parts, pq).expect("uri");
-            let request = outbound_request(&upstream(base), &parts, uri, body, None);
+            let request = outbound_request(&upstream(base), &parts, uri, body, None, true);
             assert_eq!(request.uri().to_string(), want);
         }
     }

@@ -51,6 +51,7 @@ pub(super) async fn run<T: Transport>(
             .as_deref()
             .unwrap_or_else(|| client_path(&call.parts)),
         rewritten_len: rewritten.as_ref().map(|b| b.len() as u64),
+        hop_by_hop: call.hop_by_hop,
     };
     let mut policy = RetryPolicy::new(
         &upstream.retry,

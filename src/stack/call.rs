@@ -38,6 +38,8 @@ pub(super) struct Call {
     /// (`fresh`): set when the body is read, taken by admission, and set again by an
     /// admission that did not wait, for the first attempt.
     pub fresh: Option<Instant>,
+    /// The client sent hop-by-hop headers, to be stripped from what goes upstream.
+    pub hop_by_hop: bool,
 }
 
 /// What reading a request gave (`Call::read`), for `Call::new` to join to its head.
@@ -46,6 +48,7 @@ pub(super) struct Read {
     meta: Arc<RequestMeta>,
     deadline: Instant,
     read_at: Instant,
+    hop_by_hop: bool,
 }
 
 impl Call {
@@ -93,6 +96,7 @@ impl Call {
                 meta: Arc::new(meta),
                 deadline,
                 read_at,
+                hop_by_hop: noted.hop_by_hop,
             })
         }
     }
@@ -110,6 +114,7 @@ impl Call {
             deadline: read.deadline,
             read_at: read.read_at,
             fresh: Some(read.read_at),
+            hop_by_hop: read.hop_by_hop,
         }
     }
 

@@ -46,6 +46,8 @@ pub(super) struct Context<'a, T> {
     pub path_and_query: &'a str,
     /// The length of the body when this hop rewrote it (its `content-length`).
     pub rewritten_len: Option<u64>,
+    /// The client sent hop-by-hop headers (`Call::hop_by_hop`).
+    pub hop_by_hop: bool,
 }
 
 impl<T: Transport> Context<'_, T> {
@@ -99,7 +101,14 @@ impl<T> Context<'_, T> {
     /// borrowed (`headers_mut`) is kept in the future's state across every await.
     fn outbound(&self, uri: Uri, body: Body, own_headers: Option<HeaderMap>) -> Request<Body> {
         let upstream = &*self.hop.upstream;
-        let mut request = outbound_request(upstream, self.parts, uri, body, own_headers);
+        let mut request = outbound_request(
+            upstream,
+            self.parts,
+            uri,
+            body,
+            own_headers,
+            self.hop_by_hop,
+        );
         if let Some(len) = self.rewritten_len {
             let headers = request.headers_mut();
             headers.insert(http::header::CONTENT_LENGTH, len.into());
