@@ -46,14 +46,15 @@ impl<'a> ClientHeaders<'a> {
     pub fn scan(headers: &'a HeaderMap) -> ClientHeaders<'a> {
         let mut found = ClientHeaders::default();
         for (name, value) in headers {
-            let slot = match name.as_str() {
+            let name = name.as_str();
+            let slot = match name {
                 "content-length" => &mut found.content_length,
                 "x-stainless-read-timeout" => &mut found.read_timeout,
                 "x-backstop-tag" => &mut found.tag,
                 "x-stainless-retry-count" => &mut found.retry_count,
                 "idempotency-key" => &mut found.idempotency_key,
                 _ => {
-                    found.hop_by_hop |= is_hop_by_hop(name);
+                    found.hop_by_hop |= is_hop_by_hop_text(name);
                     continue;
                 }
             };
@@ -140,9 +141,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// One of `HOP_BY_HOP`, by its text: a length check rules out nearly every name.
+#[inline(always)]
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_text(name.as_str())
+}
+
+/// Inlined into the walks, where the name's text is at hand already.
+#[inline(always)]
+fn is_hop_by_hop_text(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
