@@ -79,6 +79,7 @@ pub(super) async fn run<T: Transport>(
         tracing::debug!(from = %upstream.name, %reason, "falling back");
         return HopEnd::FallBack(finished.value.response.err());
     }
+    served.event_stream = Some(finished.value.event_stream);
     let mut response = finished
         .value
         .response

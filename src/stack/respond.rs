@@ -33,6 +33,8 @@ pub(super) fn respond(
     span: &tracing::Span,
     keep_response: Option<u64>,
 ) -> Response<Body> {
+    // Known from judging the answer; backstop's own error is JSON.
+    let judged_stream = served.event_stream.take().filter(|_| result.is_ok());
     let (mut response, should_retry, refused) = answer(result, served.give_up, span);
     let keeping = keeping(&mut served, &ident, &response);
     response_head::add(
@@ -44,7 +46,7 @@ pub(super) fn respond(
     );
     served.responded();
     let status = response.status().as_u16();
-    let streamed = is_event_stream(response.headers());
+    let streamed = judged_stream.unwrap_or_else(|| is_event_stream(response.headers()));
     if streamed {
         served.meta.settle();
     }

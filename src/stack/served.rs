@@ -35,6 +35,9 @@ pub(super) struct Served {
     pub ticket: Option<Box<Ticket>>,
     /// Replay: the response is an earlier request's.
     pub replayed: Option<Replayed>,
+    /// Whether the last hop's answer is an SSE stream, as judging it read (`None`
+    /// before any: the response's own content type says).
+    pub event_stream: Option<bool>,
 }
 
 impl Served {
@@ -87,6 +90,7 @@ impl Served {
             detach,
             ticket: None,
             replayed: None,
+            event_stream: None,
         }
     }
 

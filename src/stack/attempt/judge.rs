@@ -52,7 +52,7 @@ pub(super) async fn judge<T>(
         .watched_by(ctx.meta.clone())
         .boxed();
     let took = now.saturating_duration_since(started);
-    answered(head, body, id, took, Outcome::Success)
+    answered(head, body, (sse, id), took, Outcome::Success)
 }
 
 /// An error response: classified from its head and the start of its body.
@@ -76,7 +76,7 @@ async fn error<T>(
         .watched_by(ctx.meta.clone())
         .boxed();
     let took = now.saturating_duration_since(started);
-    let mut attempted = answered(head, body, id, took, outcome);
+    let mut attempted = answered(head, body, (sse, id), took, outcome);
     attempted.value.error_code = error_code;
     attempted.value.error_message = error_message;
     attempted.server_delay = server_delay;
@@ -123,13 +123,13 @@ async fn first_event<T>(
                 .watched_by(ctx.meta.clone())
                 .boxed();
             if !error_event {
-                return answered(head, body, id, started.elapsed(), Outcome::Success);
+                return answered(head, body, (true, id), started.elapsed(), Outcome::Success);
             }
             let outcome = Outcome::Retry {
                 reason: Reason::StreamErrorEvent,
                 kind: Retryable::Transient,
             };
-            let mut attempted = answered(head, body, id, started.elapsed(), outcome);
+            let mut attempted = answered(head, body, (true, id), started.elapsed(), outcome);
             let (code, message) = error_fields(first.as_bytes());
             attempted.value.error_code = code;
             attempted.value.error_message = message;
@@ -160,16 +160,18 @@ async fn first_event<T>(
     attempted
 }
 
-/// A response to pass on (for now: the policy may still retry it).
+/// A response to pass on (for now: the policy may still retry it), an SSE stream when
+/// `event_stream` (its content type, as judging it read).
 fn answered(
     head: Head,
     body: Body,
-    upstream_request_id: Option<UpstreamRequestId>,
+    (event_stream, upstream_request_id): (bool, Option<UpstreamRequestId>),
     took: Duration,
     outcome: Outcome,
 ) -> Attempted<AttemptResult> {
     Attempted {
         value: AttemptResult {
+            event_stream,
             status: Some(head.status.as_u16()),
             duration: took,
             upstream_request_id,

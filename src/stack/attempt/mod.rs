@@ -27,6 +27,8 @@ use crate::runtime::Hop;
 /// What an attempt hands back, with what its report needs to know about it.
 pub struct AttemptResult {
     pub response: Result<Response<Body>, ProxyError>,
+    /// The response is an SSE stream (`text/event-stream`), as judging it read.
+    pub event_stream: bool,
     pub status: Option<u16>,
     pub duration: Duration,
     pub upstream_request_id: Option<UpstreamRequestId>,
@@ -121,6 +123,7 @@ impl<T> Context<'_, T> {
 fn failed(started: Instant, reason: Reason, error: ProxyError) -> Attempted<AttemptResult> {
     Attempted {
         value: AttemptResult {
+            event_stream: false,
             status: None,
             duration: started.elapsed(),
             upstream_request_id: None,
