@@ -28,6 +28,7 @@
 //! - `backstop_consecutive_failures`: the /stats value (requests that failed in a row).
 
 mod buckets;
+mod current;
 mod failure_log;
 mod families;
 mod handovers;
@@ -43,7 +44,6 @@ mod status_page;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
 use http::StatusCode;
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -82,7 +82,7 @@ pub struct Recorder {
     replay: ReplayMetrics,
     connections: parking_lot::RwLock<Option<Arc<dyn UpstreamConnections>>>,
     stats: Stats,
-    vocabulary: ArcSwap<Vocabulary>,
+    vocabulary: current::Current,
     /// With `[redis]` only.
     redis: Option<redis::RedisFamilies>,
 }
@@ -113,7 +113,7 @@ impl Recorder {
             replay,
             connections: Default::default(),
             stats: Stats::default(),
-            vocabulary: ArcSwap::from_pointee(Vocabulary::new(config)),
+            vocabulary: current::Current::new(Vocabulary::new(config)),
             redis,
         };
         recorder.on_config(config);
@@ -131,7 +131,7 @@ impl Recorder {
         }
         self.stats
             .set_upstreams(config.upstreams.iter().map(|u| u.name.as_str()));
-        self.vocabulary.store(Arc::new(vocabulary));
+        self.vocabulary.store(vocabulary);
     }
 
     /// Lets the failure log's own counters show as its three counter families.
@@ -154,17 +154,19 @@ impl Recorder {
 
     /// For the circuit breaker: its state per upstream, as gauge and in `/stats`.
     pub fn set_circuit_state(&self, upstream: &str, state: CircuitState) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.metrics.set_circuit_state(label, state);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.metrics.set_circuit_state(label, state);
+        });
         self.stats.set_circuit(upstream, state);
     }
 
     /// For the local rate limiter: how long a request waited.
     pub fn rate_limit_wait(&self, upstream: &str, waited: std::time::Duration) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.metrics.rate_limit_wait(label, waited);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.metrics.rate_limit_wait(label, waited);
+        });
     }
 
     /// The Prometheus text exposition of the registry.
@@ -211,31 +213,54 @@ impl crate::fleet::Health for Recorder {
 
 impl Observer for Recorder {
     fn request_started(&self, upstream: &str) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.metrics.request_started(label);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.metrics.request_started(label);
+        });
     }
 
     fn request_abandoned(&self, upstream: &str) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.metrics.request_finished(label);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.metrics.request_finished(label);
+        });
     }
 
     fn websocket_session(&self, upstream: &str, open: bool) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.metrics.websocket_session(label, open);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.metrics.websocket_session(label, open);
+        });
     }
 
     fn replay_join(&self, upstream: &str) {
-        let vocabulary = self.vocabulary.load();
-        let label = vocabulary.upstream(Some(upstream));
-        self.replay.joined(label);
+        self.vocabulary.with(|vocabulary| {
+            let label = vocabulary.upstream(Some(upstream));
+            self.replay.joined(label);
+        });
     }
 
     fn attempt(&self, e: &AttemptReport) {
-        let vocabulary = self.vocabulary.load();
+        self.vocabulary
+            .with(|vocabulary| self.attempt_with(vocabulary, e));
+    }
+
+    fn circuit(&self, upstream: &str, state: CircuitState) {
+        self.set_circuit_state(upstream, state);
+    }
+
+    fn pacing(&self, upstream: &str, view: crate::limits::pacing::PaceView) {
+        self.stats.set_pacing(upstream, view);
+    }
+
+    fn request(&self, e: &RequestEvent) {
+        self.vocabulary
+            .with(|vocabulary| self.request_with(vocabulary, e));
+    }
+}
+
+impl Recorder {
+    fn attempt_with(&self, vocabulary: &Vocabulary, e: &AttemptReport) {
         let up = vocabulary.upstream(Some(&e.upstream));
         let tag = e.meta.tag.as_ref();
         let endpoint = Endpoint::from_kind(e.endpoint_kind);
@@ -270,16 +295,7 @@ impl Observer for Recorder {
         }
     }
 
-    fn circuit(&self, upstream: &str, state: CircuitState) {
-        self.set_circuit_state(upstream, state);
-    }
-
-    fn pacing(&self, upstream: &str, view: crate::limits::pacing::PaceView) {
-        self.stats.set_pacing(upstream, view);
-    }
-
-    fn request(&self, e: &RequestEvent) {
-        let vocabulary = self.vocabulary.load();
+    fn request_with(&self, vocabulary: &Vocabulary, e: &RequestEvent) {
         let up = vocabulary.upstream(e.upstream.as_deref());
         if e.upstream.is_some() {
             self.metrics.rate_limit_wait(up, e.queue_wait);
@@ -332,9 +348,7 @@ impl Observer for Recorder {
             self.metrics.set_consecutive_failures(up, in_a_row);
         }
     }
-}
 
-impl Recorder {
     /// `/stats`' last error for a request that failed without an attempt event: refused
     /// before any attempt (413, no route) or broken off after the response started.
     fn unattempted_error(&self, e: &RequestEvent, interrupted: Option<&'static str>, failed: bool) {
