@@ -218,24 +218,26 @@ pub fn endpoint_kind(path: &str) -> &'static str {
     "other"
 }
 
-/// The request's path as the events hold it. The paths of OpenAI's own API are shared
-/// copies made once (a request to one of them allocates nothing for its path); any
-/// other path is copied.
-pub fn endpoint_path(path: &str) -> Arc<str> {
-    static KNOWN: std::sync::LazyLock<[Arc<str>; 6]> = std::sync::LazyLock::new(|| {
-        [
-            "/v1/chat/completions",
-            "/v1/completions",
-            "/v1/embeddings",
-            "/v1/responses",
-            "/v1/moderations",
-            "/v1/models",
-        ]
-        .map(Arc::from)
-    });
-    match KNOWN.iter().find(|known| ***known == *path) {
-        Some(known) => known.clone(),
-        None => path.into(),
+/// The request's path as the events hold it, and its `endpoint` label. The paths of
+/// OpenAI's own API are shared copies made once, with their labels (a request to one of
+/// them allocates nothing for its path and scans nothing for its label); any other
+/// path is copied and its label found by `endpoint_kind`.
+pub fn endpoint(path: &str) -> (Arc<str>, &'static str) {
+    static KNOWN: std::sync::LazyLock<[(Arc<str>, &'static str); 6]> =
+        std::sync::LazyLock::new(|| {
+            [
+                ("/v1/chat/completions", "chat_completions"),
+                ("/v1/completions", "completions"),
+                ("/v1/embeddings", "embeddings"),
+                ("/v1/responses", "responses"),
+                ("/v1/moderations", "moderations"),
+                ("/v1/models", "models"),
+            ]
+            .map(|(path, kind)| (Arc::from(path), kind))
+        });
+    match KNOWN.iter().find(|(known, _)| **known == *path) {
+        Some((known, kind)) => (known.clone(), kind),
+        None => (path.into(), endpoint_kind(path)),
     }
 }
 
@@ -337,7 +339,7 @@ impl Observer for LogObserver {
 
 #[cfg(test)]
 mod tests {
-    use super::{endpoint_kind, endpoint_path};
+    use super::{endpoint, endpoint_kind};
     use std::sync::Arc;
 
     #[test]
@@ -374,22 +376,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_path_comes_with_the_label_its_scan_would_give() {
+        for path in [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+            "/v1/moderations",
+            "/v1/models",
+        ] {
+            assert_eq!(endpoint(path).1, endpoint_kind(path), "{path}");
+        }
+    }
+
+    #[test]
     fn openai_paths_are_shared_and_any_other_path_is_kept_as_it_is() {
-        let chat = endpoint_path("/v1/chat/completions");
-        assert!(Arc::ptr_eq(&chat, &endpoint_path("/v1/chat/completions")));
+        let (chat, kind) = endpoint("/v1/chat/completions");
+        assert!(Arc::ptr_eq(&chat, &endpoint("/v1/chat/completions").0));
         assert_eq!(&*chat, "/v1/chat/completions");
+        assert_eq!(kind, "chat_completions");
         for path in [
             "/v1/chat/completions/",
             "/openai/deployments/d/chat/completions",
             "/v1/modelsx",
             "",
         ] {
-            let kept = endpoint_path(path);
+            let (kept, kind) = endpoint(path);
             assert_eq!(&*kept, path);
-            assert!(
-                !Arc::ptr_eq(&kept, &endpoint_path(path)),
-                "{path} is copied"
-            );
+            assert_eq!(kind, endpoint_kind(path), "{path}");
+            assert!(!Arc::ptr_eq(&kept, &endpoint(path).0), "{path} is copied");
         }
     }
 }

@@ -10,7 +10,7 @@ use http::Method;
 use super::attempt::AttemptResult;
 use super::fallback::Next;
 use crate::error::ProxyError;
-use crate::events::{AttemptReport, Observer, RequestId, Verdict, endpoint_kind, endpoint_path};
+use crate::events::{AttemptReport, Observer, RequestId, Verdict, endpoint};
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Decision, GiveUp, Outcome, Reason};
@@ -29,11 +29,11 @@ pub(super) struct Ident {
 impl Ident {
     /// A fresh request id (UUIDv7, encoded on the stack) for `request`.
     pub fn new<B>(request: &http::Request<B>) -> Ident {
-        let endpoint = endpoint_path(request.uri().path());
+        let (endpoint, kind) = endpoint(request.uri().path());
         Ident {
             id: RequestId::new_v7(),
             method: request.method().clone(),
-            kind: endpoint_kind(&endpoint),
+            kind,
             endpoint,
         }
     }
