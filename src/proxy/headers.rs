@@ -164,9 +164,10 @@ fn is_hop_by_hop_text(name: &str) -> bool {
 }
 
 /// The client's headers made the upstream's: hop-by-hop ones gone (looked for only when
-/// `hop_by_hop`, what `ClientHeaders` found), the key injected. `Host` is left for the send to replace (HTTP/1.1 puts the upstream's own in its
-/// place) or remove (HTTP/2 names the host in `:authority`): removing it here too
-/// would cost a lookup and a shift of the map on every request.
+/// `hop_by_hop`, what `ClientHeaders` found), the key injected. `Host` is left for the
+/// send to replace (HTTP/1.1 puts the upstream's own in its place) or remove (HTTP/2
+/// names the host in `:authority`): removing it here too would cost a lookup and a
+/// shift of the map on every request.
 pub fn prepare_outbound(
     headers: &mut HeaderMap,
     kind: UpstreamKind,

@@ -32,6 +32,10 @@
 //! A WebSocket handshake takes the same steps; its `101` then opens a session
 //! (`websocket`).
 //!
+//! The clock is read where a step marks a new moment; a step that follows one that did
+//! not wait takes its reading instead (`fresh`): a body that came with its head, its
+//! admission and its first attempt all start when the request did.
+//!
 //! The path is generic over the client's body and the upstream (`proxy::Transport`), so
 //! service tests drive it on a paused clock with an in-memory upstream
 //! (`mock::memory`). A client that disconnects drops this future, which cancels the
