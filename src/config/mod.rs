@@ -107,6 +107,16 @@ impl Config {
         validate::validate(raw, env)
     }
 
+    /// The one upstream of a config that names only it (`u`, at `base_url`), for tests.
+    #[cfg(test)]
+    pub(crate) fn upstream_at(base_url: &str) -> Upstream {
+        let text = format!("[[upstream]]\nname=\"u\"\nbase_url=\"{base_url}\"\n");
+        Config::from_toml(&text, &|_| None)
+            .expect("valid")
+            .upstreams
+            .remove(0)
+    }
+
     /// The effective config as TOML, every default written out; keys are never printed
     /// (only the names of the environment variables that hold them).
     pub fn effective_toml(&self) -> String {

@@ -186,18 +186,25 @@ fn response(reply: Reply) -> Result<Response<UpstreamBody>, SendError> {
             .map_err(|_| SendError::BadRequest("bad header value"))?;
         response.headers_mut().append(name, value);
     }
-    let body = ScriptedBody {
-        parts: reply.body.into(),
-        pause: None,
-    };
+    let body = ScriptedBody::new(reply.body);
     *response.body_mut() = UpstreamBody::from_body(http_body_util::BodyExt::boxed(body));
     Ok(response)
 }
 
-/// A body that plays its parts on tokio time.
-struct ScriptedBody {
+/// A body that plays its parts on tokio time: each after its gap. The in-memory
+/// upstream's response bodies; a test's slow client body too.
+pub struct ScriptedBody {
     parts: VecDeque<(Duration, Part)>,
     pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl ScriptedBody {
+    pub fn new(parts: impl IntoIterator<Item = (Duration, Part)>) -> ScriptedBody {
+        ScriptedBody {
+            parts: parts.into_iter().collect(),
+            pause: None,
+        }
+    }
 }
 
 impl HttpBody for ScriptedBody {

@@ -341,6 +341,7 @@ impl HttpBody for StreamingBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::memory::{Part, ScriptedBody};
 
     #[test]
     fn one_chunk_is_the_body_itself_and_more_are_joined_in_order() {
@@ -361,27 +362,6 @@ mod tests {
         }
         assert_eq!(chunks.concat(7), Bytes::from_static(b"{\"a\":1}"));
         assert!(Chunks::default().concat(0).is_empty());
-    }
-
-    /// A body whose one chunk arrives `after` a while.
-    struct Late {
-        after: Pin<Box<tokio::time::Sleep>>,
-        data: Option<Bytes>,
-    }
-
-    impl HttpBody for Late {
-        type Data = Bytes;
-        type Error = BoxError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            if self.after.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
-        }
     }
 
     fn limits() -> BodyLimits {
@@ -408,10 +388,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_was_waited_for_was_read_when_it_ended() {
         let started = Instant::now();
-        let body = Late {
-            after: Box::pin(tokio::time::sleep(Duration::from_secs(2))),
-            data: Some(Bytes::from_static(b"{}")),
-        };
+        let late = Part::Data(Bytes::from_static(b"{}"));
+        let body = ScriptedBody::new([(Duration::from_secs(2), late)]);
         let budget = BufferBudget::new(1024);
         let (read, at) = RequestBody::read(body, None, limits(), &budget, started)
             .await

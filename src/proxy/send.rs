@@ -209,11 +209,7 @@ mod tests {
     use crate::config::Config;
 
     fn upstream(base: &str) -> Upstream {
-        let text = format!("[[upstream]]\nname=\"u\"\nbase_url=\"{base}\"\n");
-        Config::from_toml(&text, &|_| None)
-            .expect("valid")
-            .upstreams
-            .remove(0)
+        Config::upstream_at(base)
     }
 
     #[test]
