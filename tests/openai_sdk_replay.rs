@@ -1,8 +1,15 @@
 //! SPEC §6's headline with the official `openai` Python SDK: `OpenAI(timeout=0.5,
-//! max_retries=2)` against a model that answers after 1.5 s. Without replay each of
+//! max_retries=2)` against a model that answers after 2 s. Without replay each of
 //! the SDK's three tries is a new, billed upstream call and all time out; with
 //! `[replay]` (sdk_retries, finish_abandoned) the upstream sees one call and the SDK
 //! gets the completion.
+//!
+//! Why 2 s: the SDK's second try starts after a jittered 0.375–0.5 s backoff and gives
+//! up 0.5 s later, between 1.375 and 1.5 s (plus its own overhead); its third starts
+//! after 2.1 s. A model that answered at 1.5 s could reach a joined second try in the
+//! very moment its SDK gave up on it, which then counts as a replay too. At 2 s the
+//! answer is kept between the second try and the third, which replays it (or joins it,
+//! if it is late) — one replay, whatever the jitter.
 //!
 //! Needs the Python that `scripts/test` makes (BACKSTOP_SKIP_PYTHON=1 skips).
 
@@ -12,10 +19,10 @@ use std::time::Duration;
 
 use backstop::mock::{MockOptions, MockUpstream};
 
-/// A mock that answers after 1.5 s, and a backstop in front of it with `extra`.
+/// A mock that answers after 2 s, and a backstop in front of it with `extra`.
 async fn slow_model(extra: &str) -> (MockUpstream, backstop::Running) {
     let mock = MockUpstream::start_with(MockOptions {
-        latency: Duration::from_millis(1500),
+        latency: Duration::from_millis(2000),
         ..MockOptions::default()
     })
     .await

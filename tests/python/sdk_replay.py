@@ -1,5 +1,5 @@
 """The headline of SPEC §6 with the official openai Python SDK, unmodified: a client
-whose timeout (0.5 s) is shorter than the model's answer (1.5 s).
+whose timeout (0.5 s) is shorter than the model's answer (2 s).
 
 Run by tests/openai_sdk_replay.rs with BACKSTOP_URL and EXPECT: `timeout` (no replay:
 the SDK's three tries all time out) or `completion` (replay: its retry gets the call
