@@ -11,7 +11,6 @@ use http::Response;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::attempt::is_event_stream;
 use super::keep::{KeepBody, Keeping};
 use super::replay;
 use super::report::Ident;
@@ -33,7 +32,6 @@ pub(super) fn respond(
     span: &tracing::Span,
     keep_response: Option<u64>,
 ) -> Response<Body> {
-    // Known from judging the answer; backstop's own error is JSON.
     let judged_stream = served.event_stream.take().filter(|_| result.is_ok());
     let (mut response, should_retry, refused) = answer(result, served.give_up, span);
     let keeping = keeping(&mut served, &ident, &response);
@@ -46,17 +44,13 @@ pub(super) fn respond(
     );
     served.responded();
     let status = response.status().as_u16();
-    let streamed = judged_stream.unwrap_or_else(|| is_event_stream(response.headers()));
-    if streamed {
-        served.meta.settle();
-    }
-    let endpoint_kind = ident.kind;
-    let look_for_usage = status == 200 && usage_endpoint(endpoint_kind);
+    let streamed = served.streamed(judged_stream, response.headers());
+    let look_for_usage = status == 200 && usage_endpoint(ident.kind);
     let event = RequestEvent {
         request_id: ident.id,
         upstream: served.upstream.take(),
         method: ident.method,
-        endpoint_kind,
+        endpoint_kind: ident.kind,
         endpoint: ident.endpoint,
         status,
         streamed,

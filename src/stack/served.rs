@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::attempt::is_event_stream;
 use super::detach::Detach;
 use super::replay::Ticket;
 use super::report::Ident;
@@ -92,6 +93,17 @@ impl Served {
             replayed: None,
             event_stream: None,
         }
+    }
+
+    /// Whether the response (with `headers`) is an SSE stream: as judging the answer
+    /// read it (`judged`; backstop's own error is JSON, so a failed request has none),
+    /// else by its content type. A stream's request meta is settled.
+    pub fn streamed(&mut self, judged: Option<bool>, headers: &http::HeaderMap) -> bool {
+        let streamed = judged.unwrap_or_else(|| is_event_stream(headers));
+        if streamed {
+            self.meta.settle();
+        }
+        streamed
     }
 
     /// The request's meta, leaving the shared empty one in its place.
