@@ -13,6 +13,9 @@ use super::classify::{Outcome, Retryable};
 use super::server_delay::with_jitter;
 use crate::config::RetrySettings;
 
+/// How late a timer may fire: tokio rounds a sleep up to the next millisecond.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Hand this result to the client.
@@ -150,7 +153,10 @@ impl<'a> RetryPolicy<'a> {
             Some(asked) => with_jitter(asked, rng.f64()).min(left),
             None => backoff(self.settings, kind, self.retries, rng.f64()),
         };
-        if delay >= left {
+        // tokio's timers fire on whole milliseconds, a sleep up to one late: a backoff
+        // that does not end a tick before the deadline would start the next attempt at
+        // it (or just past it), with no time left to answer.
+        if delay + TIMER_TICK >= left {
             return Decision::GiveUp(GiveUp::DeadlineExceeded);
         }
         // Last, so a retry that would not happen anyway costs no budget.

@@ -116,6 +116,30 @@ fn a_backoff_that_would_end_past_the_deadline_is_not_started() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_backoff_must_end_a_timer_tick_before_the_deadline() {
+    // The same seed draws the same delay: first with time to spare, to learn it. (A
+    // paused clock: the three policies count from the same `now`.)
+    let (mut spare, now) = policy("deadline = \"10s\"");
+    let Decision::Retry { delay, .. } = spare.decide(S503, None, now) else {
+        panic!("a first 503 is retried");
+    };
+    let deadline = now + Duration::from_secs(10);
+    let (mut close, _) = policy("deadline = \"10s\"");
+    let within_a_tick = deadline - delay - Duration::from_micros(500);
+    assert_eq!(
+        close.decide(S503, None, within_a_tick),
+        Decision::GiveUp(GiveUp::DeadlineExceeded),
+        "the timer could fire at the deadline"
+    );
+    let (mut in_time, _) = policy("deadline = \"10s\"");
+    let two_ticks = deadline - delay - Duration::from_millis(2);
+    assert!(matches!(
+        in_time.decide(S503, None, two_ticks),
+        Decision::Retry { .. }
+    ));
+}
+
 #[test]
 fn ambiguous_failures_follow_retry_ambiguous() {
     let (mut on, now) = policy("retry_ambiguous = true");
