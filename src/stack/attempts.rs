@@ -80,10 +80,16 @@ pub(super) async fn run<T: Transport>(
         return HopEnd::FallBack(finished.value.response.err());
     }
     served.event_stream = Some(finished.value.event_stream);
-    let mut response = finished
-        .value
-        .response
-        .unwrap_or_else(ProxyError::into_response);
+    answer(finished.value.response, model)
+}
+
+/// The hop's answer: its last attempt's response, or backstop's own error; naming the
+/// model the hop sent when its `models` map changed it.
+fn answer(
+    response: Result<Response<Body>, ProxyError>,
+    model: Option<http::HeaderValue>,
+) -> HopEnd {
+    let mut response = response.unwrap_or_else(ProxyError::into_response);
     if let Some(model) = model {
         response.headers_mut().insert(MODEL, model);
     }
