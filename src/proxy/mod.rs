@@ -15,6 +15,7 @@ pub mod request_body;
 pub mod response_body;
 pub mod send;
 pub mod sse;
+pub mod timed;
 pub mod transport;
 pub mod upstream_body;
 pub mod websocket;

@@ -7,13 +7,13 @@ use std::future::Future;
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, Uri, Version};
-use tokio::time::error::Elapsed;
-use tokio::time::{Instant, Timeout};
+use tokio::time::Instant;
 
 use super::client::SendError;
 use super::egress::ProxyRefused;
 use super::headers::prepare_outbound;
 use super::request_body::BodyTooLarge;
+use super::timed::{Timed, TimedOut, timed};
 use super::{Transport, UpstreamBody, websocket};
 use crate::body::Body;
 use crate::config::Upstream;
@@ -111,14 +111,14 @@ pub fn send<'a, T: Transport>(
     upstream: &'a Upstream,
     request: Request<Body>,
     until: Instant,
-) -> Timeout<impl Future<Output = Result<Response<UpstreamBody>, SendError>> + 'a> {
-    tokio::time::timeout_at(until, client.send(upstream, request))
+) -> Timed<impl Future<Output = Result<Response<UpstreamBody>, SendError>> + 'a> {
+    timed(until, client.send(upstream, request))
 }
 
 /// What an attempt begun at `started` came to: its response, or the error to answer
 /// with and how to judge it.
 pub fn settle(
-    sent: Result<Result<Response<UpstreamBody>, SendError>, Elapsed>,
+    sent: Result<Result<Response<UpstreamBody>, SendError>, TimedOut>,
     upstream: &Upstream,
     started: Instant,
 ) -> Result<Response<UpstreamBody>, SendFailure> {
