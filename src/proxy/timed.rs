@@ -6,7 +6,8 @@
 //! pending poll of the send, which re-registers the task's waker with the timer every
 //! time. Once the timer is armed for this task's waker, it needs polling again only
 //! when it has fired (`Sleep::is_elapsed`, an atomic load) or when the future has
-//! moved to another task (a different waker).
+//! moved to another task (a different waker). A timer polled while the task's
+//! cooperative budget was spent did not register, so it does not count as armed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,10 +55,13 @@ impl<F: Future> Future for Timed<F> {
         if armed && !this.timer.is_elapsed() {
             return Poll::Pending;
         }
+        // With the task's cooperative budget spent, the timer's poll registers nothing
+        // (and the task is woken to try again): it is armed only by a poll that could.
+        let could_register = tokio::task::coop::has_budget_remaining();
         match this.timer.poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(TimedOut)),
             Poll::Pending => {
-                if !armed {
+                if !armed && could_register {
                     *this.armed_for = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -115,6 +119,26 @@ mod tests {
         };
         assert_eq!(within_a_minute(timed(until, busy)).await, Err(TimedOut));
         assert_eq!(start.elapsed(), Duration::from_millis(1050));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_first_looked_at_with_the_tasks_budget_spent_still_fires() {
+        // The send spends the task's whole cooperative budget on its first poll: the
+        // timer's first poll then registers nothing, and must be polled again.
+        let start = Instant::now();
+        let mut first = true;
+        let greedy = std::future::poll_fn(move |cx| {
+            if std::mem::take(&mut first) {
+                while tokio::task::coop::has_budget_remaining() {
+                    let spend = std::pin::pin!(tokio::task::coop::consume_budget());
+                    let _ = spend.poll(cx);
+                }
+            }
+            Poll::<()>::Pending
+        });
+        let until = start + Duration::from_secs(1);
+        assert_eq!(within_a_minute(timed(until, greedy)).await, Err(TimedOut));
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
