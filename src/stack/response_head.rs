@@ -1,5 +1,8 @@
 //! What backstop adds to the head of every response it sends, errors included.
 
+use std::cell::RefCell;
+
+use bytes::BytesMut;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -18,7 +21,7 @@ pub(super) fn add(
     should_retry: Option<&'static str>,
     upstream: Option<HeaderValue>,
 ) {
-    if let Ok(value) = HeaderValue::from_bytes(request_id.as_bytes()) {
+    if let Some(value) = request_id_value(request_id) {
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(ATTEMPTS, attempts_value(attempts));
@@ -27,6 +30,33 @@ pub(super) fn add(
     }
     if let Some(name) = upstream {
         headers.insert(UPSTREAM, name);
+    }
+}
+
+/// Room for this many ids in one `request_id_value` slab.
+const IDS_PER_SLAB: usize = 16;
+
+/// `x-backstop-request-id`'s value, cut from a small buffer of this thread's: one
+/// allocation for every `IDS_PER_SLAB` responses rather than one for each. hyper drops
+/// a response's header values once its head is written, so a slab is freed soon after
+/// the last id cut from it; at most one slab per thread is held otherwise.
+fn request_id_value(id: &RequestId) -> Option<HeaderValue> {
+    thread_local! {
+        static SLAB: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    }
+    let bytes = id.as_bytes();
+    let cut = SLAB.try_with(|slab| {
+        let mut slab = slab.borrow_mut();
+        if slab.capacity() < bytes.len() {
+            *slab = BytesMut::with_capacity((32 * IDS_PER_SLAB).max(bytes.len()));
+        }
+        slab.extend_from_slice(bytes);
+        slab.split().freeze()
+    });
+    match cut {
+        Ok(shared) => HeaderValue::from_maybe_shared(shared).ok(),
+        // This thread is being torn down: a copy of its own.
+        Err(_) => HeaderValue::from_bytes(bytes).ok(),
     }
 }
 
@@ -56,6 +86,19 @@ mod tests {
         for n in [0, 1, 5, 6, 17, u32::MAX] {
             assert_eq!(attempts_value(n), HeaderValue::from(n), "{n}");
         }
+    }
+
+    #[test]
+    fn request_ids_cut_from_one_slab_stay_apart() {
+        let ids: Vec<RequestId> = (0..3 * IDS_PER_SLAB).map(|_| RequestId::new_v7()).collect();
+        let values: Vec<HeaderValue> = ids.iter().filter_map(request_id_value).collect();
+        assert_eq!(values.len(), ids.len());
+        for (id, value) in ids.iter().zip(&values) {
+            assert_eq!(value.as_bytes(), id.as_bytes());
+        }
+        // An id longer than the usual 32 digits (one read back from a journal) fits too.
+        let long = RequestId::from("x".repeat(200).as_str());
+        assert_eq!(request_id_value(&long).unwrap().as_bytes(), long.as_bytes());
     }
 
     #[test]
