@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use h1::{Unsent, answered_h1, send_h1};
+use h1::{Unsent, answered_h1, wire_h1};
 use http::header::{HOST, UPGRADE};
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
@@ -116,7 +116,8 @@ impl UpstreamClient {
                 if !sender.is_ready() && sender.ready().await.is_err() {
                     continue;
                 }
-                let answer = send_h1(&pool, &mut sender, request, upstream)?.await;
+                wire_h1(&pool, &mut request, upstream)?;
+                let answer = sender.try_send_request(request).await;
                 match answered_h1(answer, &pool, sender, upstream) {
                     Ok(response) => return Ok(response),
                     Err(Unsent::Again(back)) => request = *back,
@@ -297,7 +298,7 @@ where
 async fn send_on_new(
     pool: &Arc<Pool>,
     conn: Conn,
-    request: Request<Body>,
+    mut request: Request<Body>,
     upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, SendError> {
     match conn {
@@ -311,7 +312,8 @@ async fn send_on_new(
                 SendError::Connect("the new connection closed before the request was sent".into())
             };
             sender.ready().await.map_err(|_| closed())?;
-            let answer = send_h1(pool, &mut sender, request, upstream)?.await;
+            wire_h1(pool, &mut request, upstream)?;
+            let answer = sender.try_send_request(request).await;
             match answered_h1(answer, pool, sender, upstream) {
                 Ok(response) => Ok(response),
                 Err(Unsent::Again(_)) => Err(closed()),

@@ -2,7 +2,6 @@
 //! handed over, and the answer taken back (the response, its connection lent back to
 //! the pool when the body ends; or the request, unsent, when the connection was gone).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -22,17 +21,16 @@ pub(super) enum Unsent {
     Failed(SendError),
 }
 
-/// Hands `request`, written for the wire, to an HTTP/1.1 connection that is ready: the
-/// future of its answer (`answered_h1`). Awaited by the caller, not inside a future of
-/// its own that would move the request in and the response out once more.
-pub(super) fn send_h1(
+/// Writes `request` for the wire (`to_wire_form`) for an HTTP/1.1 connection of `pool`.
+/// The caller then hands it over itself (`SendRequest::try_send_request`) and awaits
+/// the answer where it is (`answered_h1`): inside a future of its own, or returned in a
+/// `Result`, the request and the (~250-byte) answer would be copied once more.
+pub(super) fn wire_h1(
     pool: &Pool,
-    sender: &mut http1::SendRequest<Body>,
-    mut request: Request<Body>,
+    request: &mut Request<Body>,
     upstream: &Upstream,
-) -> Result<impl Future<Output = H1Answer> + use<>, SendError> {
-    to_wire_form(&mut request, pool.host.as_ref(), upstream)?;
-    Ok(sender.try_send_request(request))
+) -> Result<(), SendError> {
+    to_wire_form(request, pool.host.as_ref(), upstream)
 }
 
 pub(super) type H1Answer = Result<Response<Incoming>, TrySendError<Request<Body>>>;
