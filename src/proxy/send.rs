@@ -115,23 +115,23 @@ pub fn send<'a, T: Transport>(
     timed(until, client.send(upstream, request))
 }
 
-/// What an attempt begun at `started` came to: its response, or the error to answer
-/// with and how to judge it.
+/// What an attempt begun at `started` that got no response came to: the error to
+/// answer with and how to judge it. Takes only the failures, so a response is not
+/// copied into (and out of) a `Result` of its own on its way to being judged.
 pub fn settle(
-    sent: Result<Result<Response<UpstreamBody>, SendError>, TimedOut>,
+    failed: Result<SendError, TimedOut>,
     upstream: &Upstream,
     started: Instant,
-) -> Result<Response<UpstreamBody>, SendFailure> {
-    match sent {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(failure(upstream, &e)),
-        Err(_) => Err(SendFailure {
+) -> SendFailure {
+    match failed {
+        Ok(e) => failure(upstream, &e),
+        Err(TimedOut) => SendFailure {
             outcome: classify_transport(TransportFailure::Timeout),
             error: ProxyError::Timeout {
                 upstream: upstream.name.clone(),
                 after: started.elapsed(),
             },
-        }),
+        },
     }
 }
 

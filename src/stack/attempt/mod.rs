@@ -87,13 +87,15 @@ impl<T: Transport> Context<'_, T> {
         };
         let request = self.outbound(uri, body, own_headers);
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
-        let sent = send(self.transport, upstream, request, until).await;
-        match settle(sent, upstream, started) {
-            Ok(response) => judge::judge(self, response, started).await,
-            Err(SendFailure { outcome, error }) => Attempted {
-                outcome,
-                ..failed(started, outcome.reason(), error)
-            },
+        let failed_with = match send(self.transport, upstream, request, until).await {
+            Ok(Ok(response)) => return judge::judge(self, response, started).await,
+            Ok(Err(e)) => Ok(e),
+            Err(timed_out) => Err(timed_out),
+        };
+        let SendFailure { outcome, error } = settle(failed_with, upstream, started);
+        Attempted {
+            outcome,
+            ..failed(started, outcome.reason(), error)
         }
     }
 }
