@@ -46,17 +46,17 @@ fn request_id_value(id: &RequestId) -> Option<HeaderValue> {
     }
     let bytes = id.as_bytes();
     let cut = SLAB.try_with(|slab| {
-        let mut slab = slab.borrow_mut();
+        let mut slab = slab.try_borrow_mut().ok()?;
         if slab.capacity() < bytes.len() {
             *slab = BytesMut::with_capacity((32 * IDS_PER_SLAB).max(bytes.len()));
         }
         slab.extend_from_slice(bytes);
-        slab.split().freeze()
+        Some(slab.split().freeze())
     });
     match cut {
-        Ok(shared) => HeaderValue::from_maybe_shared(shared).ok(),
-        // This thread is being torn down: a copy of its own.
-        Err(_) => HeaderValue::from_bytes(bytes).ok(),
+        Ok(Some(shared)) => HeaderValue::from_maybe_shared(shared).ok(),
+        // The thread is being torn down (or, never, its slab already in use): a copy.
+        _ => HeaderValue::from_bytes(bytes).ok(),
     }
 }
 
