@@ -13,7 +13,7 @@ use super::client::SendError;
 use super::egress::ProxyRefused;
 use super::headers::prepare_outbound;
 use super::request_body::BodyTooLarge;
-use super::timed::{Timed, TimedOut, timed};
+use super::timed::{Timed, timed};
 use super::{Transport, UpstreamBody, websocket};
 use crate::body::Body;
 use crate::config::Upstream;
@@ -103,8 +103,8 @@ pub struct SendFailure {
     pub error: ProxyError,
 }
 
-/// Sends one attempt and waits for its response headers until `until`; `settle` names
-/// what it came to. The timed send itself, not an `async fn` around it: each level of
+/// Sends one attempt and waits for its response headers until `until`; `failure` and
+/// `timed_out` name what a send without a response came to. The timed send itself, not an `async fn` around it: each level of
 /// nesting moves the request in and the response out once more.
 pub fn send<'a, T: Transport>(
     client: &'a T,
@@ -115,28 +115,20 @@ pub fn send<'a, T: Transport>(
     timed(until, client.send(upstream, request))
 }
 
-/// What an attempt begun at `started` that got no response came to: the error to
-/// answer with and how to judge it. Takes only the failures, so a response is not
-/// copied into (and out of) a `Result` of its own on its way to being judged.
-pub fn settle(
-    failed: Result<SendError, TimedOut>,
-    upstream: &Upstream,
-    started: Instant,
-) -> SendFailure {
-    match failed {
-        Ok(e) => failure(upstream, &e),
-        Err(TimedOut) => SendFailure {
-            outcome: classify_transport(TransportFailure::Timeout),
-            error: ProxyError::Timeout {
-                upstream: upstream.name.clone(),
-                after: started.elapsed(),
-            },
+/// An attempt begun at `started` that got no response head before `until`: the error
+/// to answer with and how to judge it.
+pub fn timed_out(upstream: &Upstream, started: Instant) -> SendFailure {
+    SendFailure {
+        outcome: classify_transport(TransportFailure::Timeout),
+        error: ProxyError::Timeout {
+            upstream: upstream.name.clone(),
+            after: started.elapsed(),
         },
     }
 }
 
 /// Names a client error by its type, never by its message text.
-fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
+pub fn failure(upstream: &Upstream, e: &SendError) -> SendFailure {
     if let Some(too_large) = find_source::<BodyTooLarge>(e) {
         return SendFailure {
             outcome: Outcome::Fatal {

@@ -18,7 +18,8 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
-use crate::proxy::send::{SendFailure, outbound_request, outbound_uri, send, settle};
+use crate::proxy::send::{SendFailure, failure, outbound_request, outbound_uri, send, timed_out};
+use crate::proxy::timed::TimedOut;
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
 use crate::retry::{Outcome, Reason};
@@ -87,12 +88,13 @@ impl<T: Transport> Context<'_, T> {
         };
         let request = self.outbound(uri, body, own_headers);
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
-        let failed_with = match send(self.transport, upstream, request, until).await {
-            Ok(Ok(response)) => return judge::judge(self, response, started).await,
-            Ok(Err(e)) => Ok(e),
-            Err(timed_out) => Err(timed_out),
-        };
-        let SendFailure { outcome, error } = settle(failed_with, upstream, started);
+        // The response goes to `judge` as it is; only a failure is named here.
+        let SendFailure { outcome, error } =
+            match send(self.transport, upstream, request, until).await {
+                Ok(Ok(response)) => return judge::judge(self, response, started).await,
+                Ok(Err(e)) => failure(upstream, &e),
+                Err(TimedOut) => timed_out(upstream, started),
+            };
         Attempted {
             outcome,
             ..failed(started, outcome.reason(), error)
