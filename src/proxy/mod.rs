@@ -9,6 +9,7 @@ pub mod egress;
 pub mod h2_pool;
 pub mod h2_settings;
 pub mod headers;
+pub mod kept_headers;
 pub mod peek;
 pub mod pool;
 pub mod request_body;

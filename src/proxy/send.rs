@@ -5,8 +5,7 @@ use crate::retry::Reason;
 use std::error::Error as StdError;
 use std::future::Future;
 
-use http::request::Parts;
-use http::{HeaderMap, Request, Response, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
 use super::client::SendError;
@@ -43,10 +42,10 @@ pub fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, Pr
 /// `path_and_query`, the client's or a rewritten one for a fallback (Azure deployment).
 pub fn outbound_uri(
     upstream: &Upstream,
-    client: &Parts,
+    client: &Uri,
     path_and_query: &str,
 ) -> Result<Uri, ProxyError> {
-    match client.uri.path_and_query() {
+    match client.path_and_query() {
         // The client's path as it is (the usual case): already parsed, no copy.
         Some(pq) if upstream.base_url.path.is_empty() && pq.as_str() == path_and_query => {
             let mut uri = http::uri::Parts::default();
@@ -60,38 +59,42 @@ pub fn outbound_uri(
     }
 }
 
-/// The outbound request for one attempt to `uri` (`outbound_uri`), built from the
-/// client's request head. `own_headers` is the client's header map itself, to send as
-/// it is (the first attempt); without it, a copy of `client.headers` goes;
-/// `hop_by_hop`: it has hop-by-hop headers to strip (`ClientHeaders`). Cannot fail, so
-/// it is built where it is returned, not copied out of a `Result`.
+/// How the client's request is forwarded, the same for each of its attempts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding {
+    /// It has hop-by-hop headers to strip (`ClientHeaders`).
+    pub hop_by_hop: bool,
+    /// It is a WebSocket handshake: its `upgrade` and `connection` go upstream.
+    pub websocket: bool,
+}
+
+/// The outbound request for one attempt to `uri` (`outbound_uri`): the client's
+/// `method`, and `headers`, the client's own map or a copy of it (`KeptHeaders`).
+/// Cannot fail, so it is built where it is returned, not copied out of a `Result`.
 pub fn outbound_request(
     upstream: &Upstream,
-    client: &Parts,
+    method: &Method,
     uri: Uri,
     body: Body,
-    own_headers: Option<HeaderMap>,
-    hop_by_hop: bool,
+    headers: HeaderMap,
+    forwarding: Forwarding,
 ) -> Request<Body> {
     let mut request = Request::new(body);
-    *request.method_mut() = client.method.clone();
+    *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
     // The client's version says nothing about the upstream's: the pool picks HTTP/1.1
     // or h2 by ALPN per connection.
     *request.version_mut() = Version::HTTP_11;
-    let headers = request.headers_mut();
-    match own_headers {
-        Some(own) => *headers = own,
-        None => headers.clone_from(&client.headers),
-    }
+    let out = request.headers_mut();
+    *out = headers;
     prepare_outbound(
-        headers,
+        out,
         upstream.kind,
         upstream.api_key.as_ref(),
-        hop_by_hop,
+        forwarding.hop_by_hop,
     );
-    if websocket::is_handshake(&client.method, &client.headers) {
-        websocket::keep_upgrade(headers);
+    if forwarding.websocket {
+        websocket::keep_upgrade(out);
     }
     request
 }
@@ -257,8 +260,20 @@ mod tests {
             ),
         ] {
             let body = crate::body::full(bytes::Bytes::new());
-            let uri = outbound_uri(&upstream(base), &parts, pq).expect("uri");
-            let request = outbound_request(&upstream(base), &parts, uri, body, None, true);
+            let uri = outbound_uri(&upstream(base), &parts.uri, pq).expect("uri");
+            let forwarding = Forwarding {
+                hop_by_hop: true,
+                websocket: false,
+            };
+            let headers = parts.headers.clone();
+            let request = outbound_request(
+                &upstream(base),
+                &parts.method,
+                uri,
+                body,
+                headers,
+                forwarding,
+            );
             assert_eq!(request.uri().to_string(), want);
         }
     }

@@ -44,14 +44,15 @@ pub(super) async fn run<T: Transport>(
     let ctx = attempt::Context {
         transport,
         hop,
-        parts: &call.parts,
+        method: &call.parts.method,
+        uri: &call.parts.uri,
         deadline: call.deadline,
         meta: &call.meta,
         path_and_query: path_and_query
             .as_deref()
-            .unwrap_or_else(|| client_path(&call.parts)),
+            .unwrap_or_else(|| client_path(&call.parts.uri)),
         rewritten_len: rewritten.as_ref().map(|b| b.len() as u64),
-        hop_by_hop: call.hop_by_hop,
+        forwarding: call.forwarding,
     };
     let mut policy = RetryPolicy::new(
         &upstream.retry,
@@ -61,13 +62,13 @@ pub(super) async fn run<T: Transport>(
     );
     let first = served.attempts;
     let bodies = &mut call.body;
-    let own_headers = &mut call.own_headers;
+    let (own_headers, kept_headers) = (&mut call.parts.headers, &mut call.kept_headers);
     let fresh = &mut call.fresh;
     let finished = drive(
         &mut policy,
         |n| {
             let body = bodies.next_for(rewritten.as_ref());
-            ctx.run(n, body, own_headers.take(), fresh.take())
+            ctx.run(n, body, kept_headers.next(own_headers), fresh.take())
         },
         |n, attempted, decision| reporter.attempted(first + n, attempted, decision),
     )

@@ -6,26 +6,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderValue, Uri};
 use tokio::time::Instant;
 
 use crate::body::{Body, ClientBody};
 use crate::error::ProxyError;
 use crate::proxy::headers::ClientHeaders;
+use crate::proxy::kept_headers::KeptHeaders;
 use crate::proxy::request_body::{BodyLimits, RequestBody};
+use crate::proxy::send::Forwarding;
+use crate::proxy::websocket;
 use crate::request_fingerprint::RequestFingerprint;
 use crate::request_meta::RequestMeta;
 use crate::runtime::{Hop, Runtime};
 
 /// A client request once its body has been read: what every hop and attempt works from.
 pub(super) struct Call {
+    /// The client's head. Its header map is what the request's first attempt sends, as
+    /// it is (`KeptHeaders::next` takes it: it is empty from then on). hyper parses the
+    /// upstream's response into the map its request went out in, and the client's map
+    /// has the room its connection grew for earlier responses, where a fresh copy has
+    /// none: backstop's own response headers then fit without growing the map on every
+    /// request.
     pub parts: Parts,
-    /// The client's own header map, for the first attempt to send as it is; `parts`
-    /// keeps a copy for any later one. hyper parses the upstream's response into the
-    /// map its request went out in, and the client's map has the room its connection
-    /// grew for earlier responses, where a fresh copy has none: backstop's own
-    /// response headers then fit without growing the map on every request.
-    pub own_headers: Option<HeaderMap>,
+    /// The client's headers for any later attempt (a retry, a fallback).
+    pub kept_headers: KeptHeaders,
+    /// How each attempt forwards the request (hop-by-hop headers, a WebSocket upgrade).
+    pub forwarding: Forwarding,
     pub body: Bodies,
     /// The body is kept, so the request can be sent again (retry or fallback).
     pub replayable: bool,
@@ -38,8 +45,6 @@ pub(super) struct Call {
     /// (`fresh`): set when the body is read, taken by admission, and set again by an
     /// admission that did not wait, for the first attempt.
     pub fresh: Option<Instant>,
-    /// The client sent hop-by-hop headers, to be stripped from what goes upstream.
-    pub hop_by_hop: bool,
 }
 
 /// What reading a request gave (`Call::read`), for `Call::new` to join to its head.
@@ -102,19 +107,22 @@ impl Call {
     }
 
     /// The request: its head and what reading it gave.
-    pub fn new(mut parts: Parts, read: Read) -> Call {
-        let copy = parts.headers.clone();
-        let own_headers = Some(std::mem::replace(&mut parts.headers, copy));
+    pub fn new(parts: Parts, read: Read) -> Call {
+        let forwarding = Forwarding {
+            hop_by_hop: read.hop_by_hop,
+            websocket: websocket::is_handshake(&parts.method, &parts.headers),
+        };
+        let kept_headers = KeptHeaders::of(&parts.headers);
         Call {
             replayable: read.body.is_replayable(),
             body: Bodies(Some(read.body)),
+            kept_headers,
             parts,
-            own_headers,
+            forwarding,
             meta: read.meta,
             deadline: read.deadline,
             read_at: read.read_at,
             fresh: Some(read.read_at),
-            hop_by_hop: read.hop_by_hop,
         }
     }
 
@@ -127,8 +135,8 @@ impl Call {
 }
 
 /// The path and query as the client sent them.
-pub(super) fn client_path(parts: &Parts) -> &str {
-    parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+pub(super) fn client_path(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 fn content_length(value: Option<&HeaderValue>) -> Option<u64> {

@@ -10,15 +10,16 @@ pub(super) use judge::is_event_stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::request::Parts;
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::error::ProxyError;
 use crate::events::UpstreamRequestId;
 use crate::proxy::Transport;
-use crate::proxy::send::{SendFailure, failure, outbound_request, outbound_uri, send, timed_out};
+use crate::proxy::send::{
+    Forwarding, SendFailure, failure, outbound_request, outbound_uri, send, timed_out,
+};
 use crate::proxy::timed::TimedOut;
 use crate::request_meta::RequestMeta;
 use crate::retry::driver::Attempted;
@@ -41,7 +42,9 @@ pub struct AttemptResult {
 pub(super) struct Context<'a, T> {
     pub transport: &'a T,
     pub hop: &'a Hop,
-    pub parts: &'a Parts,
+    /// The client's method and URI.
+    pub method: &'a Method,
+    pub uri: &'a Uri,
     pub deadline: Instant,
     /// The request: its final response's body reports an early end to its `fate`.
     pub meta: &'a Arc<RequestMeta>,
@@ -49,20 +52,20 @@ pub(super) struct Context<'a, T> {
     pub path_and_query: &'a str,
     /// The length of the body when this hop rewrote it (its `content-length`).
     pub rewritten_len: Option<u64>,
-    /// The client sent hop-by-hop headers (`Call::hop_by_hop`).
-    pub hop_by_hop: bool,
+    /// How the request is forwarded (`Call::forwarding`).
+    pub forwarding: Forwarding,
 }
 
 impl<T: Transport> Context<'_, T> {
     /// Attempt `n` of this hop (the first was admitted by the caller; later ones check
-    /// the circuit, which may have opened meanwhile), with the client's own header map
-    /// when this is the request's first attempt (`Call::own_headers`). It starts at
+    /// the circuit, which may have opened meanwhile), sending `headers`: the client's
+    /// own map or a copy (`KeptHeaders::next`). It starts at
     /// `fresh` when the admission just before it handed on its reading (`Call::fresh`).
     pub async fn run(
         &self,
         n: u32,
         body: Option<Body>,
-        own_headers: Option<HeaderMap>,
+        headers: HeaderMap,
         fresh: Option<Instant>,
     ) -> Attempted<AttemptResult> {
         let started = super::fresh::now_or(fresh);
@@ -82,11 +85,11 @@ impl<T: Transport> Context<'_, T> {
             let error = ProxyError::BadRequest("the request body cannot be sent twice".into());
             return failed(started, Reason::BodyNotReplayable, error);
         };
-        let uri = match outbound_uri(upstream, self.parts, self.path_and_query) {
+        let uri = match outbound_uri(upstream, self.uri, self.path_and_query) {
             Ok(uri) => uri,
             Err(error) => return failed(started, Reason::BadRequest, error),
         };
-        let request = self.outbound(uri, body, own_headers);
+        let request = self.outbound(uri, body, headers);
         let until = self.deadline.min(started + upstream.retry.attempt_timeout);
         // The response goes to `judge` as it is; only a failure is named here.
         let SendFailure { outcome, error } =
@@ -105,16 +108,10 @@ impl<T: Transport> Context<'_, T> {
 impl<T> Context<'_, T> {
     /// The request this hop sends upstream. Built here, not in `run`: a local that is
     /// borrowed (`headers_mut`) is kept in the future's state across every await.
-    fn outbound(&self, uri: Uri, body: Body, own_headers: Option<HeaderMap>) -> Request<Body> {
+    fn outbound(&self, uri: Uri, body: Body, headers: HeaderMap) -> Request<Body> {
         let upstream = &*self.hop.upstream;
-        let mut request = outbound_request(
-            upstream,
-            self.parts,
-            uri,
-            body,
-            own_headers,
-            self.hop_by_hop,
-        );
+        let mut request =
+            outbound_request(upstream, self.method, uri, body, headers, self.forwarding);
         if let Some(len) = self.rewritten_len {
             let headers = request.headers_mut();
             headers.insert(http::header::CONTENT_LENGTH, len.into());

@@ -40,7 +40,7 @@ impl HopRequest {
         if upstream.models.is_empty() && !fallback {
             return request;
         }
-        let shape = Shape::of(client_path(&call.parts));
+        let shape = Shape::of(client_path(&call.parts.uri));
         match (shape, upstream.kind) {
             (Shape::AzureDeployment { deployment, rest }, UpstreamKind::Azure) => {
                 request.deployment(upstream, call, deployment, rest);
