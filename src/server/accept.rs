@@ -23,10 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::limits::{ClientLimits, ConnClock, Tracked};
+use super::limits::{ClientLimits, ConnClock, InFlight, Tracked};
 use super::version::{self, Version};
 use super::woken::Woken;
-use crate::body::{Body, BoxError};
+use crate::body::BoxError;
 use crate::read_tap::ReadTap;
 
 /// HTTP/1.1 and h2c (prior knowledge), told apart per connection by `version`.
@@ -40,8 +40,8 @@ pub(super) async fn serve<F, Fut>(
     limits: ClientLimits,
     handler: F,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    F: Fn(Request<Incoming>, InFlight) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static,
 {
     let builders: Builders = Arc::new((
         http1::Builder::new(),
@@ -90,19 +90,14 @@ async fn connection<F, Fut>(
     builders: Builders,
     mut stop: watch::Receiver<bool>,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    F: Fn(Request<Incoming>, InFlight) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static,
 {
+    // The handler's future is hyper's service future itself: it ends the response
+    // with its `InFlight` (`Tracked`), not a wrapping future polled around it.
     let service = {
         let clock = clock.clone();
-        service_fn(move |req| {
-            let in_flight = clock.request_started();
-            let response = handler(req);
-            async move {
-                let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
-            }
-        })
+        service_fn(move |req| handler(req, clock.request_started()))
     };
     // A connection that never says which version it speaks is not
     // waited for, and gets `client_header_timeout` to say it.

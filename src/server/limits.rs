@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -182,6 +183,11 @@ impl Tracked {
     pub fn new(inner: Body, in_flight: InFlight) -> Tracked {
         let in_flight = (!inner.is_end_stream()).then_some(in_flight);
         Tracked { inner, in_flight }
+    }
+
+    /// `response`, its request in flight until its body ends.
+    pub fn response(response: Response<Body>, in_flight: InFlight) -> Response<Tracked> {
+        response.map(|body| Tracked::new(body, in_flight))
     }
 }
 

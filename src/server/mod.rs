@@ -32,6 +32,7 @@ use crate::journal::Journal;
 use crate::metrics::Recorder;
 use crate::runtime::Runtime;
 use counts::{Connections, Load};
+use limits::Tracked;
 use ports::{bind, client_limits, local_addr, proxy_handler};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +149,12 @@ async fn serve_both(
         admin_stopped,
         grace,
         admin_limits,
-        move |req| {
+        move |req, in_flight| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin::handle(admin, req).await) }
+            async move {
+                let response = admin::handle(admin, req).await;
+                Ok::<_, Infallible>(Tracked::response(response, in_flight))
+            }
         },
     ));
 

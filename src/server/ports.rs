@@ -15,8 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::StartError;
-use super::limits::ClientLimits;
-use crate::body::Body;
+use super::limits::{ClientLimits, InFlight, Tracked};
 use crate::config::Config;
 use crate::events::Observer;
 use crate::in_place;
@@ -46,7 +45,7 @@ pub(super) fn client_limits(
 }
 
 /// A request's response, on its way (boxed: see `proxy_handler`).
-type Handled = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Handled = Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
 
 /// What the proxy port does with each request: the request path on the runtime of
 /// the moment (a reload swaps it), detached from its connection when replay will
@@ -54,8 +53,8 @@ type Handled = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> +
 pub(super) fn proxy_handler(
     runtime: Arc<ArcSwap<Runtime>>,
     observer: Arc<dyn Observer>,
-) -> impl Fn(Request<Incoming>) -> Handled + Clone + Send + Sync + 'static {
-    move |req| {
+) -> impl Fn(Request<Incoming>, InFlight) -> Handled + Clone + Send + Sync + 'static {
+    move |req, in_flight| {
         let runtime = runtime.load_full();
         let observer = observer.clone();
         // Boxed: hyper keeps a slot the size of this future for the connection's whole
@@ -70,7 +69,7 @@ pub(super) fn proxy_handler(
             } else {
                 stack::serve(&runtime, &runtime.client, observer, req).await
             };
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(Tracked::response(response, in_flight))
         })
     }
 }
