@@ -15,6 +15,8 @@
 //! timeout instead of `client_idle_timeout`.
 
 use crate::read_tap::{ReadTap, Tap};
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -188,6 +190,43 @@ impl Tracked {
     /// `response`, its request in flight until its body ends.
     pub fn response(response: Response<Body>, in_flight: InFlight) -> Response<Tracked> {
         response.map(|body| Tracked::new(body, in_flight))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response on its way (`serving`), then tracked until its body ends:
+    /// the future hyper polls for the request, with no async block around it.
+    pub struct Tracking<F> {
+        #[pin]
+        serving: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> Tracking<F> {
+    #[inline]
+    pub fn new(serving: F, in_flight: InFlight) -> Tracking<F> {
+        Tracking {
+            serving,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl<F: Future<Output = Response<Body>>> Future for Tracking<F> {
+    type Output = Result<Response<Tracked>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.serving.poll(cx));
+        // Polled once more after this (never, by hyper): an empty body, not a panic.
+        Poll::Ready(Ok(match this.in_flight.take() {
+            Some(in_flight) => Tracked::response(response, in_flight),
+            None => response.map(|inner| Tracked {
+                inner,
+                in_flight: None,
+            }),
+        }))
     }
 }
 

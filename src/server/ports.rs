@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::StartError;
-use super::limits::{ClientLimits, InFlight, Tracked};
+use super::limits::{ClientLimits, InFlight, Tracked, Tracking};
 use crate::config::Config;
 use crate::events::Observer;
 use crate::in_place;
@@ -54,23 +54,20 @@ pub(super) fn proxy_handler(
     runtime: Arc<ArcSwap<Runtime>>,
     observer: Arc<dyn Observer>,
 ) -> impl Fn(Request<Incoming>, InFlight) -> Handled + Clone + Send + Sync + 'static {
-    move |req, in_flight| {
+    move |req, in_flight| -> Handled {
         let runtime = runtime.load_full();
         let observer = observer.clone();
         // Boxed: hyper keeps a slot the size of this future for the connection's whole
         // life, and a stream's connection outlives the future (done once headers are
         // sent) by minutes. Boxed, the ~5 KiB are freed when the response starts.
-        // Built in its box (`in_place`), not on the stack and then copied.
-        in_place::boxed(|| async move {
-            // `serve` directly, not through another async fn: each level of
-            // nesting moves the whole request future once more.
-            let response = if stack::detaches(&runtime, &req) {
-                stack::serve_detached(runtime, observer, req).await
-            } else {
-                stack::serve(&runtime, &runtime.client, observer, req).await
-            };
-            Ok::<_, Infallible>(Tracked::response(response, in_flight))
-        })
+        // Built in its box (`in_place`), not on the stack and then copied; the request
+        // path's own future, owning the runtime (`serve_owned`), with nothing around it
+        // but `Tracking`: each level of nesting moves the request once more.
+        if stack::detaches(&runtime, &req) {
+            let serving = stack::serve_detached(runtime, observer, req);
+            return Box::pin(Tracking::new(serving, in_flight));
+        }
+        in_place::boxed(|| Tracking::new(stack::serve_owned(runtime, observer, req), in_flight))
     }
 }
 

@@ -66,12 +66,10 @@ pub async fn handle(
     let tasks = runtime.detached.clone();
     let shared = detach.clone();
     tasks.spawn(async move {
-        let transport = &runtime.client;
         // Boxed, and built in its box: the request's future is most of the task's
         // size, and a task's future is copied on its way into the runtime.
-        let serving = in_place::boxed(|| {
-            super::serve_with(&runtime, transport, observer, request, Some(shared.clone()))
-        });
+        let serving =
+            in_place::boxed(|| super::serve_with(runtime, observer, request, Some(shared.clone())));
         run(serving, head_tx, shared).await;
     });
     head_rx.await.unwrap_or_else(|_| {

@@ -93,17 +93,55 @@ pub fn detaches<B>(runtime: &Runtime, request: &Request<B>) -> bool {
 
 pub use detach::handle as serve_detached;
 
-/// The request path over any client body and any upstream transport (the server
-/// calls it with `runtime.client`). Never fails: errors become responses. `serve_with`'s
-/// future itself, not an `async fn` around it: each level of nesting is one more move
-/// of the whole request future (~5 KB) on every request.
+/// The request path over any client body and any upstream transport, both borrowed
+/// (service tests: an in-memory upstream). Never fails: errors become responses.
+/// `serve_with`'s future itself, not an `async fn` around it: each level of nesting is
+/// one more move of the whole request future (~5 KB) on every request.
 pub fn serve<'a, B: ClientBody, T: Transport>(
     runtime: &'a Runtime,
     transport: &'a T,
     observer: Arc<dyn Observer>,
     request: Request<B>,
 ) -> impl Future<Output = Response<Body>> + 'a {
-    serve_with(runtime, transport, observer, request, None)
+    serve_with((runtime, transport), observer, request, None)
+}
+
+/// `serve` on the runtime of the moment, owned by the request's future (so the server
+/// boxes that future itself, with no future around it to hold the runtime), through
+/// the runtime's own upstream client.
+pub fn serve_owned<B: ClientBody>(
+    runtime: Arc<Runtime>,
+    observer: Arc<dyn Observer>,
+    request: Request<B>,
+) -> impl Future<Output = Response<Body>> {
+    serve_with(runtime, observer, request, None)
+}
+
+/// Where a request is served from: the runtime and the transport its attempts take.
+trait Serving: Send + Sync {
+    type Transport: Transport;
+    fn runtime(&self) -> &Runtime;
+    fn transport(&self) -> &Self::Transport;
+}
+
+impl<T: Transport> Serving for (&Runtime, &T) {
+    type Transport = T;
+    fn runtime(&self) -> &Runtime {
+        self.0
+    }
+    fn transport(&self) -> &T {
+        self.1
+    }
+}
+
+impl Serving for Arc<Runtime> {
+    type Transport = crate::proxy::UpstreamClient;
+    fn runtime(&self) -> &Runtime {
+        self
+    }
+    fn transport(&self) -> &crate::proxy::UpstreamClient {
+        &self.client
+    }
 }
 
 /// `serve`, for a request that runs detached from its client connection when `detach`
@@ -113,14 +151,14 @@ pub fn serve<'a, B: ClientBody, T: Transport>(
     clippy::manual_async_fn,
     reason = "an async fn keeps its arguments twice"
 )]
-fn serve_with<B: ClientBody, T: Transport>(
-    runtime: &Runtime,
-    transport: &T,
+fn serve_with<S: Serving, B: ClientBody>(
+    serving: S,
     observer: Arc<dyn Observer>,
     mut request: Request<B>,
     detach: Option<Arc<Detach>>,
 ) -> impl Future<Output = Response<Body>> {
     async move {
+        let (runtime, transport) = (serving.runtime(), serving.transport());
         let started = Instant::now();
         let ident = Ident::new(&request);
         let upgrade = websocket::client_side(&mut request);
