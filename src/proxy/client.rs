@@ -32,7 +32,7 @@ use super::connectors::{self, Direct, ThroughProxy};
 use super::h2_pool::{H2Counts, StreamLease};
 use super::h2_settings::{StreamLimit, sniffed};
 use super::pool::Pool;
-use super::wire_form::{host_header, refused_by_forward_proxy, to_wire_form};
+use super::wire_form::{host_header, refused_by_forward_proxy, to_absolute_form, to_wire_form};
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, Upstream};
 use crate::names::NameMap;
@@ -183,7 +183,7 @@ impl UpstreamClient {
                 }
             }
         };
-        send_h2(stream, request).await
+        send_h2(stream, request, upstream).await
     }
 
     /// A new connection to `upstream` (through its egress proxy, if any); `upgrade`:
@@ -305,7 +305,7 @@ async fn send_on_new(
         Conn::H2(sender, limit) => {
             let stream = pool.h2.add(sender, limit);
             pool.start_sweeping();
-            send_h2(stream, request).await
+            send_h2(stream, request, upstream).await
         }
         Conn::H1(mut sender) => {
             let closed = || {
@@ -326,8 +326,10 @@ async fn send_on_new(
 async fn send_h2(
     stream: StreamLease,
     mut request: Request<Body>,
+    upstream: &Upstream,
 ) -> Result<Response<UpstreamBody>, SendError> {
     // The client's `Host` named backstop; the upstream's host goes in `:authority`.
+    to_absolute_form(&mut request, upstream)?;
     request.headers_mut().remove(HOST);
     let mut sender = stream.sender();
     sender.ready().await?;

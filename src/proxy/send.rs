@@ -38,22 +38,19 @@ pub fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, Pr
     Uri::try_from(s).map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))
 }
 
-/// The URI of one attempt's request: the upstream's scheme, host and base path, then
-/// `path_and_query`, the client's or a rewritten one for a fallback (Azure deployment).
+/// The URI of one attempt's request: `path_and_query`, the client's or a rewritten one
+/// for a fallback (Azure deployment), after the upstream's base path. The client's own
+/// path as it is (the usual case) goes in origin form, already parsed and not copied;
+/// the transport puts the upstream's scheme and host where its protocol wants them
+/// (`proxy::wire_form`). Any other is built in absolute form (`upstream_uri`).
 pub fn outbound_uri(
     upstream: &Upstream,
     client: &Uri,
     path_and_query: &str,
 ) -> Result<Uri, ProxyError> {
     match client.path_and_query() {
-        // The client's path as it is (the usual case): already parsed, no copy.
         Some(pq) if upstream.base_url.path.is_empty() && pq.as_str() == path_and_query => {
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(upstream.base_url.scheme.clone());
-            uri.authority = Some(upstream.base_url.authority.clone());
-            uri.path_and_query = Some(pq.clone());
-            Uri::from_parts(uri)
-                .map_err(|e| ProxyError::BadRequest(format!("bad request path: {e}")))
+            Ok(Uri::from(pq.clone()))
         }
         _ => upstream_uri(upstream, path_and_query),
     }
@@ -266,7 +263,7 @@ mod tests {
                 websocket: false,
             };
             let headers = parts.headers.clone();
-            let request = outbound_request(
+            let mut request = outbound_request(
                 &upstream(base),
                 &parts.method,
                 uri,
@@ -274,6 +271,10 @@ mod tests {
                 headers,
                 forwarding,
             );
+            // In absolute form as HTTP/2 or a forward proxy gets it (HTTP/1.1 sends the
+            // path alone, with the upstream's `Host`: `wire_form`'s tests).
+            super::super::wire_form::to_absolute_form(&mut request, &upstream(base))
+                .expect("absolute form");
             assert_eq!(request.uri().to_string(), want);
         }
     }

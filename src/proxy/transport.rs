@@ -12,7 +12,9 @@ use crate::body::Body;
 use crate::config::Upstream;
 
 pub trait Transport: Send + Sync + 'static {
-    /// Sends `request` (absolute URI) to `upstream` and waits for the response head.
+    /// Sends `request` to `upstream` and waits for the response head. Its URI is in
+    /// origin form (path and query: the upstream's scheme and host go where the
+    /// protocol wants them) or absolute form with the upstream's own scheme and host.
     fn send(
         &self,
         upstream: &Upstream,
