@@ -188,12 +188,15 @@ impl UpstreamLimits {
         }
         let mut waited = Duration::ZERO;
         if let Some(pacer) = &self.pacer {
-            waited += pacer
-                .admit(now, until)
-                .await
+            // The slot taken here, waited for here: no future of its own to poll.
+            waited = pacer
+                .reserve(now, until)
                 .map_err(|r| NotAdmitted::RateLimited {
                     retry_after: r.retry_after,
                 })?;
+            if !waited.is_zero() {
+                tokio::time::sleep(waited).await;
+            }
         }
         if let Some(rate) = &self.rate {
             waited += rate.admit(estimated_tokens, until).await.map_err(|r| {

@@ -144,48 +144,61 @@ impl Pacer {
     /// `now` is the time of asking (the caller's clock read, shared with its other
     /// checks).
     pub async fn admit(&self, now: Instant, until: Instant) -> Result<Duration, Refused> {
-        let wait = {
-            let mut s = self.0.lock();
-            let mut start = now.max(s.next_slot);
-            if let Some(p) = s.paused_until {
-                start = start.max(p);
-            }
-            // A window that has reset by `start` starts again at the limit (or unknown).
-            if s.resets_at.is_some_and(|t| t <= start) {
-                s.remaining = s.limit;
-                s.resets_at = None;
-            }
-            let mut spacing = Duration::ZERO;
-            match (s.remaining, s.resets_at) {
-                (Some(left), Some(reset)) if left < 1.0 => {
-                    // None left: the first slot after the reset, with a fresh window.
-                    start = start.max(reset);
-                    s.remaining = s.limit.map(|l| l - 1.0);
-                    s.resets_at = None;
-                }
-                (Some(left), Some(reset)) => {
-                    s.remaining = Some(left - 1.0);
-                    let low = s.limit.map_or(left <= 1.0, |l| left <= l * 0.1);
-                    if low {
-                        spacing = reset.saturating_duration_since(start).div_f64(left + 1.0);
-                    }
-                }
-                (Some(left), None) => s.remaining = Some((left - 1.0).max(0.0)),
-                (None, _) => {}
-            }
-            // No wait needed is no refusal, even with no time to wait at all.
-            if start > until.max(now) {
-                return Err(Refused {
-                    retry_after: (start - now).max(Duration::from_secs(1)),
-                });
-            }
-            s.next_slot = start + spacing.div_f64(s.factor);
-            start - now
-        };
+        let wait = self.reserve(now, until)?;
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
         Ok(wait)
+    }
+
+    /// Takes the next slot without waiting for it: how long until it starts (zero for
+    /// an upstream that has said nothing of its limits, without clock arithmetic), or
+    /// a refusal if that is after `until`. The caller waits (`admit`).
+    pub fn reserve(&self, now: Instant, until: Instant) -> Result<Duration, Refused> {
+        let mut s = self.0.lock();
+        let mut start = now.max(s.next_slot);
+        if let Some(p) = s.paused_until {
+            start = start.max(p);
+        }
+        // A window that has reset by `start` starts again at the limit (or unknown).
+        if s.resets_at.is_some_and(|t| t <= start) {
+            s.remaining = s.limit;
+            s.resets_at = None;
+        }
+        let mut spacing = Duration::ZERO;
+        match (s.remaining, s.resets_at) {
+            (Some(left), Some(reset)) if left < 1.0 => {
+                // None left: the first slot after the reset, with a fresh window.
+                start = start.max(reset);
+                s.remaining = s.limit.map(|l| l - 1.0);
+                s.resets_at = None;
+            }
+            (Some(left), Some(reset)) => {
+                s.remaining = Some(left - 1.0);
+                let low = s.limit.map_or(left <= 1.0, |l| left <= l * 0.1);
+                if low {
+                    spacing = reset.saturating_duration_since(start).div_f64(left + 1.0);
+                }
+            }
+            (Some(left), None) => s.remaining = Some((left - 1.0).max(0.0)),
+            (None, _) => {}
+        }
+        // No wait needed is no refusal, even with no time to wait at all.
+        if start > until.max(now) {
+            return Err(Refused {
+                retry_after: (start - now).max(Duration::from_secs(1)),
+            });
+        }
+        s.next_slot = if spacing.is_zero() {
+            start
+        } else {
+            start + spacing.div_f64(s.factor)
+        };
+        Ok(if start <= now {
+            Duration::ZERO
+        } else {
+            start - now
+        })
     }
 
     /// The view, if the rate factor moved since the last time this returned one (so
