@@ -84,7 +84,8 @@ enum Conn {
 }
 
 impl UpstreamClient {
-    /// Sends `request` (absolute URI) to `upstream` on a pooled connection or a new one.
+    /// Sends `request` (its URI in origin or absolute form: `Transport::send`) to
+    /// `upstream` on a pooled connection or a new one.
     ///
     /// Not an `async fn`: an `async fn` keeps its arguments twice in its future, and
     /// copies the request (~240 bytes) from one to the other.
