@@ -64,8 +64,9 @@ pub(super) fn proxy_handler(
         // path's own future, owning the runtime (`serve_owned`), with nothing around it
         // but `Tracking`: each level of nesting moves the request once more.
         if stack::detaches(&runtime, &req) {
-            let serving = stack::serve_detached(runtime, observer, req);
-            return Box::pin(Tracking::new(serving, in_flight));
+            let serving =
+                || Tracking::new(stack::serve_detached(runtime, observer, req), in_flight);
+            return in_place::boxed(serving);
         }
         in_place::boxed(|| Tracking::new(stack::serve_owned(runtime, observer, req), in_flight))
     }
