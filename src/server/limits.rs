@@ -182,14 +182,14 @@ pin_project_lite::pin_project! {
 }
 
 impl Tracked {
-    pub fn new(inner: Body, in_flight: InFlight) -> Tracked {
-        let in_flight = (!inner.is_end_stream()).then_some(in_flight);
+    fn new(inner: Body, in_flight: Option<InFlight>) -> Tracked {
+        let in_flight = in_flight.filter(|_| !inner.is_end_stream());
         Tracked { inner, in_flight }
     }
 
     /// `response`, its request in flight until its body ends.
     pub fn response(response: Response<Body>, in_flight: InFlight) -> Response<Tracked> {
-        response.map(|body| Tracked::new(body, in_flight))
+        response.map(|body| Tracked::new(body, Some(in_flight)))
     }
 }
 
@@ -219,14 +219,10 @@ impl<F: Future<Output = Response<Body>>> Future for Tracking<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = std::task::ready!(this.serving.poll(cx));
-        // Polled once more after this (never, by hyper): an empty body, not a panic.
-        Poll::Ready(Ok(match this.in_flight.take() {
-            Some(in_flight) => Tracked::response(response, in_flight),
-            None => response.map(|inner| Tracked {
-                inner,
-                in_flight: None,
-            }),
-        }))
+        // Taken: a finished future is not polled again (by hyper, or it would be the
+        // request path's own that panicked first).
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| Tracked::new(body, in_flight))))
     }
 }
 
