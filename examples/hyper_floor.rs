@@ -122,7 +122,7 @@ async fn forward(
         Ok(response) => {
             let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            let body = body.boxed();
+            let body = Body::new(body);
             Ok(Response::from_parts(head, body))
         }
         Err(_) => Ok(status(StatusCode::BAD_GATEWAY)),
@@ -140,7 +140,7 @@ fn upstream_uri(upstream: &Upstream, pq: Option<&PathAndQuery>) -> Result<Uri, h
 }
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
+    Body::new(Full::new(bytes).map_err(|never| match never {}))
 }
 
 fn status(code: StatusCode) -> Response<Body> {

@@ -187,7 +187,7 @@ fn response(reply: Reply) -> Result<Response<UpstreamBody>, SendError> {
         response.headers_mut().append(name, value);
     }
     let body = ScriptedBody::new(reply.body);
-    *response.body_mut() = UpstreamBody::from_body(http_body_util::BodyExt::boxed(body));
+    *response.body_mut() = UpstreamBody::from_body(crate::body::Body::new(body));
     Ok(response)
 }
 

@@ -151,7 +151,7 @@ impl RequestBody {
     pub fn into_body(self) -> Body {
         match self {
             RequestBody::Buffered(bytes) => body::full(bytes),
-            RequestBody::Streaming(s) => BodyExt::boxed(s),
+            RequestBody::Streaming(s) => Body::new(s),
         }
     }
 }
@@ -289,7 +289,7 @@ impl StreamingBody {
         StreamingBody {
             prefix: read.into(),
             held,
-            rest: rest.map_err(Into::into).boxed(),
+            rest: Body::new(rest.map_err(Into::into)),
             seen,
             limit: limits.max_body_bytes,
         }

@@ -117,7 +117,7 @@ async fn run(
         detach: detach.clone(),
     };
     let client = head_tx
-        .send(Response::from_parts(parts, relay.boxed()))
+        .send(Response::from_parts(parts, Body::new(relay)))
         .is_ok()
         .then_some(frames);
     if client.is_none() {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Response;
-use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::keep::{KeepBody, Keeping};
@@ -46,39 +45,48 @@ pub(super) fn respond(
     let status = response.status().as_u16();
     let streamed = served.streamed(judged_stream, response.headers());
     let look_for_usage = status == 200 && usage_endpoint(ident.kind);
-    let event = RequestEvent {
-        request_id: ident.id,
-        upstream: served.upstream.take(),
-        method: ident.method,
-        endpoint_kind: ident.kind,
-        endpoint: ident.endpoint,
-        status,
-        streamed,
-        attempts: served.attempts,
-        give_up: served.give_up,
-        time_to_headers: started.elapsed(),
-        queue_wait: served.queue_wait,
-        time_to_first_chunk: None,
-        duration: Duration::ZERO,
-        end: BodyEnd::Complete,
-        refused,
-        usage: None,
-        meta: served.take_meta(),
-        response: CapturedResponse::start(keep_response, status, response.headers()),
-        replay: served.replayed.take(),
-    };
+    let captured = CapturedResponse::start(keep_response, status, response.headers());
     let (parts, body) = response.into_parts();
-    // Boxed where it is made: the watched body (~300 bytes) is not moved on first.
-    let watched = WatchedBody::new(
-        body,
-        observer,
-        event,
-        started,
-        look_for_usage,
-        served.settle.take(),
-        served.detach.clone(),
-    )
-    .boxed();
+    let (upstream, meta, replay) = (
+        served.upstream.take(),
+        served.take_meta(),
+        served.replayed.take(),
+    );
+    let (settle, detach) = (served.settle.take(), served.detach.clone());
+    let time_to_headers = started.elapsed();
+    // Built in its box, the event with it: the watched body (~450 bytes) is not copied.
+    let watched = Body::in_place(|| {
+        let event = RequestEvent {
+            request_id: ident.id,
+            upstream,
+            method: ident.method,
+            endpoint_kind: ident.kind,
+            endpoint: ident.endpoint,
+            status,
+            streamed,
+            attempts: served.attempts,
+            give_up: served.give_up,
+            time_to_headers,
+            queue_wait: served.queue_wait,
+            time_to_first_chunk: None,
+            duration: Duration::ZERO,
+            end: BodyEnd::Complete,
+            refused,
+            usage: None,
+            meta,
+            response: captured,
+            replay,
+        };
+        WatchedBody::new(
+            body,
+            observer,
+            event,
+            started,
+            look_for_usage,
+            settle,
+            detach,
+        )
+    });
     Response::from_parts(parts, outgoing(watched, keeping))
 }
 
@@ -86,7 +94,7 @@ pub(super) fn respond(
 /// replay when the request has a ticket.
 fn outgoing(watched: Body, keeping: Option<Keeping>) -> Body {
     match keeping {
-        Some(keeping) => KeepBody::new(watched, keeping).boxed(),
+        Some(keeping) => Body::new(KeepBody::new(watched, keeping)),
         None => watched,
     }
 }

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use http::response::Parts as Head;
 use http::{HeaderMap, Response};
-use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::{AttemptResult, Context, failed};
@@ -48,9 +47,8 @@ pub(super) async fn judge<T>(
         return first_event(ctx, head, body, id, started).await;
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
-    let body = GuardedBody::new(body, idle, sse)
-        .watched_by(ctx.meta.clone())
-        .boxed();
+    let meta = ctx.meta.clone();
+    let body = Body::in_place(|| GuardedBody::new(body, idle, sse).watched_by(meta));
     let took = now.saturating_duration_since(started);
     answered(head, body, (sse, id), took, Outcome::Success)
 }
@@ -72,9 +70,7 @@ async fn error<T>(
     ctx.hop
         .limits
         .observe(head.status.as_u16(), &head.headers, server_delay, now);
-    let body = rest_of(peeked, idle, sse)
-        .watched_by(ctx.meta.clone())
-        .boxed();
+    let body = Body::new(rest_of(peeked, idle, sse).watched_by(ctx.meta.clone()));
     let took = now.saturating_duration_since(started);
     let mut attempted = answered(head, body, (sse, id), took, outcome);
     attempted.value.error_code = error_code;
@@ -119,9 +115,7 @@ async fn first_event<T>(
             let first = peek::first_event(&peeked.prefix).unwrap_or_default();
             let error_event = peek::is_error_event(&first);
             let idle = settings.idle_timeout;
-            let body = rest_of(peeked, idle, true)
-                .watched_by(ctx.meta.clone())
-                .boxed();
+            let body = Body::new(rest_of(peeked, idle, true).watched_by(ctx.meta.clone()));
             if !error_event {
                 return answered(head, body, (true, id), started.elapsed(), Outcome::Success);
             }
