@@ -26,17 +26,40 @@ use crate::retry::classify::{Outcome, Retryable, classify_response, error_fields
 use crate::retry::driver::Attempted;
 use crate::retry::server_delay::server_delay;
 
-pub(super) async fn judge<T>(
+/// What the head alone says: pass the response on as it is, or read the start of its
+/// body first (`Held`).
+pub(super) enum Judged {
+    Answered(Attempted<AttemptResult>),
+    Held(Held),
+}
+
+/// A response whose body is read before it is judged: an error's start, or an SSE
+/// 200's first event.
+pub(super) struct Held {
+    head: Head,
+    body: UpstreamBody,
+    sse: bool,
+    id: Option<UpstreamRequestId>,
+}
+
+/// Judges a response head. Not an `async fn`: most responses are passed on as they
+/// are, without a future that would move the response in and the result out.
+pub(super) fn judge<T>(
     ctx: &Context<'_, T>,
     response: Response<UpstreamBody>,
     started: Instant,
-) -> Attempted<AttemptResult> {
+) -> Judged {
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let noted = UpstreamHeaders::scan(&head.headers);
     let (sse, id) = (noted.is_event_stream(), upstream_request_id(&noted));
     if head.status.as_u16() >= 400 {
-        return error(ctx, head, body, (sse, id), started).await;
+        return Judged::Held(Held {
+            head,
+            body,
+            sse,
+            id,
+        });
     }
     // One clock read for pacing and the attempt's duration.
     let now = Instant::now();
@@ -44,13 +67,37 @@ pub(super) async fn judge<T>(
         .limits
         .observe(head.status.as_u16(), &head.headers, None, now);
     if sse && head.status.is_success() {
-        return first_event(ctx, head, body, id, started).await;
+        return Judged::Held(Held {
+            head,
+            body,
+            sse,
+            id,
+        });
     }
     let idle = ctx.hop.upstream.retry.idle_timeout;
     let meta = ctx.meta.clone();
     let body = Body::in_place(|| GuardedBody::new(body, idle, sse).watched_by(meta));
     let took = now.saturating_duration_since(started);
-    answered(head, body, (sse, id), took, Outcome::Success)
+    Judged::Answered(answered(head, body, (sse, id), took, Outcome::Success))
+}
+
+/// Judges a `Held` response by the start of its body.
+pub(super) async fn read_held<T>(
+    ctx: &Context<'_, T>,
+    held: Held,
+    started: Instant,
+) -> Attempted<AttemptResult> {
+    let Held {
+        head,
+        body,
+        sse,
+        id,
+    } = held;
+    if head.status.as_u16() >= 400 {
+        error(ctx, head, body, (sse, id), started).await
+    } else {
+        first_event(ctx, head, body, id, started).await
+    }
 }
 
 /// An error response: classified from its head and the start of its body.

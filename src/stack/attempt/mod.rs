@@ -5,6 +5,7 @@
 
 mod judge;
 
+use judge::Judged;
 pub(super) use judge::is_event_stream;
 
 use std::sync::Arc;
@@ -94,7 +95,12 @@ impl<T: Transport> Context<'_, T> {
         // The response goes to `judge` as it is; only a failure is named here.
         let SendFailure { outcome, error } =
             match send(self.transport, upstream, request, until).await {
-                Ok(Ok(response)) => return judge::judge(self, response, started).await,
+                Ok(Ok(response)) => {
+                    return match judge::judge(self, response, started) {
+                        Judged::Answered(attempted) => attempted,
+                        Judged::Held(held) => judge::read_held(self, held, started).await,
+                    };
+                }
                 Ok(Err(e)) => failure(upstream, &e),
                 Err(TimedOut) => timed_out(upstream, started),
             };
