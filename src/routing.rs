@@ -3,32 +3,37 @@
 //! Only the request path decides. Absolute-form URIs contribute their path alone, and
 //! `Host` / `X-Forwarded-*` are never read, so backstop cannot be used as an open proxy.
 
-use std::sync::Arc;
-
 use crate::config::Upstream;
 
+/// Routes to a `T` per upstream (the runtime's: the upstream's `Hop` itself, so a
+/// routed request needs no second lookup by name).
 #[derive(Debug, Clone)]
-pub struct Router {
+pub struct Router<T> {
     /// The upstreams with a path route (not `fallback_only`) and their prefixes, sorted
     /// by prefix length, longest first.
-    upstreams: Vec<(String, Arc<Upstream>)>,
+    upstreams: Vec<(String, T)>,
 }
 
-impl Router {
-    pub fn new(upstreams: &[Upstream]) -> Router {
-        let mut upstreams: Vec<(String, Arc<Upstream>)> = upstreams
+impl<T> Router<T> {
+    /// Routes to `target(upstream)` for each upstream with a `path_prefix`; one it
+    /// gives `None` for is not routed to.
+    pub fn new(
+        upstreams: &[Upstream],
+        mut target: impl FnMut(&Upstream) -> Option<T>,
+    ) -> Router<T> {
+        let mut upstreams: Vec<(String, T)> = upstreams
             .iter()
-            .filter_map(|u| Some((u.path_prefix.clone()?, Arc::new(u.clone()))))
+            .filter_map(|u| Some((u.path_prefix.clone()?, target(u)?)))
             .collect();
         upstreams.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Router { upstreams }
     }
 
-    pub fn route(&self, path: &str) -> Option<&Arc<Upstream>> {
+    pub fn route(&self, path: &str) -> Option<&T> {
         self.upstreams
             .iter()
             .find(|(prefix, _)| prefix_matches(prefix, path))
-            .map(|(_, u)| u)
+            .map(|(_, target)| target)
     }
 }
 
@@ -43,7 +48,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn router() -> Router {
+    fn router() -> Router<String> {
         let text = r#"
             [[upstream]]
             name = "openai"
@@ -58,11 +63,15 @@ mod tests {
             path_prefix = "/openai/deployments/eu-"
         "#;
         let config = Config::from_toml(text, &|_| None).expect("valid");
-        Router::new(&config.upstreams)
+        by_name(&config.upstreams)
     }
 
-    fn name(r: &Router, path: &str) -> Option<String> {
-        r.route(path).map(|u| u.name.clone())
+    fn by_name(upstreams: &[Upstream]) -> Router<String> {
+        Router::new(upstreams, |u| Some(u.name.clone()))
+    }
+
+    fn name(r: &Router<String>, path: &str) -> Option<String> {
+        r.route(path).cloned()
     }
 
     #[test]
@@ -95,7 +104,7 @@ mod tests {
     fn no_match_without_a_root_upstream() {
         let text = "[[upstream]]\nname=\"a\"\nbase_url=\"https://x\"\npath_prefix=\"/v1/\"\n";
         let config = Config::from_toml(text, &|_| None).expect("valid");
-        let r = Router::new(&config.upstreams);
+        let r = by_name(&config.upstreams);
         assert!(r.route("/other").is_none());
         assert!(r.route("/v1/models").is_some());
     }

@@ -15,7 +15,8 @@ use crate::tasks::Tasks;
 
 pub struct Runtime {
     pub config: Arc<Config>,
-    pub router: Router,
+    /// Routes to the upstream's `Hop` (one of `hops`).
+    router: Router<Arc<Hop>>,
     pub client: UpstreamClient,
     /// Memory for request bodies kept for replay, shared by every request; the same
     /// budget across reloads (bodies kept under the old config still count).
@@ -30,7 +31,7 @@ pub struct Runtime {
     pub replay: Option<Arc<Replay>>,
     /// With `[redis]`: the fleet's store, one for the server's life (a reload keeps it).
     pub fleet: Option<Arc<Store>>,
-    hops: NameMap<Hop>,
+    hops: NameMap<Arc<Hop>>,
 }
 
 /// One upstream as the request path uses it: its settings, and the state every request
@@ -95,7 +96,6 @@ impl Runtime {
             (None, _, _) => None,
         };
         let client = client::build(&config, tasks)?;
-        let router = Router::new(&config.upstreams);
         let buffer_budget = match previous {
             Some(p) => {
                 p.buffer_budget.set_limit(config.retry_buffer_total_bytes);
@@ -109,9 +109,10 @@ impl Runtime {
             .map(|u| {
                 let old = previous.and_then(|p| p.hop(&u.name));
                 let hop = Hop::new(u, &config.upstreams, old, fleet.as_ref());
-                (hop.name.clone(), hop)
+                (hop.name.clone(), Arc::new(hop))
             })
-            .collect();
+            .collect::<NameMap<_>>();
+        let router = Router::new(&config.upstreams, |u| hops.get(u.name.as_str()).cloned());
         let replay = match previous {
             Some(p) => p.replay.clone(),
             None => config
@@ -134,12 +135,12 @@ impl Runtime {
 
     /// The upstream whose `path_prefix` serves `path` (longest wins).
     pub fn route(&self, path: &str) -> Option<&Hop> {
-        self.router.route(path).and_then(|u| self.hop(&u.name))
+        self.router.route(path).map(|hop| &**hop)
     }
 
     /// An upstream by name, with its shared state.
     pub fn hop(&self, name: &str) -> Option<&Hop> {
-        self.hops.get(name)
+        self.hops.get(name).map(|hop| &**hop)
     }
 
     /// A request's chain: `primary`, then its own fallbacks in order (never followed

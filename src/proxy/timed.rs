@@ -12,7 +12,7 @@
 //! Its timer is one a finished `Timed` of this thread left behind (`spare`) when there
 //! is one: moving a registered timer to a later deadline is an atomic update, where a
 //! new timer is locked into tokio's timer wheel on its first poll and out of it when
-//! dropped (~300 instructions an attempt, `bench/callgrind`). A spare timer still holds
+//! dropped (~100 instructions a request fewer in all, `bench/callgrind`). A spare timer still holds
 //! the waker of the task that last polled it (a handful per thread at most), and when
 //! its old deadline passes unused it wakes that task once for nothing.
 
