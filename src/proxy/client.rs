@@ -99,16 +99,22 @@ impl UpstreamClient {
         mut request: Request<Body>,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + Send {
         async move {
+            // Borrowed from the map, not counted once more per request.
+            let unlisted;
             let pool = match self.pools.get(upstream.name.as_str()) {
-                Some(pool) => pool.clone(),
-                None => Pool::new(self.idle_timeout, self.tasks.clone(), host_header(upstream)),
+                Some(pool) => pool,
+                None => {
+                    let host = host_header(upstream);
+                    unlisted = Pool::new(self.idle_timeout, self.tasks.clone(), host);
+                    &unlisted
+                }
             };
             // A handshake is a GET: other methods skip the header lookup.
             if request.method() == Method::GET && request.headers().contains_key(UPGRADE) {
                 return Box::pin(self.send_upgrade(request, upstream)).await;
             }
             if pool.h2.is_open() {
-                return self.send_on_h2(&pool, request, upstream).await;
+                return self.send_on_h2(pool, request, upstream).await;
             }
             // Pooled connections first; one the server closed meanwhile hands the request
             // back unsent, and the next one (or a new one) gets it.
@@ -117,15 +123,15 @@ impl UpstreamClient {
                 if !sender.is_ready() && sender.ready().await.is_err() {
                     continue;
                 }
-                wire_h1(&pool, &mut request, upstream)?;
+                wire_h1(pool, &mut request, upstream)?;
                 let answer = sender.try_send_request(request).await;
-                match answered_h1(answer, &pool, sender, upstream) {
+                match answered_h1(answer, pool, sender, upstream) {
                     Ok(response) => return Ok(response),
                     Err(Unsent::Again(back)) => request = *back,
                     Err(Unsent::Failed(e)) => return Err(e),
                 }
             }
-            Box::pin(self.send_on_connected(&pool, request, upstream, None)).await
+            Box::pin(self.send_on_connected(pool, request, upstream, None)).await
         }
     }
 
