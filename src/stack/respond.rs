@@ -47,18 +47,12 @@ pub(super) fn respond(
     let look_for_usage = status == 200 && usage_endpoint(ident.kind);
     let captured = CapturedResponse::start(keep_response, status, response.headers());
     let (parts, body) = response.into_parts();
-    let (upstream, meta, replay) = (
-        served.upstream.take(),
-        served.take_meta(),
-        served.replayed.take(),
-    );
-    let (settle, detach) = (served.settle.take(), served.detach.clone());
     let time_to_headers = started.elapsed();
     // Built in its box, the event with it: the watched body (~450 bytes) is not copied.
     let watched = Body::in_place(|| {
         let event = RequestEvent {
             request_id: ident.id,
-            upstream,
+            upstream: served.upstream.take(),
             method: ident.method,
             endpoint_kind: ident.kind,
             endpoint: ident.endpoint,
@@ -73,9 +67,9 @@ pub(super) fn respond(
             end: BodyEnd::Complete,
             refused,
             usage: None,
-            meta,
+            meta: served.take_meta(),
             response: captured,
-            replay,
+            replay: served.replayed.take(),
         };
         WatchedBody::new(
             body,
@@ -83,8 +77,8 @@ pub(super) fn respond(
             event,
             started,
             look_for_usage,
-            settle,
-            detach,
+            served.settle.take(),
+            served.detach.clone(),
         )
     });
     Response::from_parts(parts, outgoing(watched, keeping))
