@@ -692,6 +692,46 @@ async fn received_records_method_path_query_headers_and_body() {
 }
 
 #[tokio::test]
+async fn received_keeps_only_the_latest_keep_received_requests_and_numbers_them_all() {
+    let mock = MockUpstream::start_with(MockOptions {
+        keep_received: 2,
+        ..MockOptions::default()
+    })
+    .await
+    .expect("start mock");
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let response = exchange(&mock, &get(&format!("/v1/models?n={n}"))).await;
+        ids.push(response.header("x-request-id").map(str::to_string));
+    }
+    let queries: Vec<_> = mock.received().into_iter().map(|r| r.query).collect();
+    assert_eq!(
+        queries,
+        [Some("n=3".to_string()), Some("n=4".to_string())],
+        "the two latest, oldest first"
+    );
+    assert_eq!(mock.request_count(), 4, "every request is counted");
+    let expected: Vec<Option<String>> = (1..=4).map(|n| Some(format!("mock-{n}"))).collect();
+    assert_eq!(ids, expected, "numbers run on past the kept ones");
+}
+
+#[tokio::test]
+async fn a_mock_keeping_no_requests_still_counts_and_numbers_them() {
+    let mock = MockUpstream::start_with(MockOptions {
+        keep_received: 0,
+        ..MockOptions::default()
+    })
+    .await
+    .expect("start mock");
+    let first = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
+    let second = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
+    assert_eq!(first.header("x-request-id"), Some("mock-1"));
+    assert_eq!(second.header("x-request-id"), Some("mock-2"));
+    assert!(mock.received().is_empty());
+    assert_eq!(mock.request_count(), 2);
+}
+
+#[tokio::test]
 async fn received_decodes_a_chunked_request_body() {
     let mock = MockUpstream::start().await.expect("start mock");
     let (a, b) = CHAT.split_at(20);

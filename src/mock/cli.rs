@@ -82,6 +82,9 @@ impl From<&MockArgs> for MockOptions {
             stream_line_ending: args.stream_line_ending,
             seed: args.seed,
             rate_limit: args.rate_limit,
+            // Nothing reads them in the standalone server: a bench's millions of
+            // requests would otherwise all stay in memory.
+            keep_received: 0,
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct MockOptions {
     /// Enforce a provider-style request limit (fixed window, `x-ratelimit-*` headers,
     /// 429 over it). Applies to requests with an empty fault queue. Default: none.
     pub rate_limit: Option<MockRateLimit>,
+    /// How many of the latest requests `received()` keeps; older ones are let go, so a
+    /// mock left running under load does not grow without end. Default 10 000.
+    pub keep_received: usize,
 }
 
 /// `requests` per `window`, as a provider enforces and reports it.
@@ -88,6 +91,7 @@ impl Default for MockOptions {
             stream_line_ending: LineEnding::Lf,
             seed: None,
             rate_limit: None,
+            keep_received: 10_000,
         }
     }
 }
@@ -205,7 +209,8 @@ impl MockUpstream {
         self.shared.push(fault, n);
     }
 
-    /// Every request received so far, in arrival order, faulted ones included.
+    /// The requests received so far (the latest `keep_received` of them), in arrival
+    /// order, faulted ones included.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received()
     }

@@ -28,7 +28,10 @@ pub(super) struct Shared {
 
 struct State {
     queue: VecDeque<Fault>,
-    received: Vec<Received>,
+    /// The latest `opts.keep_received` requests.
+    received: VecDeque<Received>,
+    /// Every request so far: the next one's number is this + 1.
+    total: usize,
     rng: fastrand::Rng,
     /// Start and count of the current fixed window of `opts.rate_limit`.
     window: (Instant, u32),
@@ -43,7 +46,8 @@ impl Shared {
             opts,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                received: Vec::new(),
+                received: VecDeque::new(),
+                total: 0,
                 rng,
                 window: (Instant::now(), 0),
             }),
@@ -60,21 +64,27 @@ impl Shared {
     }
 
     pub(super) fn received(&self) -> Vec<Received> {
-        self.state().received.clone()
+        self.state().received.iter().cloned().collect()
     }
 
     /// Records a request and picks its fault; returns its 1-based number too. One lock
     /// for both, so request numbers, the record order and the queue order agree.
-    fn admit(&self, received: Received) -> (usize, Fault) {
+    fn admit(&self, received: &Received) -> (usize, Fault) {
         let mut state = self.state();
         let limited = self.opts.rate_limit.is_some() && state.queue.is_empty();
         let fault = if limited {
-            self.enforce_limit(&mut state, &received)
+            self.enforce_limit(&mut state, received)
         } else {
             None
         };
-        state.received.push(received);
-        let n = state.received.len();
+        state.total += 1;
+        let n = state.total;
+        if self.opts.keep_received > 0 {
+            if state.received.len() == self.opts.keep_received {
+                state.received.pop_front();
+            }
+            state.received.push_back(received.clone());
+        }
         let fault = match fault.or_else(|| state.queue.pop_front()) {
             Some(fault) => fault,
             None if self.opts.fail_rate > 0.0 && state.rng.f64() < self.opts.fail_rate => {
@@ -127,7 +137,7 @@ impl Shared {
                 body: body.to_string(),
             });
         }
-        let (status, body) = openai::json_answer(req, state.received.len() + 1);
+        let (status, body) = openai::json_answer(req, state.total + 1);
         Some(Fault::Respond {
             status,
             headers,
@@ -184,7 +194,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
-        let (n, fault) = shared.admit(received.clone());
+        let (n, fault) = shared.admit(&received);
         tracing::debug!(n, method = %received.method, path = %received.path, ?fault, "mock upstream: request");
         if matches!(fault, Fault::Ok) && websocket::is_handshake(&received) {
             if let Err(error) = websocket::serve(conn, &received, n).await {
