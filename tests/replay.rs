@@ -8,12 +8,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use backstop::mock::Fault;
+use backstop::mock::{Fault, StreamScript};
 use bytes::Bytes;
 use common::replay::{ALICE, replay_toml, replaying};
-use common::{FAST, Harness, TestClient, chat, scrape};
+use common::{FAST, Harness, TestClient, chat, scrape, within};
 use http::{Method, StatusCode};
 use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn keyed(client: &TestClient, key: &str, auth: &str, body: &str) -> http::Request<Full<Bytes>> {
     client
@@ -85,6 +86,53 @@ async fn a_stream_is_replayed_as_the_same_sse_bytes() {
     assert_eq!(second.header("content-type"), first.header("content-type"));
     assert!(first.text().contains("data: [DONE]"), "{}", first.text());
     assert_eq!(second.body, first.body, "the same SSE bytes");
+    h.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_keyed_stream_whose_client_leaves_mid_stream_is_read_to_its_end_and_kept() {
+    let (h, _dir) = replaying("", "").await;
+    h.mock.push(Fault::Stream(StreamScript {
+        chunks: 6,
+        gap: Duration::from_millis(40),
+        ..StreamScript::default()
+    }));
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": []}).to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: {ALICE}\r\nidempotency-key: left-mid-stream\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(h.proxy.proxy_addr())
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // Read until the first event has arrived, then leave with the rest still coming.
+    let mut seen = Vec::new();
+    let first_event = async {
+        while !String::from_utf8_lossy(&seen).contains("data: ") {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before the first event");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    within(Duration::from_secs(5), first_event).await;
+    drop(stream);
+    // The rest of the stream is read without its client and kept: the repeat (which
+    // joins it if it is still being read) gets every event, with no second call.
+    let again = within(
+        Duration::from_secs(5),
+        h.client
+            .call(keyed(&h.client, "left-mid-stream", ALICE, &body)),
+    )
+    .await;
+    assert_eq!(again.header("x-backstop-replayed"), Some("true"));
+    let text = again.text();
+    assert_eq!(text.matches("chat.completion.chunk").count(), 6, "{text}");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert_eq!(h.mock.request_count(), 1, "one upstream call");
     h.proxy.shutdown().await;
 }
 
