@@ -691,14 +691,19 @@ async fn received_records_method_path_query_headers_and_body() {
     assert!(second.at >= first.at);
 }
 
-#[tokio::test]
-async fn received_keeps_only_the_latest_keep_received_requests_and_numbers_them_all() {
-    let mock = MockUpstream::start_with(MockOptions {
-        keep_received: 2,
+/// A mock that keeps the latest `n` requests it receives.
+async fn keeping(n: usize) -> MockUpstream {
+    MockUpstream::start_with(MockOptions {
+        keep_received: n,
         ..MockOptions::default()
     })
     .await
-    .expect("start mock");
+    .expect("start mock")
+}
+
+#[tokio::test]
+async fn received_keeps_only_the_latest_keep_received_requests_and_numbers_them_all() {
+    let mock = keeping(2).await;
     let mut ids = Vec::new();
     for n in 1..=4 {
         let response = exchange(&mock, &get(&format!("/v1/models?n={n}"))).await;
@@ -717,12 +722,7 @@ async fn received_keeps_only_the_latest_keep_received_requests_and_numbers_them_
 
 #[tokio::test]
 async fn a_mock_keeping_no_requests_still_counts_and_numbers_them() {
-    let mock = MockUpstream::start_with(MockOptions {
-        keep_received: 0,
-        ..MockOptions::default()
-    })
-    .await
-    .expect("start mock");
+    let mock = keeping(0).await;
     let first = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
     let second = exchange(&mock, &post("/v1/chat/completions", CHAT)).await;
     assert_eq!(first.header("x-request-id"), Some("mock-1"));
