@@ -48,7 +48,7 @@ pub(super) fn client_limits(
 type Handled = Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
 
 /// What the proxy port does with each request: the request path on the runtime of
-/// the moment (a reload swaps it), detached from its connection when replay will
+/// the moment (a reload swaps it), ready to move off its connection when replay will
 /// finish it should its client leave.
 pub(super) fn proxy_handler(
     runtime: Arc<ArcSwap<Runtime>>,

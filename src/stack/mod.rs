@@ -16,8 +16,8 @@
 //!    request's kept response, or wait for an identical one in flight, or go on with a
 //!    ticket that keeps this one's response (`keep`). After the read, because the body
 //!    hash is part of the match; before the hops, because a replay is no attempt. A
-//!    request to be finished if its client leaves runs detached from its connection
-//!    (`detach`).
+//!    request to be finished if its client leaves moves off its connection when the
+//!    client leaves (`detach`).
 //! 3. **for each hop:**
 //!    - **admit** (`admit`) — circuit, pacing, rate limits; a refusal is the hop's
 //!      only report, and an open circuit hands over to the next hop;
@@ -78,7 +78,7 @@ use replay::Lookup;
 use report::{Ident, Reporter};
 use served::Served;
 
-/// Whether `request` runs detached from its client connection (`detach`, then
+/// Whether `request` may outlive its client connection (`detach`, then
 /// `serve_detached` instead of `serve`): only with `[replay] finish_abandoned`, and only
 /// a request that replay may finish without its client.
 pub fn detaches<B>(runtime: &Runtime, request: &Request<B>) -> bool {
@@ -144,8 +144,8 @@ impl Serving for Arc<Runtime> {
     }
 }
 
-/// `serve`, for a request that runs detached from its client connection when `detach`
-/// is given. Not an `async fn`, which would keep the request twice in its future (its
+/// `serve`, for a request that may outlive its client connection when `detach` is
+/// given. Not an `async fn`, which would keep the request twice in its future (its
 /// argument and its local) and copy it from one to the other.
 #[expect(
     clippy::manual_async_fn,
