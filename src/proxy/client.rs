@@ -14,10 +14,9 @@
 //! `pool_idle_timeout`.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use driven::Driven;
 use h1::{Unsent, answered_h1, wire_h1};
 use http::header::{HOST, UPGRADE};
 use http::uri::Scheme;
@@ -56,28 +55,6 @@ pub struct UpstreamClient {
     connect_timeout: std::time::Duration,
     /// Connection tasks, owned here so shutdown waits for them.
     tasks: Arc<Tasks>,
-}
-
-pin_project_lite::pin_project! {
-    /// A connection's I/O as its task: the connection polled where it lies. Awaited in
-    /// an `async` block instead, it would be held twice in the task (~700 bytes more
-    /// for each plain connection, ~1.7 KiB for a TLS one).
-    struct Driven<F> {
-        #[pin]
-        conn: F,
-    }
-}
-
-impl<F: Future<Output = Result<(), hyper::Error>>> Future for Driven<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().conn.poll(cx).map(|ended| {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        })
-    }
 }
 
 /// Why a request got no response.
@@ -402,6 +379,7 @@ pub fn build(config: &Config, tasks: Arc<Tasks>) -> Result<UpstreamClient, Confi
     })
 }
 
+mod driven;
 mod h1;
 #[cfg(test)]
 mod tests;
