@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use backstop::mock::{Fault, MockUpstream};
 use common::TestClient;
-use common::fleet::{chat, count, fire, redis_table, redis_up_becomes, replica, scrape};
+use common::fleet::{chat, count, fire, outcomes, redis_table, redis_up_becomes, replica, scrape};
 use common::redis_server::RedisServer;
 use http::StatusCode;
 
@@ -31,10 +31,11 @@ async fn three_replicas_share_one_burst_with_no_queue_wait() {
     let responses = fire(&fleet.iter().collect::<Vec<_>>(), 20).await;
     let passed = count(&responses, StatusCode::OK);
     let seen = mock.request_count();
-    assert_eq!(passed, seen);
+    assert_eq!(passed, seen, "{}", outcomes(&responses));
     assert!(
         (10..=13).contains(&seen),
-        "one burst of 10 for the fleet (plus what refilled meanwhile), not 30: {seen}"
+        "one burst of 10 for the fleet (plus what refilled meanwhile), not 30: {}",
+        outcomes(&responses)
     );
     let refused: Vec<_> = responses
         .iter()
@@ -62,7 +63,11 @@ async fn without_redis_each_replica_has_its_own_burst() {
     let responses = fire(&fleet.iter().collect::<Vec<_>>(), 20).await;
     let seen = mock.request_count();
     assert_eq!(count(&responses, StatusCode::OK), seen);
-    assert!((30..=36).contains(&seen), "three bursts of 10: {seen}");
+    assert!(
+        (30..=36).contains(&seen),
+        "three bursts of 10: {}",
+        outcomes(&responses)
+    );
 }
 
 #[tokio::test]

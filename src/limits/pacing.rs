@@ -189,11 +189,15 @@ impl Pacer {
                 retry_after: (start - now).max(Duration::from_secs(1)),
             });
         }
-        s.next_slot = if spacing.is_zero() {
-            start
-        } else {
-            start + spacing.div_f64(s.factor)
-        };
+        // Only a slot that constrains the next one moves `next_slot`. A slot taken at
+        // once with no spacing does not: a request that read the clock a moment earlier
+        // but takes the lock after this one is not behind it (with no time to wait, it
+        // would be refused for that moment).
+        if !spacing.is_zero() {
+            s.next_slot = start + spacing.div_f64(s.factor);
+        } else if start > now {
+            s.next_slot = start;
+        }
         Ok(if start <= now {
             Duration::ZERO
         } else {
@@ -255,6 +259,42 @@ mod tests {
         let until = Instant::now() + Duration::from_secs(5);
         assert_eq!(p.admit(Instant::now(), until).await, Ok(Duration::ZERO));
         assert_eq!(p.admit(Instant::now(), until).await, Ok(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_known_requests_asking_in_any_order_never_wait() {
+        // Two requests with no time to wait (`max_queue_wait = "0s"`): the one that read
+        // the clock later takes the lock first. Nothing asks for spacing, so the earlier
+        // one is not behind it.
+        let p = Pacer::default();
+        let earlier = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let later = Instant::now();
+        assert_eq!(p.reserve(later, later), Ok(Duration::ZERO));
+        assert_eq!(p.reserve(earlier, earlier), Ok(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_none_are_left_every_request_waits_for_the_reset() {
+        let p = Pacer::default();
+        p.observe(
+            200,
+            &headers(&[
+                ("x-ratelimit-limit-requests", "100"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1s"),
+            ]),
+            None,
+            Instant::now(),
+        );
+        let now = Instant::now();
+        let until = now + Duration::from_secs(5);
+        assert_eq!(p.reserve(now, until), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            p.reserve(now, until),
+            Ok(Duration::from_secs(1)),
+            "the first slot of the new window is the earliest for the rest too"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -80,6 +80,22 @@ pub async fn fire(proxies: &[&Proxy], n: usize) -> Vec<(Collected, Duration)> {
     out
 }
 
+/// What came back, for a failed assertion: `200 ×9, 429 rate_limited_locally ×51`.
+pub fn outcomes(responses: &[(Collected, Duration)]) -> String {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (r, _) in responses {
+        let body: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
+        let code = body.and_then(|b| b["error"]["code"].as_str().map(str::to_owned));
+        let key = match code {
+            Some(code) => format!("{} {code}", r.status.as_u16()),
+            None => r.status.as_u16().to_string(),
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    parts.join(", ")
+}
+
 pub fn count(responses: &[(Collected, Duration)], status: StatusCode) -> usize {
     responses.iter().filter(|(r, _)| r.status == status).count()
 }
